@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building, running and testing virtguard need.
+# Idempotent: a machine that already has them only pays for `apt-get update`.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+  libvirt-dev pkg-config                                  # build
+  libvirt-daemon-system libvirt-clients                   # hypervisor
+  pacemaker pacemaker-cli-utils corosync pcs crmsh        # cluster
+  resource-agents                                         # ocf-tester, ocft, classic agent, DTD
+  drbd-utils                                              # userland formats (no kernel module here)
+  busybox-static cpio linux-image-cloud-amd64             # test guests
+  libxml2-utils iproute2 procps psmisc util-linux         # xmllint, namespaces, /proc tools
+)
+
+apt-get update -qq
+# The image may carry qemu-utils from backports while qemu-system-x86 is only in
+# bookworm: install the three together at qemu-system-x86's candidate version.
+qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+apt-get install -y -qq --allow-downgrades --no-install-recommends \
+  "qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version" "qemu-block-extra=$qemu_version" \
+  "${packages[@]}" >/dev/null

@@ -1,0 +1,2 @@
+//! Cluster-side effects (utilization attributes through crm_resource),
+//! always through `exec`.

@@ -1,0 +1,1 @@
+//! DRBD state readers and the gate that keeps guests off stale data.

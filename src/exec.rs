@@ -1,0 +1,174 @@
+//! The only place that spawns processes: stdin is /dev/null, the child is
+//! killed at the deadline, and its stderr is kept for the error message.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::ocf::deadline::Deadline;
+
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+}
+
+#[derive(Debug)]
+pub enum ExecError {
+    /// The program could not be started (missing, not executable).
+    Spawn { program: String, message: String },
+    /// The deadline came first; the child was killed.
+    TimedOut { program: String, after: Duration },
+    /// It ran and exited non-zero (or died of a signal).
+    Failed { program: String, output: Output },
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecError::Spawn { program, message } => write!(f, "cannot run {program}: {message}"),
+            ExecError::TimedOut { program, after } => {
+                write!(f, "{program} did not finish within {:.1}s and was killed", after.as_secs_f64())
+            }
+            ExecError::Failed { program, output } => {
+                let detail = last_line(&output.stderr).or_else(|| last_line(&output.stdout));
+                match (output.status.code(), detail) {
+                    (Some(code), Some(d)) => write!(f, "{program} exited with {code}: {d}"),
+                    (Some(code), None) => write!(f, "{program} exited with {code}"),
+                    (None, Some(d)) => write!(f, "{program} was killed by a signal: {d}"),
+                    (None, None) => write!(f, "{program} was killed by a signal"),
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).last()
+}
+
+/// Runs `program args...` until it exits or `deadline` expires, capturing
+/// stdout and stderr. A non-zero exit is an error that carries both.
+pub fn run<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S], deadline: &Deadline) -> Result<Output, ExecError> {
+    let output = run_unchecked(program, args, deadline)?;
+    if output.success() {
+        Ok(output)
+    } else {
+        Err(ExecError::Failed { program: program.to_owned(), output })
+    }
+}
+
+/// Like [`run`], but a non-zero exit is returned as an `Output`, not an error.
+pub fn run_unchecked<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[S],
+    deadline: &Deadline,
+) -> Result<Output, ExecError> {
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // A process group of its own, so that a timeout kills the whole tree.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command
+        .spawn()
+        .map_err(|e| ExecError::Spawn { program: program.to_owned(), message: e.to_string() })?;
+    wait_with_deadline(program, child, deadline)
+}
+
+fn wait_with_deadline(program: &str, mut child: Child, deadline: &Deadline) -> Result<Output, ExecError> {
+    let stdout = child.stdout.take().map(spawn_reader);
+    let stderr = child.stderr.take().map(spawn_reader);
+    let mut step = Duration::from_millis(2);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(ExecError::Spawn { program: program.to_owned(), message: e.to_string() }),
+        }
+        if deadline.expired() {
+            kill_group(&child);
+            let _ = child.wait();
+            return Err(ExecError::TimedOut { program: program.to_owned(), after: deadline.elapsed() });
+        }
+        deadline.sleep(step);
+        step = (step * 2).min(Duration::from_millis(50));
+    };
+    // A grandchild that keeps the pipes open must not block us past the deadline.
+    kill_group(&child);
+    let collect = |h: Option<std::thread::JoinHandle<String>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(Output { status, stdout: collect(stdout), stderr: collect(stderr) })
+}
+
+fn kill_group(child: &Child) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+}
+
+fn spawn_reader<R: Read + Send + 'static>(mut reader: R) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = reader.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Finds `program` on PATH (or accepts an explicit path), like `command -v`.
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    if program.contains('/') {
+        let path = Path::new(program);
+        return executable(path).then(|| path.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_reports_failure_with_stderr() {
+        let d = Deadline::after(Duration::from_secs(10));
+        let ok = run("sh", &["-c", "echo out; echo err >&2"], &d).unwrap();
+        assert_eq!(ok.stdout, "out\n");
+        assert_eq!(ok.stderr, "err\n");
+        let err = run("sh", &["-c", "echo boom >&2; exit 3"], &d).unwrap_err();
+        assert_eq!(err.to_string(), "sh exited with 3: boom");
+    }
+
+    #[test]
+    fn stdin_is_closed() {
+        let d = Deadline::after(Duration::from_secs(10));
+        let out = run("sh", &["-c", "cat; echo done"], &d).unwrap();
+        assert_eq!(out.stdout, "done\n");
+    }
+
+    #[test]
+    fn deadline_kills_the_whole_group() {
+        let d = Deadline::after(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let err = run("sh", &["-c", "sleep 30 & sleep 30"], &d).unwrap_err();
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let d = Deadline::after(Duration::from_secs(1));
+        assert!(matches!(run::<&str>("/nonexistent/prog", &[], &d), Err(ExecError::Spawn { .. })));
+        assert!(find_program("sh").is_some());
+        assert!(find_program("no-such-program-virtguard").is_none());
+    }
+}

@@ -1,0 +1,1 @@
+//! An in-memory hypervisor for in-process tests of the decision logic.

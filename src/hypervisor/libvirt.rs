@@ -1,0 +1,1 @@
+//! The real backend: one libvirt connection per agent call.

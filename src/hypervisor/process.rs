@@ -1,0 +1,2 @@
+//! Finding and stopping a domain's emulator process through /proc, for
+//! when libvirtd cannot be reached.

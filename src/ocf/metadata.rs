@@ -1,0 +1,92 @@
+//! The meta-data XML, generated from the parameter and action tables.
+
+use std::fmt::Write;
+
+use quick_xml::escape::escape;
+
+use super::env::ACTIONS;
+use super::params::TABLE;
+
+pub const AGENT_NAME: &str = "VirtualDomain";
+pub const AGENT_SHORTDESC: &str = "Manages libvirt virtual machines (virtguard)";
+pub const AGENT_LONGDESC: &str = "Runs a libvirt domain (a KVM/QEMU virtual machine) as a highly available \
+cluster resource: start, graceful stop with a bounded fallback to destroy, a monitor that tells a serving \
+guest from one paused on an I/O error or crashed, and bounded live migration. Before it starts or receives \
+a guest it checks that the DRBD volumes backing the guest's disks hold the newest data. A drop-in \
+replacement for ocf:heartbeat:VirtualDomain: same parameters, defaults and exit codes.";
+
+pub fn render() -> String {
+    let mut xml = String::new();
+    let _ = writeln!(xml, "<?xml version=\"1.0\"?>");
+    let _ = writeln!(xml, "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\">");
+    let _ = writeln!(xml, "<resource-agent name=\"{AGENT_NAME}\" version=\"{}\">", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(xml, "<version>1.1</version>");
+    let _ = writeln!(xml, "<longdesc lang=\"en\">{}</longdesc>", escape(AGENT_LONGDESC));
+    let _ = writeln!(xml, "<shortdesc lang=\"en\">{}</shortdesc>", escape(AGENT_SHORTDESC));
+    let _ = writeln!(xml, "<parameters>");
+    for p in TABLE {
+        let _ = writeln!(
+            xml,
+            "<parameter name=\"{}\" unique=\"{}\" required=\"{}\">",
+            p.name, p.unique as u8, p.required as u8
+        );
+        let _ = writeln!(xml, "<longdesc lang=\"en\">{}</longdesc>", escape(p.longdesc));
+        let _ = writeln!(xml, "<shortdesc lang=\"en\">{}</shortdesc>", escape(p.shortdesc));
+        match p.default {
+            Some(default) => {
+                let _ = writeln!(xml, "<content type=\"{}\" default=\"{}\"/>", p.kind.ocf_name(), escape(default));
+            }
+            None => {
+                let _ = writeln!(xml, "<content type=\"{}\"/>", p.kind.ocf_name());
+            }
+        }
+        let _ = writeln!(xml, "</parameter>");
+    }
+    let _ = writeln!(xml, "</parameters>");
+    let _ = writeln!(xml, "<actions>");
+    for a in ACTIONS.iter().filter(|a| a.advertised) {
+        let _ = write!(xml, "<action name=\"{}\" timeout=\"{}s\"", a.name, a.timeout_secs);
+        if let Some(depth) = a.depth {
+            let _ = write!(xml, " depth=\"{depth}\"");
+        }
+        if let Some(interval) = a.interval_secs {
+            let _ = write!(xml, " interval=\"{interval}s\"");
+        }
+        let _ = writeln!(xml, "/>");
+    }
+    let _ = writeln!(xml, "</actions>");
+    let _ = writeln!(xml, "</resource-agent>");
+    xml
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_every_parameter_and_action_once() {
+        let xml = render();
+        for p in TABLE {
+            assert_eq!(xml.matches(&format!("<parameter name=\"{}\"", p.name)).count(), 1, "{}", p.name);
+        }
+        for a in ["start", "stop", "status", "monitor", "migrate_from", "migrate_to", "meta-data", "validate-all"] {
+            assert_eq!(xml.matches(&format!("<action name=\"{a}\"")).count(), 1, "{a}");
+        }
+        assert!(!xml.contains("name=\"usage\""));
+        assert!(xml.contains("<action name=\"monitor\" timeout=\"30s\" depth=\"0\" interval=\"10s\"/>"));
+        assert!(xml.contains("<content type=\"boolean\" default=\"true\"/>"));
+    }
+
+    #[test]
+    fn is_well_formed() {
+        let xml = render();
+        let mut reader = quick_xml::Reader::from_str(&xml);
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("meta-data is not well-formed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! THE parameter table. Environment parsing, defaults, validation of types,
+//! the meta-data XML and the man page are all generated from `parameters!`
+//! below, so a parameter exists in every one of them or in none.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Boolean,
+    Integer,
+}
+
+impl ParamType {
+    pub fn ocf_name(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Boolean => "boolean",
+            ParamType::Integer => "integer",
+        }
+    }
+}
+
+/// One row of the table, as meta-data and the man page see it.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub kind: ParamType,
+    /// The default advertised in meta-data and applied when the variable is unset.
+    pub default: Option<&'static str>,
+    pub required: bool,
+    pub unique: bool,
+    pub shortdesc: &'static str,
+    pub longdesc: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "parameter {}: {}", self.name, self.message)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+/// How one kind of parameter turns its (possibly absent) text into a value.
+pub trait ParamKind {
+    type Value;
+    const TYPE: ParamType;
+    fn parse(name: &'static str, raw: Option<&str>) -> Result<Self::Value, ParamError>;
+}
+
+/// Free text; empty counts as unset, as in the classic agent.
+pub struct Text;
+/// An OCF boolean (`ocf_is_true`): yes/true/on/1 and no/false/off/0, any case.
+pub struct Flag;
+/// A non-negative integer.
+pub struct Number;
+/// A non-negative integer without a default.
+pub struct OptNumber;
+
+impl ParamKind for Text {
+    type Value = Option<String>;
+    const TYPE: ParamType = ParamType::String;
+    fn parse(_: &'static str, raw: Option<&str>) -> Result<Self::Value, ParamError> {
+        Ok(raw.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned))
+    }
+}
+
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "y" | "true" | "on" | "ja" => Some(true),
+        "0" | "no" | "n" | "false" | "off" | "nein" => Some(false),
+        _ => None,
+    }
+}
+
+impl ParamKind for Flag {
+    type Value = bool;
+    const TYPE: ParamType = ParamType::Boolean;
+    fn parse(name: &'static str, raw: Option<&str>) -> Result<bool, ParamError> {
+        let raw = raw.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("false");
+        parse_bool(raw).ok_or_else(|| ParamError {
+            name,
+            message: format!("'{raw}' is not a boolean (use true or false)"),
+        })
+    }
+}
+
+impl ParamKind for OptNumber {
+    type Value = Option<u64>;
+    const TYPE: ParamType = ParamType::Integer;
+    fn parse(name: &'static str, raw: Option<&str>) -> Result<Option<u64>, ParamError> {
+        match raw.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(text) => text.parse::<u64>().map(Some).map_err(|_| ParamError {
+                name,
+                message: format!("'{text}' is not a non-negative integer"),
+            }),
+        }
+    }
+}
+
+impl ParamKind for Number {
+    type Value = u64;
+    const TYPE: ParamType = ParamType::Integer;
+    fn parse(name: &'static str, raw: Option<&str>) -> Result<u64, ParamError> {
+        Ok(OptNumber::parse(name, raw)?.unwrap_or(0))
+    }
+}
+
+macro_rules! parameters {
+    ($(
+        $field:ident : $kind:ident
+            $(= $default:literal)?
+            $(, required = $required:literal)?
+            $(, unique = $unique:literal)?
+            ;
+            short: $short:literal;
+            long: $long:literal;
+    )*) => {
+        /// The resource's parameters, typed, after defaults.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Params {
+            $( pub $field: <$kind as ParamKind>::Value, )*
+        }
+
+        pub const TABLE: &[ParamSpec] = &[
+            $( ParamSpec {
+                name: stringify!($field),
+                kind: <$kind as ParamKind>::TYPE,
+                default: parameters!(@opt $($default)?),
+                required: parameters!(@flag $($required)?),
+                unique: parameters!(@flag $($unique)?),
+                shortdesc: $short,
+                longdesc: $long,
+            }, )*
+        ];
+
+        impl Params {
+            /// Builds the parameters from `lookup(name)` (the value of
+            /// `OCF_RESKEY_<name>`), applying the table's defaults.
+            pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Params, Vec<ParamError>> {
+                let mut errors = Vec::new();
+                $(
+                    let raw = lookup(stringify!($field));
+                    let raw = raw.as_deref().filter(|s| !s.trim().is_empty()).or(parameters!(@opt $($default)?));
+                    let $field = <$kind as ParamKind>::parse(stringify!($field), raw)
+                        .map_err(|e| errors.push(e)).ok();
+                )*
+                if !errors.is_empty() {
+                    return Err(errors);
+                }
+                Ok(Params { $( $field: $field.expect("parsed above"), )* })
+            }
+        }
+    };
+    (@opt) => { None };
+    (@opt $v:literal) => { Some($v) };
+    (@flag) => { false };
+    (@flag $v:literal) => { $v };
+}
+
+parameters! {
+    config: Text, required = true, unique = true;
+        short: "Absolute path of the libvirt domain XML";
+        long: "Absolute path of the libvirt domain XML that describes the virtual machine. The domain name is read from its top-level <name> element. The file must be present on every node that may run the guest (shared storage, csync2 or configuration management).";
+    hypervisor: Text;
+        short: "libvirt connection URI";
+        long: "libvirt URI of the local hypervisor, for example qemu:///system. Unset, libvirt's default is used (LIBVIRT_DEFAULT_URI, else the system instance of the local driver).";
+    force_stop: Flag = "false";
+        short: "Destroy the guest on stop instead of shutting it down";
+        long: "Stop destroys the guest at once (the equivalent of pulling the power cord) instead of requesting a graceful shutdown first. Only for guests that tolerate it, or that are known not to react to shutdown requests.";
+    migration_transport: Text;
+        short: "Transport of the remote hypervisor URI during migration";
+        long: "Appended to the scheme of the computed remote hypervisor URI during live migration, for example ssh gives qemu+ssh://node2/system. Unset, the URI of the local hypervisor is used with the target host name.";
+    migration_user: Text;
+        short: "User of the computed remote hypervisor URI";
+        long: "User name put into the computed remote hypervisor URI (user@node2). Ignored when remoteuri is set.";
+    migration_downtime: Number = "0";
+        short: "Maximum downtime of a live migration (ms)";
+        long: "Maximum tolerable downtime of a live migration in milliseconds, applied before the first byte is sent. 0 keeps libvirt's default.";
+    migration_speed: Number = "0";
+        short: "Bandwidth cap of a live migration (MiB/s)";
+        long: "Maximum bandwidth of a live migration in MiB/s, applied from the first byte. 0 means unlimited.";
+    migration_network_suffix: Text;
+        short: "Suffix of the migration network host names";
+        long: "Use a dedicated migration network. The suffix is inserted after the first label of the target node name (node2 becomes node2-mig, node2.example.com becomes node2-mig.example.com) for the migration data URI, which then is tcp:<host>:<migrateport>. The hypervisor connection itself still uses the node name.";
+    migrateuri: Text;
+        short: "Explicit migration data URI";
+        long: "Migration data URI, for example tcp://node2-mig:49152; %n is replaced by the target node name. Takes precedence over --migrateuri in migrate_options and over the URI computed from migration_network_suffix.";
+    migrate_options: Text;
+        short: "Extra live migration options";
+        long: "Extra migration options in virsh syntax, space separated: --p2p --tunnelled --auto-converge --postcopy --postcopy-after-precopy --compressed --unsafe --persistent --undefinesource --abort-on-error --migrateuri=URI --listen-address=ADDR --parallel --parallel-connections=N --bandwidth=MiB. An option that virtguard does not know is a configuration error reported by validate-all.";
+    monitor_scripts: Text;
+        short: "Extra health checks run by monitor";
+        long: "Space-separated list of commands run after the domain state check succeeded. Any non-zero exit (or a command that does not finish before the operation deadline) fails the monitor; start and migrate_from wait, within their own deadline, until they all pass.";
+    autoset_utilization_cpu: Flag = "true";
+        short: "Publish the vCPU count as the cpu utilization";
+        long: "Publish the domain's vCPU count as the resource's cpu utilization attribute (for placement-strategy). Written only when the value differs from what this node last published.";
+    autoset_utilization_host_memory: Flag = "true";
+        short: "Publish the maximum memory as host_memory utilization";
+        long: "Publish the domain's maximum memory in MiB as the resource's host_memory utilization attribute. Written only when it changes.";
+    autoset_utilization_hv_memory: Flag = "true";
+        short: "Publish the maximum memory as hv_memory utilization";
+        long: "Publish the domain's maximum memory in MiB as the resource's hv_memory utilization attribute. Written only when it changes.";
+    unset_utilization_cpu: Flag = "false";
+        short: "Remove the cpu utilization attribute";
+        long: "Remove the resource's cpu utilization attribute instead of publishing it.";
+    unset_utilization_host_memory: Flag = "false";
+        short: "Remove the host_memory utilization attribute";
+        long: "Remove the resource's host_memory utilization attribute instead of publishing it.";
+    unset_utilization_hv_memory: Flag = "false";
+        short: "Remove the hv_memory utilization attribute";
+        long: "Remove the resource's hv_memory utilization attribute instead of publishing it.";
+    migrateport: OptNumber;
+        short: "Port of the computed migration URI";
+        long: "Port of the migration data URI computed when migration_network_suffix is set. Unset, a port in 49152..49215 is chosen for each migration.";
+    remoteuri: Text;
+        short: "Explicit remote hypervisor URI";
+        long: "URI of the hypervisor on the migration target, for example qemu+tls://%n/system; %n is replaced by the target node name. Overrides the URI computed from hypervisor, migration_transport and migration_user.";
+    save_config_on_stop: Flag = "false";
+        short: "Write the running definition back to config";
+        long: "On stop, monitor and migration, write the domain's current inactive XML back to config when it differs. The file is replaced atomically (temporary file, fsync, rename): a full disk or a crash never truncates it.";
+    sync_config_on_stop: Flag = "false";
+        short: "Also distribute the saved config with csync2";
+        long: "Implies save_config_on_stop; afterwards runs csync2 -x on config to push it to the other nodes.";
+    snapshot: Text;
+        short: "Directory for the guest's saved RAM state";
+        long: "Stop saves the guest's memory state to <snapshot>/<domain name>.state instead of shutting it down; start restores it and deletes the file. Incompatible with force_stop.";
+    backingfile: Text;
+        short: "Backing file of the copy-on-write disk";
+        long: "Copy-on-write mode: the domain's disk is a qcow2 overlay <config without extension>.qcow2 on top of this backing file, which is never written. The domain is defined from config and started.";
+    stateless: Flag = "false";
+        short: "Recreate the copy-on-write overlay at every start";
+        long: "With backingfile: create a fresh qcow2 overlay at every start, so that the guest always boots from the unchanged backing file. Without it, an existing non-empty overlay is reused.";
+    copyindirs: Text;
+        short: "Directories copied into a stateless guest before boot";
+        long: "Stateless mode only: space-separated list of directories copied into the guest's root file system with virt-copy-in before it boots.";
+    shutdown_mode: Text;
+        short: "Graceful shutdown method";
+        long: "Comma-separated shutdown methods passed to libvirt for the graceful stop: acpi, agent, initctl, signal, paravirt. Unset, the hypervisor's default is used.";
+    start_resources: Flag = "false";
+        short: "Start the storage pools and networks the domain uses";
+        long: "Before start and before a live migration, start the libvirt storage pools and virtual networks that the domain's disks and interfaces reference (and refresh active pools).";
+    drbd_resources: Text;
+        short: "DRBD resources that back the domain";
+        long: "Space-separated DRBD resource names whose data the guest uses. Unset, they are detected from the domain's disks (/dev/drbdN, /dev/drbd/by-res/<res>[/<vol>], /dev/drbd/by-disk/...). Start, migrate_to and migrate_from refuse to run the guest on DRBD data that is not UpToDate, that lacks quorum, or while a peer is Primary.";
+    drbd_allow_diskless: Flag = "false";
+        short: "Allow running on a diskless DRBD client";
+        long: "Accept a local Diskless DRBD volume when a connected peer has UpToDate data (DRBD 9 diskless clients). Off by default: the guest then only runs where the data is local.";
+}
+
+impl ParamSpec {
+    pub fn find(name: &str) -> Option<&'static ParamSpec> {
+        TABLE.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Params, Vec<ParamError>> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Params::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_classic_agent() {
+        let p = parse(&[("config", "/etc/vm1.xml")]).unwrap();
+        assert_eq!(p.config.as_deref(), Some("/etc/vm1.xml"));
+        assert!(!p.force_stop);
+        assert_eq!(p.migration_downtime, 0);
+        assert_eq!(p.migration_speed, 0);
+        assert!(p.autoset_utilization_cpu && p.autoset_utilization_host_memory && p.autoset_utilization_hv_memory);
+        assert!(!p.unset_utilization_cpu && !p.save_config_on_stop && !p.stateless && !p.start_resources);
+        assert_eq!(p.migrateport, None);
+        assert_eq!(p.hypervisor, None);
+    }
+
+    #[test]
+    fn every_classic_parameter_is_in_the_table_with_its_type() {
+        let classic = [
+            ("config", ParamType::String), ("hypervisor", ParamType::String),
+            ("force_stop", ParamType::Boolean), ("migration_transport", ParamType::String),
+            ("migration_user", ParamType::String), ("migration_downtime", ParamType::Integer),
+            ("migration_speed", ParamType::Integer), ("migration_network_suffix", ParamType::String),
+            ("migrateuri", ParamType::String), ("migrate_options", ParamType::String),
+            ("monitor_scripts", ParamType::String), ("autoset_utilization_cpu", ParamType::Boolean),
+            ("autoset_utilization_host_memory", ParamType::Boolean),
+            ("autoset_utilization_hv_memory", ParamType::Boolean),
+            ("unset_utilization_cpu", ParamType::Boolean),
+            ("unset_utilization_host_memory", ParamType::Boolean),
+            ("unset_utilization_hv_memory", ParamType::Boolean), ("migrateport", ParamType::Integer),
+            ("remoteuri", ParamType::String), ("save_config_on_stop", ParamType::Boolean),
+            ("sync_config_on_stop", ParamType::Boolean), ("snapshot", ParamType::String),
+            ("backingfile", ParamType::String), ("stateless", ParamType::Boolean),
+            ("copyindirs", ParamType::String), ("shutdown_mode", ParamType::String),
+            ("start_resources", ParamType::Boolean),
+        ];
+        for (name, kind) in classic {
+            let spec = ParamSpec::find(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(spec.kind, kind, "{name}");
+        }
+        let config = ParamSpec::find("config").unwrap();
+        assert!(config.required && config.unique);
+    }
+
+    #[test]
+    fn booleans_follow_ocf_is_true_and_reject_garbage() {
+        for yes in ["1", "yes", "TRUE", "on", "Y"] {
+            assert!(parse(&[("force_stop", yes)]).unwrap().force_stop, "{yes}");
+        }
+        for no in ["0", "no", "False", "off", ""] {
+            assert!(!parse(&[("force_stop", no)]).unwrap().force_stop, "{no}");
+        }
+        let errors = parse(&[("force_stop", "maybe"), ("migration_speed", "-3")]).unwrap_err();
+        let names: Vec<_> = errors.iter().map(|e| e.name).collect();
+        assert_eq!(names, vec!["force_stop", "migration_speed"]);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = TABLE.iter().map(|p| p.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), TABLE.len());
+    }
+}
