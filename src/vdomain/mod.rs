@@ -1,5 +1,7 @@
 //! The VirtualDomain actions.
 
+pub mod migration;
+
 use std::path::PathBuf;
 
 use crate::hypervisor::domain_xml::DomainConfig;

@@ -1,0 +1,370 @@
+//! migrate_to: a live migration that is checked before it starts, watched
+//! while it runs, bounded by the operation timeout, and that never returns
+//! without saying where the guest runs.
+
+pub mod job;
+pub mod libvirt_job;
+pub mod location;
+pub mod options;
+pub mod preflight;
+pub mod progress;
+pub mod uri;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::hypervisor::libvirt::LibvirtHypervisor;
+use crate::hypervisor::libvirt_migrate::{self, Destination, MigrationCall};
+use crate::hypervisor::{Hypervisor, StateKind};
+use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus, Params};
+use crate::vdomain::Vm;
+
+use self::job::{DriverLimits, Outcome, Report};
+use self::libvirt_job::LibvirtJob;
+use self::location::{placement, whereabouts, Placement, SideView};
+use self::options::{effective_bandwidth, MigrateOptions, MigrationPlan};
+
+/// How long a successful migration's result is checked on both sides.
+pub const CONFIRM_SUCCESS: Duration = Duration::from_secs(5);
+
+/// The time limits of one migrate_to, all derived from its deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub deadline: Deadline,
+    /// Pre-copy must be done by then (or post-copy started), else abort.
+    pub cutoff: Deadline,
+    /// The longest wait for libvirt to end the job after an abort.
+    pub hard: Deadline,
+    /// The longest look at both sides to find out where the guest is.
+    pub settle: Deadline,
+}
+
+/// Kept free at the end of the operation for aborting the job and finding
+/// the guest: 10% of the timeout, at least 5 s.
+pub fn safety_margin(total: Duration) -> Duration {
+    (total / 10).max(Duration::from_secs(5))
+}
+
+impl Limits {
+    pub fn for_deadline(deadline: Deadline) -> Limits {
+        let margin = safety_margin(deadline.total());
+        Limits {
+            deadline,
+            cutoff: deadline.before(margin),
+            hard: deadline.before(margin / 2),
+            settle: deadline.before(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Checks the migration parameters without touching anything; the error
+/// names the offending parameter or option. validate-all reports it as
+/// OCF_ERR_CONFIGURED.
+pub fn validate(params: &Params) -> Result<(), String> {
+    let options = MigrateOptions::parse(params.migrate_options.as_deref().unwrap_or_default())?;
+    effective_bandwidth(params.migration_speed, &options)?;
+    if let Some(user) = &params.migration_user {
+        uri::check_migration_user(user)?;
+    }
+    if let Some(transport) = &params.migration_transport {
+        uri::check_migration_transport(transport)?;
+    }
+    if let Some(port) = params.migrateport {
+        if !(1..=65535).contains(&port) {
+            return Err(format!("migrateport {port} is not a TCP port"));
+        }
+    }
+    if options.tunnelled && params.migrateuri.is_some() {
+        return Err("migrateuri cannot be used with --tunnelled (the data goes through libvirtd)".into());
+    }
+    if options.tunnelled && params.migration_network_suffix.is_some() {
+        return Err("migration_network_suffix has no effect with --tunnelled (the data goes through libvirtd)".into());
+    }
+    if let Some(remote) = &params.remoteuri {
+        if !remote.contains("://") {
+            return Err(format!("remoteuri '{remote}' is not a libvirt URI"));
+        }
+    }
+    if let Some(hv) = &params.hypervisor {
+        if params.remoteuri.is_none() && hv.contains("://") {
+            uri::HypervisorUri::parse(hv)?;
+        }
+    }
+    Ok(())
+}
+
+/// The whole migration plan from the parameters: flags, typed parameters
+/// and both URIs. `local_uri` is the local hypervisor's URI.
+pub fn plan(
+    params: &Params,
+    local_uri: &str,
+    target: &str,
+    random_port: impl FnOnce() -> u16,
+) -> Result<MigrationPlan, OcfError> {
+    validate(params).map_err(OcfError::configured)?;
+    let options = MigrateOptions::parse(params.migrate_options.as_deref().unwrap_or_default())
+        .map_err(OcfError::configured)?;
+    let bandwidth = effective_bandwidth(params.migration_speed, &options).map_err(OcfError::configured)?;
+    let remote_uri = uri::remote_hypervisor_uri(params, local_uri, target).map_err(OcfError::generic)?;
+    let data_uri = uri::migration_data_uri(params, &options, target, random_port).map_err(OcfError::generic)?;
+    Ok(MigrationPlan {
+        flags: options.flags(),
+        remote_uri,
+        data_uri,
+        bandwidth,
+        max_downtime: (params.migration_downtime > 0).then_some(params.migration_downtime),
+        options,
+    })
+}
+
+/// The name of this node: the migration source as Pacemaker names it.
+pub fn source_node_name(env: &OcfEnv) -> String {
+    env.migrate_source
+        .clone()
+        .or_else(|| env.on_node.clone())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "this node".into())
+}
+
+/// migrate_to: live-migrates the guest to `OCF_RESKEY_CRM_meta_migrate_target`.
+/// Success means it runs there; any error leaves it where the exit reason says.
+pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
+    let name = vm.name();
+    let target = vm.env.migrate_target.as_deref().ok_or_else(|| {
+        OcfError::generic(format!("{name}: migrate_to needs the target node (OCF_RESKEY_CRM_meta_migrate_target is not set)"))
+    })?;
+    let source = source_node_name(vm.env);
+    let limits = Limits::for_deadline(vm.deadline);
+
+    let local_uri = vm.params.hypervisor.clone().filter(|h| h.contains("://")).unwrap_or_else(|| local.uri());
+    let plan = plan(vm.params, &local_uri, target, uri::random_migration_port)
+        .map_err(|e| OcfError::new(e.status, format!("{name}: {}", e.reason)))?;
+    let ctx = preflight::Context { name, source_node: &source, target_node: target };
+    let remote = preflight::check(vm, local, &plan, &ctx, &limits)?;
+
+    let domain = local.domain(name).map_err(|e| ctx.refuse(e))?;
+    if let Some(ms) = plan.max_downtime {
+        libvirt_migrate::set_max_downtime(&domain, ms)
+            .map_err(|e| ctx.refuse(format_args!("cannot set the maximum downtime to {ms} ms: {e}")))?;
+    }
+    let destination = if plan.options.p2p {
+        Destination::PeerToPeer(plan.remote_uri.clone())
+    } else {
+        Destination::Connection(Arc::clone(&remote))
+    };
+    info!(
+        "{name}: live migration to {target} starts: hypervisor {}, data {}, bandwidth {}, max downtime {}, {}s until the cutoff",
+        plan.remote_uri,
+        plan.data_uri.as_deref().unwrap_or("chosen by libvirt"),
+        plan.bandwidth.map(|b| format!("{b} MiB/s")).unwrap_or_else(|| "unlimited".into()),
+        plan.max_downtime.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "libvirt's default".into()),
+        limits.cutoff.remaining().as_secs(),
+    );
+    let call = MigrationCall::start(domain.clone(), destination, plan.libvirt_parameters(), plan.flags)
+        .map_err(|e| ctx.refuse(e))?;
+    let mut job = LibvirtJob { domain, call };
+    let driver = DriverLimits {
+        cutoff: limits.cutoff,
+        hard: limits.hard,
+        postcopy: plan.postcopy(),
+        poll: Duration::from_millis(250),
+        log_every: Duration::from_secs(2),
+    };
+    let report = job::drive(&mut job, &driver, &format!("{name} -> {target}"));
+    conclude(vm, local, &remote, &ctx, &limits, report)
+}
+
+/// Turns the driver's report into the action's result, after finding out
+/// where the guest runs.
+fn conclude(
+    vm: &Vm<'_>,
+    local: &LibvirtHypervisor,
+    remote: &Arc<LibvirtHypervisor>,
+    ctx: &preflight::Context<'_>,
+    limits: &Limits,
+    report: Report,
+) -> OcfResult {
+    let (name, target) = (ctx.name, ctx.target_node);
+    let elapsed = vm.deadline.elapsed().as_secs_f64();
+    let libvirt_done = !matches!(report.outcome, Outcome::Aborted { worker: None, .. } | Outcome::PostcopyUnfinished);
+    let postcopy = matches!(
+        report.outcome,
+        Outcome::Completed { postcopy: true } | Outcome::Failed { postcopy: true, .. } | Outcome::PostcopyUnfinished
+    );
+    let completed = matches!(report.outcome, Outcome::Completed { .. });
+    // After a success a quick look suffices; after a failure take the time it needs.
+    let patience = if completed && limits.settle.remaining() > CONFIRM_SUCCESS {
+        Deadline::after(CONFIRM_SUCCESS)
+    } else {
+        limits.settle
+    };
+    let (source_view, target_view) = find_guest(local, remote, name, &patience, libvirt_done && !postcopy);
+    let found = placement(&source_view, &target_view);
+    let at = report.last.map(|s| s.short());
+    let what = match &report.outcome {
+        Outcome::Completed { .. } => {
+            // libvirt's word counts when the target cannot be asked but the source let go.
+            let source_left = source_view == SideView::Inactive;
+            if found == Placement::Target || (source_left && matches!(target_view, SideView::Unknown(_))) {
+                let mode = if postcopy { " (post-copy)" } else { "" };
+                info!("{name}: live migration to {target} succeeded in {elapsed:.1}s{mode}");
+                return Ok(OcfStatus::Success);
+            }
+            format!("libvirt reported the migration to {target} as done")
+        }
+        Outcome::Aborted { worker, abort_error } => {
+            let mut text = format!(
+                "migration to {target} aborted at {} before the {}s timeout",
+                at.unwrap_or_else(|| "0%".into()),
+                vm.deadline.total().as_secs()
+            );
+            if let Some(e) = abort_error {
+                text += &format!(" (abort failed: {e})");
+            }
+            if worker.is_none() {
+                text += ", libvirt has not ended the job yet";
+            }
+            text
+        }
+        Outcome::Failed { error, postcopy } => {
+            let kind = if *postcopy { "post-copy migration" } else { "migration" };
+            match at {
+                Some(at) => format!("{kind} to {target} failed at {at}: {error}"),
+                None => format!("{kind} to {target} failed: {error}"),
+            }
+        }
+        Outcome::PostcopyUnfinished => {
+            format!("post-copy migration to {target} still running at the {}s timeout", vm.deadline.total().as_secs())
+        }
+    };
+    if found == Placement::Target {
+        // Whatever went wrong on the way, the guest arrived and left the source.
+        warn!("{name}: {what}, but it runs on {target} now: reporting success");
+        return Ok(OcfStatus::Success);
+    }
+    Err(OcfError::generic(format!(
+        "{name}: {what}; {}",
+        whereabouts(name, ctx.source_node, target, &source_view, &target_view)
+    )))
+}
+
+/// Looks at both sides until the guest's place is clear or `settle` comes.
+/// A source paused by a failed pre-copy migration is resumed once the
+/// target is known not to have the guest (`may_resume`).
+fn find_guest(
+    local: &LibvirtHypervisor,
+    remote: &Arc<LibvirtHypervisor>,
+    name: &str,
+    settle: &Deadline,
+    may_resume: bool,
+) -> (SideView, SideView) {
+    let mut resumed = false;
+    loop {
+        let source = match local.state(name) {
+            Ok(state) => SideView::from_state(state),
+            Err(e) => SideView::Unknown(e.message),
+        };
+        let budget = preflight::QUERY_BUDGET.min(settle.remaining()).max(Duration::from_millis(100));
+        let target = match preflight::bounded_query(remote, budget, {
+            let name = name.to_owned();
+            move |r| r.state(&name)
+        }) {
+            Ok(state) => SideView::from_state(state),
+            Err(e) => SideView::Unknown(e),
+        };
+        let paused_by_migration =
+            matches!(&source, SideView::Active(s) if s.kind == StateKind::Paused && s.reason == 2);
+        if may_resume && !resumed && paused_by_migration && target == SideView::Inactive {
+            resumed = true;
+            warn!("{name}: the failed migration left the guest paused here; resuming it");
+            if let Err(e) = local.domain(name).and_then(|d| d.resume().map_err(crate::hypervisor::libvirt::hv_error)) {
+                warn!("{name}: cannot resume: {e}");
+            }
+            continue;
+        }
+        let settled = placement(&source, &target).is_settled() && !paused_by_migration;
+        if settled || !settle.sleep(Duration::from_millis(200)) {
+            return (source, target);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Params::from_lookup(|name| map.get(name).cloned()).unwrap()
+    }
+
+    #[test]
+    fn margin_is_ten_percent_but_at_least_five_seconds() {
+        assert_eq!(safety_margin(Duration::from_secs(120)), Duration::from_secs(12));
+        assert_eq!(safety_margin(Duration::from_secs(20)), Duration::from_secs(5));
+        let limits = Limits::for_deadline(Deadline::after(Duration::from_secs(120)));
+        let cutoff = limits.cutoff.remaining().as_secs_f64();
+        assert!((107.0..=108.0).contains(&cutoff), "{cutoff}");
+        assert!(limits.hard.remaining() > limits.cutoff.remaining());
+        assert!(limits.settle.remaining() > limits.hard.remaining());
+    }
+
+    #[test]
+    fn validate_names_what_is_wrong() {
+        let ok = params(&[("config", "/x.xml"), ("migrate_options", "--p2p --auto-converge --bandwidth=10")]);
+        assert_eq!(validate(&ok), Ok(()));
+        let cases: [(&[(&str, &str)], &str); 8] = [
+            (&[("migrate_options", "--turbo")], "--turbo"),
+            (&[("migrate_options", "--bandwidth=7"), ("migration_speed", "5")], "migration_speed"),
+            (&[("migration_user", "root@x")], "migration_user"),
+            (&[("migration_transport", "carrier-pigeon")], "carrier-pigeon"),
+            (&[("migrateport", "65536")], "65536"),
+            (&[("migrate_options", "--p2p --tunnelled"), ("migrateuri", "tcp://x")], "--tunnelled"),
+            (&[("remoteuri", "node2")], "remoteuri"),
+            (&[("hypervisor", "qemu://host:port/system")], "malformed"),
+        ];
+        for (pairs, needle) in cases {
+            let error = validate(&params(pairs)).unwrap_err();
+            assert!(error.contains(needle), "{pairs:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn plan_combines_everything() {
+        let p = params(&[
+            ("migrate_options", "--p2p --postcopy --migrateuri=tcp://%n-data:49300"),
+            ("migration_speed", "1"),
+            ("migration_downtime", "250"),
+            ("migration_transport", "tcp"),
+        ]);
+        let plan = plan(&p, "qemu:///system", "node2", || 49152).unwrap();
+        assert_eq!(plan.remote_uri, "qemu+tcp://node2/system");
+        assert_eq!(plan.data_uri.as_deref(), Some("tcp://node2-data:49300"));
+        assert_eq!(plan.bandwidth, Some(1));
+        assert_eq!(plan.max_downtime, Some(250));
+        assert_eq!(plan.postcopy(), options::PostcopyPolicy::BeforeDeadline);
+        let bits = virt::sys::VIR_MIGRATE_LIVE | virt::sys::VIR_MIGRATE_PEER2PEER | virt::sys::VIR_MIGRATE_POSTCOPY;
+        assert_eq!(plan.flags, bits);
+        let error = super::plan(&params(&[("migrate_options", "--nope")]), "qemu:///system", "n2", || 1).unwrap_err();
+        assert_eq!(error.status, OcfStatus::ErrConfigured);
+        let error = super::plan(&params(&[("migration_network_suffix", "-m")]), "qemu:///system", "10.1.1.2", || 1)
+            .unwrap_err();
+        assert_eq!(error.status, OcfStatus::ErrGeneric);
+    }
+
+    #[test]
+    fn source_node_prefers_pacemakers_names() {
+        let env = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            OcfEnv::from_lookup(&|n| map.get(n).cloned())
+        };
+        assert_eq!(source_node_name(&env(&[("OCF_RESKEY_CRM_meta_migrate_source", "node1")])), "node1");
+        assert_eq!(source_node_name(&env(&[("OCF_RESKEY_CRM_meta_on_node", "n1")])), "n1");
+        assert!(!source_node_name(&env(&[])).is_empty());
+    }
+}

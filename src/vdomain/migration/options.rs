@@ -1,0 +1,472 @@
+//! `migrate_options`: virsh-style migration options turned into libvirt
+//! flags and typed migration parameters. Everything virtguard does not
+//! understand is refused here, so that validate-all finds it at configuration
+//! time instead of a migration failing at 3 a.m.
+
+use virt::sys;
+
+/// How the migration may use post-copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PostcopyPolicy {
+    /// Pre-copy only; a migration that cannot finish in time is aborted.
+    #[default]
+    Never,
+    /// `--postcopy`: switch to post-copy when pre-copy would not finish
+    /// before the deadline but post-copy still can.
+    BeforeDeadline,
+    /// `--postcopy-after-precopy`: switch once the first full pass of
+    /// memory has been sent.
+    AfterFirstPass,
+}
+
+/// What migrate_options asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateOptions {
+    pub p2p: bool,
+    pub tunnelled: bool,
+    pub persistent: bool,
+    pub undefine_source: bool,
+    pub auto_converge: bool,
+    pub compressed: bool,
+    pub unsafe_: bool,
+    pub abort_on_error: bool,
+    pub copy_storage_all: bool,
+    pub copy_storage_inc: bool,
+    pub change_protection: bool,
+    pub tls: bool,
+    pub parallel: bool,
+    pub postcopy: PostcopyPolicy,
+    /// The data URI, `%n` not yet replaced.
+    pub migrateuri: Option<String>,
+    pub listen_address: Option<String>,
+    pub parallel_connections: Option<u32>,
+    /// MiB/s.
+    pub bandwidth: Option<u64>,
+    /// MiB/s, for the post-copy phase.
+    pub postcopy_bandwidth: Option<u64>,
+    pub auto_converge_initial: Option<u32>,
+    pub auto_converge_increment: Option<u32>,
+    pub compression_methods: Vec<String>,
+    pub migrate_disks: Vec<String>,
+    pub disks_port: Option<u32>,
+    pub tls_destination: Option<String>,
+}
+
+/// An option's shape: a switch, or a `--name=value` / `--name value` pair.
+enum Arity {
+    Switch,
+    Value,
+}
+
+/// Every option virtguard understands, with its shape.
+const KNOWN: &[(&str, Arity)] = &[
+    ("live", Arity::Switch),
+    ("p2p", Arity::Switch),
+    ("tunnelled", Arity::Switch),
+    ("persistent", Arity::Switch),
+    ("undefinesource", Arity::Switch),
+    ("auto-converge", Arity::Switch),
+    ("compressed", Arity::Switch),
+    ("unsafe", Arity::Switch),
+    ("abort-on-error", Arity::Switch),
+    ("copy-storage-all", Arity::Switch),
+    ("copy-storage-inc", Arity::Switch),
+    ("change-protection", Arity::Switch),
+    ("tls", Arity::Switch),
+    ("parallel", Arity::Switch),
+    ("postcopy", Arity::Switch),
+    ("postcopy-after-precopy", Arity::Switch),
+    ("verbose", Arity::Switch),
+    ("migrateuri", Arity::Value),
+    ("listen-address", Arity::Value),
+    ("parallel-connections", Arity::Value),
+    ("bandwidth", Arity::Value),
+    ("postcopy-bandwidth", Arity::Value),
+    ("auto-converge-initial", Arity::Value),
+    ("auto-converge-increment", Arity::Value),
+    ("comp-methods", Arity::Value),
+    ("migrate-disks", Arity::Value),
+    ("disks-port", Arity::Value),
+    ("tls-destination", Arity::Value),
+];
+
+/// virsh options that make sense for a person at a terminal but not for an
+/// agent, each with the reason given to the operator.
+const REFUSED: &[(&str, &str)] = &[
+    ("offline", "an offline migration does not move a running guest"),
+    ("suspend", "the guest would stay paused on the target"),
+    ("direct", "direct migration is for hypervisors other than QEMU"),
+    ("timeout", "virtguard bounds the migration by the operation timeout"),
+    ("timeout-suspend", "virtguard bounds the migration by the operation timeout"),
+    ("timeout-postcopy", "use --postcopy: virtguard switches before the operation timeout"),
+    ("dname", "the guest must keep its name for the cluster to find it"),
+    ("xml", "the target definition comes from the config parameter"),
+    ("persistent-xml", "the target definition comes from the config parameter"),
+    ("desturi", "the target comes from Pacemaker and remoteuri"),
+    ("domain", "the domain comes from the config parameter"),
+    ("async", "virtguard already watches the migration"),
+];
+
+impl MigrateOptions {
+    /// Parses the space-separated options; the error names the offending one.
+    pub fn parse(text: &str) -> Result<MigrateOptions, String> {
+        let mut options = MigrateOptions::default();
+        let mut words = text.split_whitespace();
+        while let Some(word) = words.next() {
+            let Some(body) = word.strip_prefix("--") else {
+                return Err(format!("migrate_options: '{word}' is not an option (options start with --)"));
+            };
+            let (name, inline_value) = match body.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (body, None),
+            };
+            if let Some((_, why)) = REFUSED.iter().find(|(refused, _)| *refused == name) {
+                return Err(format!("migrate_options: --{name} is not supported: {why}"));
+            }
+            let Some((_, arity)) = KNOWN.iter().find(|(known, _)| *known == name) else {
+                return Err(format!("migrate_options: unknown option --{name}"));
+            };
+            let value = match (arity, inline_value) {
+                (Arity::Switch, None) => None,
+                (Arity::Switch, Some(_)) => return Err(format!("migrate_options: --{name} takes no value")),
+                (Arity::Value, Some(value)) => Some(value),
+                (Arity::Value, None) => Some(
+                    words
+                        .next()
+                        .filter(|next| !next.starts_with("--"))
+                        .ok_or_else(|| format!("migrate_options: --{name} needs a value"))?,
+                ),
+            };
+            options.apply(name, value)?;
+        }
+        options.check_combinations()?;
+        Ok(options)
+    }
+
+    fn apply(&mut self, name: &str, value: Option<&str>) -> Result<(), String> {
+        let text = || -> Result<String, String> {
+            let v = value.unwrap_or_default();
+            if v.is_empty() {
+                Err(format!("migrate_options: --{name} needs a value"))
+            } else {
+                Ok(v.to_owned())
+            }
+        };
+        let number = |max: u64| -> Result<u64, String> {
+            let v = value.unwrap_or_default();
+            v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                format!("migrate_options: --{name}={v} is not a whole number between 0 and {max}")
+            })
+        };
+        let list = || -> Result<Vec<String>, String> {
+            let items: Vec<String> = text()?.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            Ok(items)
+        };
+        match name {
+            "live" | "verbose" => {}
+            "p2p" => self.p2p = true,
+            "tunnelled" => self.tunnelled = true,
+            "persistent" => self.persistent = true,
+            "undefinesource" => self.undefine_source = true,
+            "auto-converge" => self.auto_converge = true,
+            "compressed" => self.compressed = true,
+            "unsafe" => self.unsafe_ = true,
+            "abort-on-error" => self.abort_on_error = true,
+            "copy-storage-all" => self.copy_storage_all = true,
+            "copy-storage-inc" => self.copy_storage_inc = true,
+            "change-protection" => self.change_protection = true,
+            "tls" => self.tls = true,
+            "parallel" => self.parallel = true,
+            "postcopy" => {
+                if self.postcopy == PostcopyPolicy::Never {
+                    self.postcopy = PostcopyPolicy::BeforeDeadline;
+                }
+            }
+            "postcopy-after-precopy" => self.postcopy = PostcopyPolicy::AfterFirstPass,
+            "migrateuri" => self.migrateuri = Some(text()?),
+            "listen-address" => self.listen_address = Some(text()?),
+            "tls-destination" => self.tls_destination = Some(text()?),
+            "parallel-connections" => {
+                let n = number(256)?;
+                if n == 0 {
+                    return Err("migrate_options: --parallel-connections must be at least 1".into());
+                }
+                self.parallel_connections = Some(n as u32);
+            }
+            "bandwidth" => self.bandwidth = Some(number(u64::from(u32::MAX))?),
+            "postcopy-bandwidth" => self.postcopy_bandwidth = Some(number(u64::from(u32::MAX))?),
+            "auto-converge-initial" => self.auto_converge_initial = Some(number(100)? as u32),
+            "auto-converge-increment" => self.auto_converge_increment = Some(number(100)? as u32),
+            "disks-port" => self.disks_port = Some(number(65535)? as u32),
+            "comp-methods" => {
+                let methods = list()?;
+                // The `virt` crate passes one compression parameter; libvirt would take several.
+                if methods.len() > 1 {
+                    return Err("migrate_options: --comp-methods: give one compression method".into());
+                }
+                if let Some(bad) = methods.iter().find(|m| !["xbzrle", "mt", "zlib", "zstd"].contains(&m.as_str())) {
+                    return Err(format!("migrate_options: --comp-methods: unknown compression method '{bad}'"));
+                }
+                self.compression_methods = methods;
+            }
+            "migrate-disks" => self.migrate_disks = list()?,
+            _ => unreachable!("every KNOWN option is applied"),
+        }
+        Ok(())
+    }
+
+    /// Combinations libvirt would only refuse once the migration starts.
+    fn check_combinations(&self) -> Result<(), String> {
+        if self.tunnelled && !self.p2p {
+            return Err("migrate_options: --tunnelled needs --p2p".into());
+        }
+        if self.tunnelled && self.migrateuri.is_some() {
+            return Err("migrate_options: --migrateuri cannot be used with --tunnelled".into());
+        }
+        if self.tunnelled && self.parallel {
+            return Err("migrate_options: --parallel cannot be used with --tunnelled".into());
+        }
+        if self.parallel_connections.is_some() && !self.parallel {
+            return Err("migrate_options: --parallel-connections needs --parallel".into());
+        }
+        if self.postcopy_bandwidth.is_some() && self.postcopy == PostcopyPolicy::Never {
+            return Err("migrate_options: --postcopy-bandwidth needs --postcopy".into());
+        }
+        if (self.auto_converge_initial.is_some() || self.auto_converge_increment.is_some()) && !self.auto_converge {
+            return Err("migrate_options: --auto-converge-initial/-increment need --auto-converge".into());
+        }
+        if !self.compression_methods.is_empty() && !self.compressed {
+            return Err("migrate_options: --comp-methods needs --compressed".into());
+        }
+        if (!self.migrate_disks.is_empty() || self.disks_port.is_some())
+            && !(self.copy_storage_all || self.copy_storage_inc)
+        {
+            return Err("migrate_options: --migrate-disks/--disks-port need --copy-storage-all or --copy-storage-inc".into());
+        }
+        if self.copy_storage_all && self.copy_storage_inc {
+            return Err("migrate_options: use either --copy-storage-all or --copy-storage-inc".into());
+        }
+        if self.tls_destination.is_some() && !self.tls {
+            return Err("migrate_options: --tls-destination needs --tls".into());
+        }
+        Ok(())
+    }
+
+    /// The `VIR_MIGRATE_*` flags. Always live: the guest keeps running.
+    pub fn flags(&self) -> u32 {
+        let bits = [
+            (true, sys::VIR_MIGRATE_LIVE),
+            (self.p2p, sys::VIR_MIGRATE_PEER2PEER),
+            (self.tunnelled, sys::VIR_MIGRATE_TUNNELLED),
+            (self.persistent, sys::VIR_MIGRATE_PERSIST_DEST),
+            (self.undefine_source, sys::VIR_MIGRATE_UNDEFINE_SOURCE),
+            (self.auto_converge, sys::VIR_MIGRATE_AUTO_CONVERGE),
+            (self.compressed, sys::VIR_MIGRATE_COMPRESSED),
+            (self.unsafe_, sys::VIR_MIGRATE_UNSAFE),
+            (self.abort_on_error, sys::VIR_MIGRATE_ABORT_ON_ERROR),
+            (self.copy_storage_all, sys::VIR_MIGRATE_NON_SHARED_DISK),
+            (self.copy_storage_inc, sys::VIR_MIGRATE_NON_SHARED_INC),
+            (self.change_protection, sys::VIR_MIGRATE_CHANGE_PROTECTION),
+            (self.tls, sys::VIR_MIGRATE_TLS),
+            (self.parallel, sys::VIR_MIGRATE_PARALLEL),
+            (self.postcopy != PostcopyPolicy::Never, sys::VIR_MIGRATE_POSTCOPY),
+        ];
+        bits.iter().filter(|(on, _)| *on).fold(0, |acc, (_, bit)| acc | *bit)
+    }
+}
+
+/// The typed migration parameters of one migration (`virDomainMigrate3`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationPlan {
+    pub flags: u32,
+    /// Where the target hypervisor is (for `--p2p`, the source's libvirtd
+    /// connects to it; otherwise this process does).
+    pub remote_uri: String,
+    pub data_uri: Option<String>,
+    /// MiB/s, from the first byte.
+    pub bandwidth: Option<u64>,
+    /// Milliseconds, set before the job starts.
+    pub max_downtime: Option<u64>,
+    pub options: MigrateOptions,
+}
+
+impl MigrationPlan {
+    pub fn postcopy(&self) -> PostcopyPolicy {
+        self.options.postcopy
+    }
+
+    /// The parameters for libvirt, in the `virt` crate's form.
+    pub fn libvirt_parameters(&self) -> virt::domain::MigrateParameters {
+        let o = &self.options;
+        virt::domain::MigrateParameters {
+            uri: self.data_uri.clone(),
+            bandwidth: self.bandwidth,
+            bandwidth_postcopy: o.postcopy_bandwidth,
+            listen_address: o.listen_address.clone(),
+            parallel_connections: o.parallel_connections.map(|n| n as i32),
+            auto_converge_initial: o.auto_converge_initial.map(|n| n as i32),
+            auto_converge_increment: o.auto_converge_increment.map(|n| n as i32),
+            compression: o.compression_methods.first().cloned(),
+            migrate_disks: o.migrate_disks.clone(),
+            disks_port: o.disks_port.map(|n| n as i32),
+            tls_destination: o.tls_destination.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The bandwidth in MiB/s: `--bandwidth` or `migration_speed` (0 = unlimited);
+/// both set and different is a configuration error.
+pub fn effective_bandwidth(migration_speed: u64, options: &MigrateOptions) -> Result<Option<u64>, String> {
+    let from_param = (migration_speed > 0).then_some(migration_speed);
+    match (from_param, options.bandwidth.filter(|b| *b > 0)) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "migration_speed={a} and --bandwidth={b} in migrate_options disagree; set only one"
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> MigrateOptions {
+        MigrateOptions::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn error(text: &str) -> String {
+        MigrateOptions::parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn empty_is_a_plain_live_migration() {
+        let o = parse("");
+        assert_eq!(o, MigrateOptions::default());
+        assert_eq!(o.flags(), sys::VIR_MIGRATE_LIVE);
+        assert_eq!(parse("  --live  ").flags(), sys::VIR_MIGRATE_LIVE);
+    }
+
+    #[test]
+    fn every_switch_sets_its_flag() {
+        let cases = [
+            ("--p2p", sys::VIR_MIGRATE_PEER2PEER),
+            ("--p2p --tunnelled", sys::VIR_MIGRATE_PEER2PEER | sys::VIR_MIGRATE_TUNNELLED),
+            ("--persistent", sys::VIR_MIGRATE_PERSIST_DEST),
+            ("--undefinesource", sys::VIR_MIGRATE_UNDEFINE_SOURCE),
+            ("--auto-converge", sys::VIR_MIGRATE_AUTO_CONVERGE),
+            ("--compressed", sys::VIR_MIGRATE_COMPRESSED),
+            ("--unsafe", sys::VIR_MIGRATE_UNSAFE),
+            ("--abort-on-error", sys::VIR_MIGRATE_ABORT_ON_ERROR),
+            ("--copy-storage-all", sys::VIR_MIGRATE_NON_SHARED_DISK),
+            ("--copy-storage-inc", sys::VIR_MIGRATE_NON_SHARED_INC),
+            ("--change-protection", sys::VIR_MIGRATE_CHANGE_PROTECTION),
+            ("--tls", sys::VIR_MIGRATE_TLS),
+            ("--parallel", sys::VIR_MIGRATE_PARALLEL),
+            ("--postcopy", sys::VIR_MIGRATE_POSTCOPY),
+            ("--postcopy-after-precopy", sys::VIR_MIGRATE_POSTCOPY),
+            ("--verbose", 0),
+        ];
+        for (text, bits) in cases {
+            assert_eq!(parse(text).flags(), sys::VIR_MIGRATE_LIVE | bits, "{text}");
+        }
+    }
+
+    #[test]
+    fn postcopy_policies() {
+        assert_eq!(parse("").postcopy, PostcopyPolicy::Never);
+        assert_eq!(parse("--postcopy").postcopy, PostcopyPolicy::BeforeDeadline);
+        assert_eq!(parse("--postcopy --postcopy-after-precopy").postcopy, PostcopyPolicy::AfterFirstPass);
+        assert_eq!(parse("--postcopy-after-precopy --postcopy").postcopy, PostcopyPolicy::AfterFirstPass);
+    }
+
+    #[test]
+    fn values_in_both_spellings() {
+        let o = parse(
+            "--p2p --migrateuri=tcp://%n:49152 --listen-address 0.0.0.0 --parallel \
+             --parallel-connections=4 --bandwidth 100 --postcopy --postcopy-bandwidth=50 \
+             --auto-converge --auto-converge-initial=20 --auto-converge-increment 5 \
+             --compressed --comp-methods=xbzrle --copy-storage-all --migrate-disks=vda,vdb \
+             --disks-port=49153 --tls --tls-destination=node2.example",
+        );
+        assert_eq!(o.migrateuri.as_deref(), Some("tcp://%n:49152"));
+        assert_eq!(o.listen_address.as_deref(), Some("0.0.0.0"));
+        assert_eq!(o.parallel_connections, Some(4));
+        assert_eq!(o.bandwidth, Some(100));
+        assert_eq!(o.postcopy_bandwidth, Some(50));
+        assert_eq!((o.auto_converge_initial, o.auto_converge_increment), (Some(20), Some(5)));
+        assert_eq!(o.compression_methods, vec!["xbzrle"]);
+        assert_eq!(o.migrate_disks, vec!["vda", "vdb"]);
+        assert_eq!(o.disks_port, Some(49153));
+        assert_eq!(o.tls_destination.as_deref(), Some("node2.example"));
+    }
+
+    #[test]
+    fn unknown_and_malformed_options_are_named() {
+        assert!(error("--p2p --frobnicate").contains("--frobnicate"));
+        assert!(error("p2p").contains("'p2p'"));
+        assert!(error("--bandwidth=fast").contains("--bandwidth=fast"));
+        assert!(error("--bandwidth=-1").contains("--bandwidth"));
+        assert!(error("--bandwidth").contains("needs a value"));
+        assert!(error("--bandwidth --p2p").contains("needs a value"));
+        assert!(error("--migrateuri=").contains("needs a value"));
+        assert!(error("--p2p=yes").contains("takes no value"));
+        assert!(error("--parallel --parallel-connections=0").contains("at least 1"));
+        assert!(error("--parallel --parallel-connections=x").contains("--parallel-connections"));
+        assert!(error("--auto-converge --auto-converge-initial=101").contains("100"));
+        assert!(error("--compressed --comp-methods=lz4").contains("lz4"));
+        assert!(error("--compressed --comp-methods=mt,zstd").contains("one compression method"));
+        assert!(error("--copy-storage-all --disks-port=70000").contains("65535"));
+    }
+
+    #[test]
+    fn refused_virsh_options_say_why() {
+        assert!(error("--suspend").contains("paused"));
+        assert!(error("--timeout 30").contains("operation timeout"));
+        assert!(error("--offline").contains("--offline"));
+        assert!(error("--dname=x").contains("name"));
+    }
+
+    #[test]
+    fn impossible_combinations() {
+        assert!(error("--tunnelled").contains("--p2p"));
+        assert!(error("--p2p --tunnelled --migrateuri=tcp://x").contains("--tunnelled"));
+        assert!(error("--p2p --tunnelled --parallel").contains("--tunnelled"));
+        assert!(error("--parallel-connections=2").contains("--parallel"));
+        assert!(error("--postcopy-bandwidth=5").contains("--postcopy"));
+        assert!(error("--auto-converge-initial=5").contains("--auto-converge"));
+        assert!(error("--comp-methods=mt").contains("--compressed"));
+        assert!(error("--migrate-disks=vda").contains("--copy-storage"));
+        assert!(error("--copy-storage-all --copy-storage-inc").contains("either"));
+        assert!(error("--tls-destination=x").contains("--tls"));
+    }
+
+    #[test]
+    fn bandwidth_from_parameter_or_option() {
+        assert_eq!(effective_bandwidth(0, &parse("")).unwrap(), None);
+        assert_eq!(effective_bandwidth(5, &parse("")).unwrap(), Some(5));
+        assert_eq!(effective_bandwidth(0, &parse("--bandwidth=7")).unwrap(), Some(7));
+        assert_eq!(effective_bandwidth(7, &parse("--bandwidth=7")).unwrap(), Some(7));
+        assert_eq!(effective_bandwidth(0, &parse("--bandwidth=0")).unwrap(), None);
+        assert!(effective_bandwidth(5, &parse("--bandwidth=7")).unwrap_err().contains("migration_speed"));
+    }
+
+    #[test]
+    fn libvirt_parameters_carry_the_typed_values() {
+        let plan = MigrationPlan {
+            flags: 0,
+            remote_uri: "qemu+tcp://node2/system".into(),
+            data_uri: Some("tcp://127.0.0.1:49152".into()),
+            bandwidth: Some(1),
+            max_downtime: Some(300),
+            options: parse("--parallel --parallel-connections=3 --listen-address=127.0.0.1"),
+        };
+        let p = plan.libvirt_parameters();
+        assert_eq!(p.uri.as_deref(), Some("tcp://127.0.0.1:49152"));
+        assert_eq!(p.bandwidth, Some(1));
+        assert_eq!(p.parallel_connections, Some(3));
+        assert_eq!(p.listen_address.as_deref(), Some("127.0.0.1"));
+        assert_eq!(p.compression, None);
+        assert_eq!(p.dest_name, None);
+    }
+}
