@@ -56,7 +56,7 @@ pub fn connect_bounded(uri: &str, budget: Duration) -> HvResult<Arc<LibvirtHyper
     ensure_event_loop();
     let owned = uri.to_owned();
     let opened = call_bounded(budget, move || LibvirtHypervisor::connect(Some(&owned))).ok_or_else(|| {
-        HvError::new(HvErrorKind::Unreachable, format!("no answer within {}s", budget.as_secs_f64().ceil()))
+        HvError::new(HvErrorKind::Unreachable, format!("no answer within {:.1}s", budget.as_secs_f64()))
     })??;
     if let Err(e) = opened.conn().set_keep_alive(KEEPALIVE_INTERVAL_SECS, KEEPALIVE_COUNT) {
         tracing::debug!("no keepalive on {uri}: {e}");

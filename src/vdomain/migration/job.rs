@@ -24,6 +24,10 @@ pub trait MigrationJob {
     fn abort(&mut self) -> Result<(), String>;
     /// Moves execution to the target now; the rest of memory follows on demand.
     fn start_postcopy(&mut self) -> Result<(), String>;
+    /// Whether the target's hypervisor is still connected. A migration whose
+    /// target went away cannot complete: it is aborted at once rather than at
+    /// the deadline.
+    fn target_alive(&mut self) -> bool;
 }
 
 /// The time limits and choices of one run of the driver.
@@ -107,11 +111,19 @@ pub enum Outcome {
     Completed { postcopy: bool },
     /// The migration call failed on its own.
     Failed { error: String, postcopy: bool },
-    /// The driver aborted it at the cutoff. `worker` is the migration call's
-    /// result, `None` if it had not returned by the hard deadline.
-    Aborted { worker: Option<String>, abort_error: Option<String> },
+    /// The driver aborted it. `worker` is the migration call's result,
+    /// `None` if it had not returned by the hard deadline.
+    Aborted { cause: AbortCause, worker: Option<String>, abort_error: Option<String> },
     /// Post-copy was still running at the hard deadline.
     PostcopyUnfinished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortCause {
+    /// It would not have finished before the operation timeout.
+    Deadline,
+    /// The connection to the target's hypervisor broke.
+    TargetLost,
 }
 
 /// Everything the driver learnt, for the exit reason.
@@ -143,7 +155,7 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
             let outcome = if postcopy {
                 Outcome::PostcopyUnfinished
             } else {
-                abort(job, limits, label, &last)
+                abort(job, limits, label, &last, AbortCause::Deadline)
             };
             return Report { outcome, last };
         }
@@ -174,6 +186,9 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
             remaining_bytes: last.map(|s| s.data_remaining.max(s.mem_remaining)),
             rate: meter.rate(),
         };
+        if !postcopy && !job.target_alive() {
+            return Report { outcome: abort(job, limits, label, &last, AbortCause::TargetLost), last };
+        }
         match decide(limits.postcopy, postcopy, &obs) {
             Decision::Wait => {}
             Decision::StartPostcopy => match job.start_postcopy() {
@@ -186,14 +201,24 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
                 }
                 Err(e) => warn!("{label}: cannot switch to post-copy: {e}"),
             },
-            Decision::Abort => return Report { outcome: abort(job, limits, label, &last), last },
+            Decision::Abort => return Report { outcome: abort(job, limits, label, &last, AbortCause::Deadline), last },
         }
     }
 }
 
-fn abort(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str, last: &Option<JobSample>) -> Outcome {
+fn abort(
+    job: &mut dyn MigrationJob,
+    limits: &DriverLimits,
+    label: &str,
+    last: &Option<JobSample>,
+    cause: AbortCause,
+) -> Outcome {
     let at = last.map(|s| s.short()).unwrap_or_else(|| "0%".into());
-    warn!("{label}: aborting the migration at {at}: it cannot finish before the operation timeout");
+    let why = match cause {
+        AbortCause::Deadline => "it cannot finish before the operation timeout",
+        AbortCause::TargetLost => "the connection to the target's hypervisor is lost",
+    };
+    warn!("{label}: aborting the migration at {at}: {why}");
     let abort_error = job.abort().err();
     if let Some(e) = &abort_error {
         warn!("{label}: abort failed: {e}");
@@ -201,8 +226,8 @@ fn abort(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str, last: &
     match job.wait(limits.hard.remaining()) {
         // It finished in the meantime: the abort came too late, which is fine.
         Some(Ok(())) => Outcome::Completed { postcopy: false },
-        Some(Err(error)) => Outcome::Aborted { worker: Some(error), abort_error },
-        None => Outcome::Aborted { worker: None, abort_error },
+        Some(Err(error)) => Outcome::Aborted { cause, worker: Some(error), abort_error },
+        None => Outcome::Aborted { cause, worker: None, abort_error },
     }
 }
 
@@ -279,6 +304,8 @@ mod tests {
         postcopy_at: Option<u32>,
         /// The worker hangs forever once aborted.
         hangs: bool,
+        /// The target goes away at this poll.
+        target_lost_at: Option<u32>,
     }
 
     impl Scripted {
@@ -291,6 +318,7 @@ mod tests {
                 aborted: false,
                 postcopy_at: None,
                 hangs: false,
+                target_lost_at: None,
             }
         }
     }
@@ -322,6 +350,9 @@ mod tests {
             self.postcopy_at = Some(self.polls);
             self.finish_after = Some(self.polls + 2);
             Ok(())
+        }
+        fn target_alive(&mut self) -> bool {
+            self.target_lost_at.is_none_or(|n| self.polls < n)
         }
     }
 
@@ -365,7 +396,10 @@ mod tests {
         assert!(job.aborted);
         assert!(started.elapsed() >= Duration::from_millis(150));
         assert!(started.elapsed() < Duration::from_millis(400));
-        assert!(matches!(report.outcome, Outcome::Aborted { worker: Some(ref e), abort_error: None } if e.contains("canceled")));
+        assert!(matches!(
+            report.outcome,
+            Outcome::Aborted { cause: AbortCause::Deadline, worker: Some(ref e), abort_error: None } if e.contains("canceled")
+        ));
         assert_eq!(report.last.unwrap().short(), "62% (iteration 7)");
     }
 
@@ -375,7 +409,7 @@ mod tests {
         job.hangs = true;
         let started = std::time::Instant::now();
         let report = drive(&mut job, &limits(100, 250, PostcopyPolicy::Never), "vm1");
-        assert_eq!(report.outcome, Outcome::Aborted { worker: None, abort_error: None });
+        assert_eq!(report.outcome, Outcome::Aborted { cause: AbortCause::Deadline, worker: None, abort_error: None });
         assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
     }
 
@@ -385,6 +419,27 @@ mod tests {
         job.result_after_abort = Some(Ok(()));
         let report = drive(&mut job, &limits(50, 200, PostcopyPolicy::Never), "vm1");
         assert_eq!(report.outcome, Outcome::Completed { postcopy: false });
+    }
+
+    #[test]
+    fn a_lost_target_is_aborted_at_once() {
+        let mut job = Scripted::new(vec![stuck_sample(2)]);
+        job.target_lost_at = Some(3);
+        let started = std::time::Instant::now();
+        let report = drive(&mut job, &limits(5_000, 6_000, PostcopyPolicy::Never), "vm1");
+        assert!(matches!(report.outcome, Outcome::Aborted { cause: AbortCause::TargetLost, .. }), "{report:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_lost_target_in_postcopy_is_waited_for() {
+        let s = JobSample { mem_remaining: 64 << 10, data_remaining: 64 << 10, ..stuck_sample(4) };
+        let mut job = Scripted::new(vec![s]);
+        job.target_lost_at = Some(2);
+        let l = limits(200, 300, PostcopyPolicy::AfterFirstPass);
+        let report = drive(&mut job, &DriverLimits { cutoff: l.hard, ..l }, "vm1");
+        assert!(!job.aborted && job.postcopy_at.is_some(), "{report:?}");
+        assert_eq!(report.outcome, Outcome::Completed { postcopy: true });
     }
 
     #[test]
@@ -420,6 +475,9 @@ mod tests {
             }
             fn start_postcopy(&mut self) -> Result<(), String> {
                 panic!("no post-copy")
+            }
+            fn target_alive(&mut self) -> bool {
+                true
             }
         }
         let report = drive(&mut Fails, &limits(100, 200, PostcopyPolicy::Never), "vm1");

@@ -1,12 +1,14 @@
 //! The real [`MigrationJob`]: a libvirt migration call on a worker thread,
 //! watched, aborted and switched to post-copy through the source domain.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use virt::domain::{Domain, JobStats};
 
+use crate::hypervisor::libvirt::LibvirtHypervisor;
 use crate::hypervisor::libvirt_migrate::{self, MigrationCall};
-use crate::hypervisor::libvirt_raw;
+use crate::hypervisor::{libvirt_raw, HvErrorKind};
 
 use super::job::MigrationJob;
 use super::progress::JobSample;
@@ -15,13 +17,19 @@ pub struct LibvirtJob {
     /// The source domain, for statistics, abort and post-copy.
     pub domain: Domain,
     pub call: MigrationCall,
+    /// The connection the migration call itself uses to reach the target
+    /// (`None` for `--p2p`, where the source's libvirtd watches its own).
+    pub target: Option<Arc<LibvirtHypervisor>>,
 }
 
 impl MigrationJob for LibvirtJob {
     fn sample(&mut self) -> Result<Option<JobSample>, String> {
-        libvirt_migrate::active_job_stats(&self.domain)
-            .map(|stats| stats.map(|s| sample_of(&s)))
-            .map_err(|e| e.message)
+        match libvirt_migrate::active_job_stats(&self.domain) {
+            Ok(stats) => Ok(stats.map(|s| sample_of(&s))),
+            // The guest left for the target (gone, or shut off here): its job is over.
+            Err(e) if matches!(e.kind, HvErrorKind::NoDomain | HvErrorKind::NotRunning) => Ok(None),
+            Err(e) => Err(e.message),
+        }
     }
 
     fn wait(&mut self, timeout: Duration) -> Option<Result<(), String>> {
@@ -34,6 +42,12 @@ impl MigrationJob for LibvirtJob {
 
     fn start_postcopy(&mut self) -> Result<(), String> {
         libvirt_raw::migrate_start_postcopy(&self.domain).map_err(|e| e.message)
+    }
+
+    fn target_alive(&mut self) -> bool {
+        // Keepalive and the event loop close a dead connection; a failed
+        // query of the flag itself is no proof of death.
+        self.target.as_ref().is_none_or(|t| t.conn().is_alive().unwrap_or(true))
     }
 }
 

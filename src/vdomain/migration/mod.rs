@@ -21,7 +21,7 @@ use crate::hypervisor::{Hypervisor, StateKind};
 use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus, Params};
 use crate::vdomain::Vm;
 
-use self::job::{DriverLimits, Outcome, Report};
+use self::job::{AbortCause, DriverLimits, Outcome, Report};
 use self::libvirt_job::LibvirtJob;
 use self::location::{placement, whereabouts, Placement, SideView};
 use self::options::{effective_bandwidth, MigrateOptions, MigrationPlan};
@@ -166,7 +166,8 @@ pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
     );
     let call = MigrationCall::start(domain.clone(), destination, plan.libvirt_parameters(), plan.flags)
         .map_err(|e| ctx.refuse(e))?;
-    let mut job = LibvirtJob { domain, call };
+    let watched = (!plan.options.p2p).then(|| Arc::clone(&remote));
+    let mut job = LibvirtJob { domain, call, target: watched };
     let driver = DriverLimits {
         cutoff: limits.cutoff,
         hard: limits.hard,
@@ -216,12 +217,17 @@ fn conclude(
             }
             format!("libvirt reported the migration to {target} as done")
         }
-        Outcome::Aborted { worker, abort_error } => {
-            let mut text = format!(
-                "migration to {target} aborted at {} before the {}s timeout",
-                at.unwrap_or_else(|| "0%".into()),
-                vm.deadline.total().as_secs()
-            );
+        Outcome::Aborted { cause, worker, abort_error } => {
+            let at = at.unwrap_or_else(|| "0%".into());
+            let mut text = match cause {
+                AbortCause::Deadline => format!(
+                    "migration to {target} aborted at {at} before the {}s timeout",
+                    vm.deadline.total().as_secs()
+                ),
+                AbortCause::TargetLost => {
+                    format!("migration to {target} aborted at {at}: the connection to {target}'s hypervisor was lost")
+                }
+            };
             if let Some(e) = abort_error {
                 text += &format!(" (abort failed: {e})");
             }

@@ -103,13 +103,20 @@ pub fn bounded_query<T: Send + 'static>(
     match call_bounded(budget, move || query(&remote)) {
         Some(Ok(value)) => Ok(value),
         Some(Err(e)) => Err(e.message),
-        None => Err(format!("no answer within {}s", budget.as_secs_f64().ceil())),
+        None => Err(format!("no answer within {:.1}s", budget.as_secs_f64())),
     }
 }
 
 /// DRBD GATE HOOK (to be wired by the lead): refuse when the DRBD data the
-/// guest uses may not be used on `target`. Nothing to check until the DRBD
-/// gate lands on main.
+/// guest uses may not be used for a migration to `target`. Nothing to check
+/// until the DRBD gate lands on main; with the drbd branch's API it becomes:
+///
+/// ```text
+/// let devices: Vec<&str> = vm.domain.block_devices().collect();
+/// let purpose = crate::drbd::Purpose::MigrateSource { target: target.to_owned() };
+/// crate::drbd::gate_domain(&devices, vm.params.drbd_resources.as_deref(), &purpose,
+///                          vm.params.drbd_allow_diskless, &cutoff)
+/// ```
 fn drbd_preflight(_vm: &Vm<'_>, _target: &str) -> OcfResult<()> {
     Ok(())
 }

@@ -95,6 +95,9 @@ pub fn bytes(n: u64) -> String {
 
 /// The progress log line.
 pub fn describe(sample: &JobSample, rate: Option<f64>, time_left: Duration) -> String {
+    if sample.mem_total == 0 && sample.data_processed == 0 {
+        return format!("setting up, no memory sent yet, {}s left", time_left.as_secs());
+    }
     let mut line = format!(
         "{} of {} in sync, {} sent, {} remaining",
         format_args!("{}%", sample.percent()),
@@ -163,6 +166,11 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(64 * MIB), "64.0 MiB");
         assert_eq!(bytes(3 * 1024 * MIB / 2), "1.5 GiB");
+    }
+
+    #[test]
+    fn log_line_before_the_first_byte() {
+        assert_eq!(describe(&JobSample::default(), None, Duration::from_secs(9)), "setting up, no memory sent yet, 9s left");
     }
 
     #[test]

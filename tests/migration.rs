@@ -1,0 +1,311 @@
+//! migrate_to against real hypervisors: the host's libvirtd as the source
+//! and a private libvirtd (its own mount namespace) as the target, real QEMU
+//! guests, migration data over tcp://127.0.0.1. Through the library API; the
+//! agent binary's migrate_to/migrate_from pair is tested by the lead.
+//!
+//! Timings are printed (`--nocapture`), never asserted, except generous
+//! upper bounds that prove "returned before the operation timeout".
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use virtguard::hypervisor::domain_xml::DomainConfig;
+use virtguard::hypervisor::libvirt::LibvirtHypervisor;
+use virtguard::hypervisor::Hypervisor;
+use virtguard::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
+use virtguard::vdomain::migration::migrate_to;
+use virtguard::vdomain::Vm;
+
+use support::{GuestGuard, GuestMode, PrivateHypervisor, HOST_URI};
+
+const SOURCE_NODE: &str = "node1";
+const TARGET_NODE: &str = "node2";
+const BOOT_BOUND: Duration = Duration::from_secs(90);
+
+/// One migrate_to call as Pacemaker would make it on the source node.
+struct Call {
+    params: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+impl Call {
+    fn new(guest: &GuestGuard, target: &PrivateHypervisor, timeout: Duration) -> Call {
+        let params = vec![
+            ("config".to_owned(), guest.xml.to_string_lossy().into_owned()),
+            ("hypervisor".to_owned(), HOST_URI.to_owned()),
+            ("remoteuri".to_owned(), target.uri.clone()),
+            ("migrateuri".to_owned(), format!("tcp://127.0.0.1:{}", support::free_port())),
+        ];
+        Call { params, timeout }
+    }
+
+    fn set(mut self, name: &str, value: &str) -> Call {
+        self.params.retain(|(n, _)| n != name);
+        self.params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn run(&self) -> (OcfResult, Duration) {
+        virtguard::log::init("vm-test");
+        let map: HashMap<String, String> = self.params.iter().cloned().collect();
+        let params = Params::from_lookup(|name| map.get(name).cloned()).expect("valid parameters");
+        let timeout_ms = self.timeout.as_millis().to_string();
+        let env_map: HashMap<&str, &str> = [
+            ("OCF_RESOURCE_INSTANCE", "vm-test"),
+            ("OCF_RESKEY_CRM_meta_timeout", timeout_ms.as_str()),
+            ("OCF_RESKEY_CRM_meta_migrate_source", SOURCE_NODE),
+            ("OCF_RESKEY_CRM_meta_migrate_target", TARGET_NODE),
+        ]
+        .into_iter()
+        .collect();
+        let env = OcfEnv::from_lookup(&|name| env_map.get(name).map(|v| v.to_string()));
+        let config_path = PathBuf::from(&map["config"]);
+        let config_xml = std::fs::read_to_string(&config_path).expect("the guest's XML");
+        let local = LibvirtHypervisor::connect(Some(HOST_URI)).expect("the host's libvirtd");
+        let started = Instant::now();
+        let vm = Vm {
+            action: Action::MigrateTo,
+            params: &params,
+            env: &env,
+            deadline: env.deadline(Action::MigrateTo),
+            config_path,
+            domain: DomainConfig::parse(&config_xml).expect("a domain XML"),
+            config_xml,
+            hv: Ok(&local),
+        };
+        let result = migrate_to(&vm, &local);
+        let took = started.elapsed();
+        eprintln!("migrate_to -> {result:?} after {:.2} s", took.as_secs_f64());
+        (result, took)
+    }
+}
+
+fn state(uri: &str, name: &str) -> Option<String> {
+    support::domstate(uri, name).map(|(state, _)| state)
+}
+
+fn assert_runs_only_on(name: &str, on: &str, not_on: &str) {
+    assert_eq!(state(on, name).as_deref(), Some("running"), "{name} should run on {on}");
+    let elsewhere = state(not_on, name);
+    assert!(
+        elsewhere.is_none() || elsewhere.as_deref() == Some("shut off"),
+        "{name} should not be active on {not_on}: {elsewhere:?}"
+    );
+}
+
+fn figure(what: &str, took: Duration) {
+    eprintln!("FIGURE {what}: {:.2} s", took.as_secs_f64());
+}
+
+/// The host's libvirtd as source and a fresh private one as target, or
+/// `None` after a loud skip (a failure under CI).
+fn lab(tag: &str) -> Option<PrivateHypervisor> {
+    if !support::ensure_libvirtd() {
+        return None;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        support::skip_or_fail("private hypervisors need root");
+        return None;
+    }
+    Some(PrivateHypervisor::start(tag))
+}
+
+/// A guest started (transient, as the agent starts it) on the host.
+fn started_on_host(mut guest: GuestGuard, target: &PrivateHypervisor) -> GuestGuard {
+    guest.track(&target.uri);
+    let xml = guest.xml.to_string_lossy().into_owned();
+    support::virsh_ok(HOST_URI, &["create", &xml]);
+    guest
+}
+
+/// A Linux guest that rewrites its RAM forever, booted and busy.
+fn dirty_guest_on_host(target: &PrivateHypervisor) -> GuestGuard {
+    let guest = started_on_host(support::acpi_guest("migdirty", GuestMode::Dirty), target);
+    assert!(guest.wait_ready(BOOT_BOUND), "the dirty guest did not boot; console:\n{}", guest.console_text());
+    guest
+}
+
+#[test]
+fn running_guest_migrates_and_then_runs_on_the_target_only() {
+    let Some(target) = lab("migok") else { return };
+    let guest = started_on_host(support::firmware_guest("migok"), &target);
+
+    let (result, took) = Call::new(&guest, &target, Duration::from_secs(120)).set("migration_downtime", "300").run();
+
+    assert_eq!(result, Ok(OcfStatus::Success));
+    assert_runs_only_on(&guest.name, &target.uri, HOST_URI);
+    figure("migrate_to of a 64 MiB firmware guest", took);
+}
+
+#[test]
+fn peer_to_peer_migration_with_a_bandwidth_cap_succeeds() {
+    let Some(target) = lab("migp2p") else { return };
+    let guest = started_on_host(support::firmware_guest("migp2p"), &target);
+
+    let call = Call::new(&guest, &target, Duration::from_secs(120))
+        .set("migrate_options", "--p2p --auto-converge")
+        .set("migration_speed", "100");
+    let (result, took) = call.run();
+
+    assert_eq!(result, Ok(OcfStatus::Success));
+    assert_runs_only_on(&guest.name, &target.uri, HOST_URI);
+    figure("migrate_to --p2p of a 64 MiB firmware guest", took);
+}
+
+#[test]
+fn a_migration_that_cannot_converge_is_aborted_before_the_timeout() {
+    let Some(target) = lab("migslow") else { return };
+    let guest = dirty_guest_on_host(&target);
+    let timeout = Duration::from_secs(30);
+
+    let (result, took) = Call::new(&guest, &target, timeout).set("migration_speed", "1").run();
+
+    let error = result.expect_err("a 1 MiB/s migration of a busy 128 MiB guest cannot finish in 30 s");
+    assert_eq!(error.status, OcfStatus::ErrGeneric);
+    assert!(took < timeout, "returned after {took:?}, the timeout is {timeout:?}");
+    let reason = &error.reason;
+    assert!(reason.contains("aborted at") && reason.contains("before the 30s timeout"), "{reason}");
+    assert!(reason.ends_with(&format!("{} still runs on {SOURCE_NODE}", guest.name)), "{reason}");
+    // The cap applied from the first byte: at 1 MiB/s, 25 s move well under half of 128 MiB.
+    let percent: u32 = reason.split("aborted at ").nth(1).and_then(|r| r.split('%').next()).unwrap().parse().unwrap();
+    assert!(percent < 50, "{percent}% in sync: the bandwidth cap did not apply from the start ({reason})");
+    assert_runs_only_on(&guest.name, HOST_URI, &target.uri);
+    figure("migrate_to aborted (30 s timeout)", took);
+}
+
+#[test]
+fn killing_the_target_hypervisor_during_the_migration_leaves_the_guest_on_the_source() {
+    let Some(target) = lab("migkill") else { return };
+    let guest = dirty_guest_on_host(&target);
+    let timeout = Duration::from_secs(60);
+    let call = Call::new(&guest, &target, timeout).set("migration_speed", "1");
+
+    let (result, took) = std::thread::scope(|scope| {
+        let migration = scope.spawn(|| call.run());
+        // Kill the target's libvirtd once the job is visibly under way.
+        let under_way = support::wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+            let info = support::virsh(HOST_URI, &["domjobinfo", &guest.name]);
+            String::from_utf8_lossy(&info.stdout).contains("Data processed")
+        });
+        assert!(under_way, "the migration job never showed up");
+        std::thread::sleep(Duration::from_secs(1));
+        target.kill_daemon();
+        migration.join().expect("migrate_to did not panic")
+    });
+
+    let error = result.expect_err("the target is gone");
+    assert_eq!(error.status, OcfStatus::ErrGeneric);
+    assert!(took < timeout - Duration::from_secs(20), "noticed only after {took:?}");
+    assert!(error.reason.contains(&format!("{} still runs on {SOURCE_NODE}", guest.name)), "{}", error.reason);
+    assert_eq!(state(HOST_URI, &guest.name).as_deref(), Some("running"));
+    figure("migrate_to with the target's libvirtd killed", took);
+}
+
+#[test]
+fn preflight_refuses_an_unreachable_target_and_leaves_the_guest_alone() {
+    let Some(target) = lab("migunr") else { return };
+    let guest = started_on_host(support::firmware_guest("migunr"), &target);
+    let nowhere = format!("qemu+unix:///system?socket={}/no-such-sock", target.dir.display());
+
+    let (result, _) = Call::new(&guest, &target, Duration::from_secs(30)).set("remoteuri", &nowhere).run();
+
+    let error = result.expect_err("nobody listens there");
+    assert_eq!(error.status, OcfStatus::ErrGeneric);
+    assert!(error.reason.starts_with(&format!("not migrating {} to {TARGET_NODE}", guest.name)), "{}", error.reason);
+    assert!(error.reason.contains("did not answer"), "{}", error.reason);
+    assert!(error.reason.ends_with(&format!("still runs on {SOURCE_NODE}")), "{}", error.reason);
+    assert_runs_only_on(&guest.name, HOST_URI, &target.uri);
+}
+
+#[test]
+fn preflight_gives_up_on_a_hanging_target_in_time() {
+    let Some(target) = lab("mighang") else { return };
+    let guest = started_on_host(support::firmware_guest("mighang"), &target);
+    let daemon = target.libvirtd_pid().expect("the private libvirtd runs");
+    let timeout = Duration::from_secs(20);
+
+    let pid = nix::unistd::Pid::from_raw(daemon as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("stopping our own libvirtd");
+    let (result, took) = Call::new(&guest, &target, timeout).run();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("continuing our own libvirtd");
+
+    let error = result.expect_err("a stopped libvirtd never answers");
+    assert!(error.reason.contains("did not answer") && error.reason.contains("no answer within"), "{}", error.reason);
+    assert!(took < timeout, "returned after {took:?}");
+    assert_runs_only_on(&guest.name, HOST_URI, &target.uri);
+    figure("pre-flight against a stopped libvirtd (20 s timeout)", took);
+}
+
+#[test]
+fn preflight_refuses_when_the_domain_is_already_active_on_the_target() {
+    let Some(target) = lab("migdup") else { return };
+    let guest = started_on_host(support::firmware_guest("migdup"), &target);
+    let xml = guest.xml.to_string_lossy().into_owned();
+    support::virsh_ok(&target.uri, &["create", &xml]);
+
+    let (result, _) = Call::new(&guest, &target, Duration::from_secs(30)).run();
+
+    let error = result.expect_err("the guest already runs on the target");
+    assert_eq!(error.status, OcfStatus::ErrGeneric);
+    assert!(error.reason.contains("already active there (running"), "{}", error.reason);
+    assert_eq!(state(HOST_URI, &guest.name).as_deref(), Some("running"));
+    assert_eq!(state(&target.uri, &guest.name).as_deref(), Some("running"));
+}
+
+/// Post-copy needs userfaultfd in the target's QEMU. QEMU 7.2 asks the
+/// kernel directly, which refuses unprivileged callers while
+/// `vm.unprivileged_userfaultfd` is 0; so this test's private target runs
+/// QEMU as root, a change that stays inside its own directory.
+fn let_target_qemu_use_userfaultfd(target: &PrivateHypervisor) {
+    let unprivileged = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd").unwrap_or_default();
+    if unprivileged.trim() == "1" {
+        return;
+    }
+    let conf = target.dir.join("etc/libvirt/qemu.conf");
+    let mut text = std::fs::read_to_string(&conf).expect("the private qemu.conf");
+    text.push_str("\nuser = \"root\"\ngroup = \"root\"\n");
+    std::fs::write(&conf, text).expect("writing the private qemu.conf");
+    target.restart_daemon();
+}
+
+#[test]
+fn postcopy_takes_over_when_precopy_cannot_converge() {
+    let Some(target) = lab("migpost") else { return };
+    let_target_qemu_use_userfaultfd(&target);
+    let guest = dirty_guest_on_host(&target);
+    let timeout = Duration::from_secs(30);
+
+    // 128 MiB at 16 MiB/s: pre-copy cannot keep up with the guest, post-copy needs ~8 s.
+    let call = Call::new(&guest, &target, timeout).set("migrate_options", "--postcopy --bandwidth=16");
+    let (result, took) = call.run();
+
+    assert_eq!(result, Ok(OcfStatus::Success));
+    assert!(took < timeout, "returned after {took:?}");
+    assert_runs_only_on(&guest.name, &target.uri, HOST_URI);
+    figure("migrate_to of a busy guest with --postcopy (30 s timeout)", took);
+}
+
+#[test]
+fn unknown_migrate_options_are_a_configuration_error_before_anything_happens() {
+    let mut params = HashMap::new();
+    params.insert("config", "/nonexistent.xml");
+    params.insert("migrate_options", "--p2p --warp-speed");
+    let params = Params::from_lookup(|n| params.get(n).map(|v| v.to_string())).unwrap();
+    let error = virtguard::vdomain::migration::validate(&params).unwrap_err();
+    assert!(error.contains("--warp-speed"), "{error}");
+}
+
+#[test]
+fn a_local_guest_that_is_not_running_is_refused() {
+    let Some(target) = lab("mignot") else { return };
+    let guest = support::firmware_guest("mignot");
+    let (result, _) = Call::new(&guest, &target, Duration::from_secs(30)).run();
+    let error = result.expect_err("nothing to migrate");
+    assert_eq!(error.status, OcfStatus::ErrGeneric);
+    assert!(error.reason.contains("not active locally"), "{}", error.reason);
+    let local = LibvirtHypervisor::connect(Some(HOST_URI)).unwrap();
+    assert_eq!(local.state(&guest.name).unwrap(), None);
+}
