@@ -204,28 +204,52 @@ fn conclude(
         limits.settle
     };
     let (source_view, target_view) = find_guest(local, remote, name, &patience, libvirt_done && !postcopy);
-    let found = placement(&source_view, &target_view);
-    let at = report.last.map(|s| s.short());
+    let facts = Facts { name, source_node: ctx.source_node, target_node: target, timeout: vm.deadline.total() };
+    match verdict(&facts, &report, &source_view, &target_view) {
+        Ok(note) => {
+            match note {
+                None => info!("{name}: live migration to {target} succeeded in {elapsed:.1}s{}", if postcopy { " (post-copy)" } else { "" }),
+                Some(note) => warn!("{name}: {note}, but it runs on {target} now: reporting success"),
+            }
+            Ok(OcfStatus::Success)
+        }
+        Err(reason) => Err(OcfError::generic(reason)),
+    }
+}
+
+/// The names and numbers an exit reason mentions.
+pub struct Facts<'a> {
+    pub name: &'a str,
+    pub source_node: &'a str,
+    pub target_node: &'a str,
+    pub timeout: Duration,
+}
+
+/// The result from what the driver reported and where the guest was found:
+/// `Ok(None)` for a clean success, `Ok(Some(what went wrong))` when the
+/// guest ended up on the target anyway, `Err(exit reason)` otherwise.
+pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &SideView) -> Result<Option<String>, String> {
+    let (name, to) = (facts.name, facts.target_node);
+    let found = placement(source, target);
+    // A job that has not begun sending reports no memory size yet.
+    let at = report.last.filter(|s| s.mem_total > 0).map(|s| s.short());
     let what = match &report.outcome {
         Outcome::Completed { .. } => {
             // libvirt's word counts when the target cannot be asked but the source let go.
-            let source_left = source_view == SideView::Inactive;
-            if found == Placement::Target || (source_left && matches!(target_view, SideView::Unknown(_))) {
-                let mode = if postcopy { " (post-copy)" } else { "" };
-                info!("{name}: live migration to {target} succeeded in {elapsed:.1}s{mode}");
-                return Ok(OcfStatus::Success);
+            let source_left = *source == SideView::Inactive;
+            if found == Placement::Target || (source_left && matches!(target, SideView::Unknown(_))) {
+                return Ok(None);
             }
-            format!("libvirt reported the migration to {target} as done")
+            format!("libvirt reported the migration to {to} as done")
         }
         Outcome::Aborted { cause, worker, abort_error } => {
-            let at = at.unwrap_or_else(|| "0%".into());
+            let at = at.unwrap_or_else(|| "0% (no memory sent yet)".into());
             let mut text = match cause {
-                AbortCause::Deadline => format!(
-                    "migration to {target} aborted at {at} before the {}s timeout",
-                    vm.deadline.total().as_secs()
-                ),
+                AbortCause::Deadline => {
+                    format!("migration to {to} aborted at {at} before the {}s timeout", facts.timeout.as_secs())
+                }
                 AbortCause::TargetLost => {
-                    format!("migration to {target} aborted at {at}: the connection to {target}'s hypervisor was lost")
+                    format!("migration to {to} aborted at {at}: the connection to {to}'s hypervisor was lost")
                 }
             };
             if let Some(e) = abort_error {
@@ -239,23 +263,19 @@ fn conclude(
         Outcome::Failed { error, postcopy } => {
             let kind = if *postcopy { "post-copy migration" } else { "migration" };
             match at {
-                Some(at) => format!("{kind} to {target} failed at {at}: {error}"),
-                None => format!("{kind} to {target} failed: {error}"),
+                Some(at) => format!("{kind} to {to} failed at {at}: {error}"),
+                None => format!("{kind} to {to} failed before any memory was sent: {error}"),
             }
         }
         Outcome::PostcopyUnfinished => {
-            format!("post-copy migration to {target} still running at the {}s timeout", vm.deadline.total().as_secs())
+            format!("post-copy migration to {to} still running at the {}s timeout", facts.timeout.as_secs())
         }
     };
     if found == Placement::Target {
         // Whatever went wrong on the way, the guest arrived and left the source.
-        warn!("{name}: {what}, but it runs on {target} now: reporting success");
-        return Ok(OcfStatus::Success);
+        return Ok(Some(what));
     }
-    Err(OcfError::generic(format!(
-        "{name}: {what}; {}",
-        whereabouts(name, ctx.source_node, target, &source_view, &target_view)
-    )))
+    Err(format!("{name}: {what}; {}", whereabouts(name, facts.source_node, to, source, target)))
 }
 
 /// Looks at both sides until the guest's place is clear or `settle` comes.
@@ -307,6 +327,66 @@ mod tests {
     fn params(pairs: &[(&str, &str)]) -> Params {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Params::from_lookup(|name| map.get(name).cloned()).unwrap()
+    }
+
+    fn facts() -> Facts<'static> {
+        Facts { name: "vm1", source_node: "node1", target_node: "node2", timeout: Duration::from_secs(120) }
+    }
+
+    fn running() -> SideView {
+        SideView::Active(crate::hypervisor::DomainState::new(StateKind::Running, 1))
+    }
+
+    fn report(outcome: Outcome, percent_left: Option<u64>) -> Report {
+        let last = percent_left.map(|left| progress::JobSample {
+            mem_total: 100,
+            mem_remaining: left,
+            iteration: Some(7),
+            ..Default::default()
+        });
+        Report { outcome, last }
+    }
+
+    #[test]
+    fn verdicts_say_how_far_it_got_and_where_the_guest_is() {
+        let aborted = Outcome::Aborted { cause: AbortCause::Deadline, worker: Some("canceled".into()), abort_error: None };
+        assert_eq!(
+            verdict(&facts(), &report(aborted.clone(), Some(37)), &running(), &SideView::Inactive),
+            Err("vm1: migration to node2 aborted at 63% (iteration 7) before the 120s timeout; vm1 still runs on node1".into())
+        );
+        assert_eq!(
+            verdict(&facts(), &report(aborted, None), &running(), &SideView::Inactive),
+            Err("vm1: migration to node2 aborted at 0% (no memory sent yet) before the 120s timeout; vm1 still runs on node1".into())
+        );
+        let lost = Outcome::Aborted { cause: AbortCause::TargetLost, worker: None, abort_error: Some("no job".into()) };
+        assert_eq!(
+            verdict(&facts(), &report(lost, Some(90)), &running(), &SideView::Unknown("socket closed".into())),
+            Err("vm1: migration to node2 aborted at 10% (iteration 7): the connection to node2's hypervisor was lost \
+                 (abort failed: no job), libvirt has not ended the job yet; vm1 still runs on node1 (node2 did not answer: socket closed)".into())
+        );
+        let failed = Outcome::Failed { error: "Postcopy is not supported".into(), postcopy: false };
+        assert_eq!(
+            verdict(&facts(), &report(failed, None), &running(), &SideView::Inactive),
+            Err("vm1: migration to node2 failed before any memory was sent: Postcopy is not supported; vm1 still runs on node1".into())
+        );
+        let unfinished = report(Outcome::PostcopyUnfinished, Some(20));
+        let paused = SideView::Active(crate::hypervisor::DomainState::new(StateKind::Paused, 12));
+        let verdict_text = verdict(&facts(), &unfinished, &paused, &running()).unwrap_err();
+        assert!(verdict_text.starts_with("vm1: post-copy migration to node2 still running at the 120s timeout; vm1 is active on both"), "{verdict_text}");
+    }
+
+    #[test]
+    fn success_is_where_the_guest_runs() {
+        let done = report(Outcome::Completed { postcopy: false }, Some(0));
+        assert_eq!(verdict(&facts(), &done, &SideView::Inactive, &running()), Ok(None));
+        // libvirt said done, the source let go, the target cannot be asked: libvirt's word counts.
+        assert_eq!(verdict(&facts(), &done, &SideView::Inactive, &SideView::Unknown("eof".into())), Ok(None));
+        assert!(verdict(&facts(), &done, &running(), &SideView::Inactive).unwrap_err().contains("as done; vm1 still runs on node1"));
+        let failed = report(Outcome::Failed { error: "Finish3 failed".into(), postcopy: false }, Some(0));
+        assert_eq!(
+            verdict(&facts(), &failed, &SideView::Inactive, &running()),
+            Ok(Some("migration to node2 failed at 100% (iteration 7): Finish3 failed".into()))
+        );
     }
 
     #[test]
