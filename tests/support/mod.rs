@@ -9,7 +9,7 @@
 
 mod agent;
 mod guest;
-// mod private;
+mod private;
 mod run;
 mod virsh;
 
@@ -18,11 +18,11 @@ pub use guest::{
     acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, kvm_usable, xml_escape, GuestGuard,
     GuestMode, READY_MARKER,
 };
-// pub use private::PrivateHypervisor;
+pub use private::PrivateHypervisor;
 pub use run::{describe, run_bounded};
 pub use virsh::{
-    domstate, hypervisor_answers, parse_domstate, process_alive, qemu_pid_in, remove_domain, virsh, virsh_ok,
-    virsh_timeout, HOST_URI, VIRSH_TIMEOUT,
+    domstate, free_port, hypervisor_answers, migrate_live, parse_domstate, process_alive, qemu_pid_in,
+    remove_domain, virsh, virsh_ok, virsh_timeout, HOST_URI, HOST_QEMU_RUN_DIR, VIRSH_TIMEOUT,
 };
 
 use std::path::{Path, PathBuf};
