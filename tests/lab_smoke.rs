@@ -204,3 +204,13 @@ fn ioerror_guest_inside_a_private_hypervisor() {
         guest.console_text()
     );
 }
+
+#[test]
+fn unique_names_carry_their_owner_pid() {
+    let name = support::unique_name("a-b");
+    assert_eq!(support::owner_pid_of(&name), Some(std::process::id()));
+    assert_eq!(support::owner_pid_of(&format!("{name}-disk")), Some(std::process::id()));
+    assert_eq!(support::owner_pid_of("vgt-x-12-3"), Some(12));
+    assert_eq!(support::owner_pid_of("other-x-12-3"), None);
+    assert_eq!(support::owner_pid_of("vgt-12"), None);
+}
