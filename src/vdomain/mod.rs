@@ -15,6 +15,9 @@ pub mod systemd;
 pub mod utilization;
 pub mod validate;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 use crate::hypervisor::domain_xml::DomainConfig;
