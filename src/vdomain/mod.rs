@@ -14,6 +14,7 @@ pub mod stop;
 pub mod systemd;
 pub mod utilization;
 pub mod validate;
+pub mod watchdog;
 
 #[cfg(test)]
 mod tests;
@@ -95,12 +96,14 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
     if action == Action::ValidateAll {
         return Ok(OcfStatus::Success);
     }
+    let deadline = env.deadline(action);
+    watchdog::arm(action, deadline, config.domain.name.clone(), config.domain.emulator.clone().map(PathBuf::from));
     let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
     let vm = Vm {
         action,
         params: &params,
         env,
-        deadline: env.deadline(action),
+        deadline: watchdog::working_deadline(&deadline),
         config_path: config.path,
         config_xml: config.xml,
         domain: config.domain,
@@ -138,12 +141,15 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
             }
         },
     };
+    let deadline = env.deadline(Action::Stop);
+    let emulator = domain.emulator.clone().or_else(|| files.read("emulator")).map(PathBuf::from);
+    watchdog::arm(Action::Stop, deadline, domain.name.clone(), emulator);
     let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
     let vm = Vm {
         action: Action::Stop,
         params: &params,
         env,
-        deadline: env.deadline(Action::Stop),
+        deadline: watchdog::working_deadline(&deadline),
         config_path,
         config_xml,
         domain,
