@@ -209,7 +209,12 @@ impl Hypervisor for FakeHypervisor {
 
     fn shutdown(&self, name: &str, modes: ShutdownModes) -> HvResult<()> {
         self.enter(format!("shutdown {name} modes={}", modes.0), "shutdown")?;
-        if self.active(name)?.obeys_shutdown {
+        let domain = self.active(name)?;
+        // Like libvirt: a paused guest cannot act on a shutdown request.
+        if domain.state.kind == StateKind::Paused {
+            return Err(HvError::new(HvErrorKind::NotRunning, "Requested operation is not valid: domain is not running"));
+        }
+        if domain.obeys_shutdown {
             self.power_off(name, 1);
         }
         Ok(())

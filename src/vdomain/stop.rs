@@ -77,31 +77,44 @@ fn stop_domain(vm: &Vm) -> OcfResult {
 }
 
 /// Requests a shutdown (again every few seconds: an early request can be
-/// lost while the guest boots) until the domain is off or the budget is spent.
+/// lost while the guest boots) until the domain is off or the budget is
+/// spent. False when it is still active: then it must be destroyed.
 fn shutdown_gracefully(vm: &Vm, hv: &dyn Hypervisor, budget: &Deadline) -> bool {
     let name = vm.name();
     let modes = vm.params.shutdown_mode.as_deref().map(ShutdownModes::parse).transpose().ok().flatten().unwrap_or_default();
+    let is_off = || match hv.state(name) {
+        Ok(None) => true,
+        Ok(Some(s)) => !s.is_active(),
+        Err(_) => false,
+    };
     let mut next_request = std::time::Instant::now();
+    let mut refused = false;
     let stopped = budget.poll(Duration::from_millis(200), || {
         if std::time::Instant::now() >= next_request {
             match hv.shutdown(name, modes) {
                 Ok(()) => tracing::info!("requested a graceful shutdown of {name} (modes {:#x})", modes.0),
-                Err(e) if matches!(e.kind, HvErrorKind::NoDomain | HvErrorKind::NotRunning) => return Some(()),
+                // A paused guest cannot shut itself down; libvirt says "not running".
+                Err(e) if matches!(e.kind, HvErrorKind::NoDomain | HvErrorKind::NotRunning) => {
+                    if is_off() {
+                        return Some(());
+                    }
+                    tracing::warn!("libvirt refuses a graceful shutdown of {name}: {e}");
+                    refused = true;
+                    return Some(());
+                }
                 Err(e) => tracing::warn!("shutdown request for {name} failed: {e}"),
             }
             next_request += Duration::from_secs(5);
         }
-        match hv.state(name) {
-            Ok(None) => Some(()),
-            Ok(Some(s)) if !s.is_active() => Some(()),
-            _ => None,
-        }
+        is_off().then_some(())
     });
-    if stopped.is_some() {
+    if stopped.is_some() && !refused {
         tracing::info!("{name} shut down gracefully after {:.1}s", budget.elapsed().as_secs_f64());
         true
     } else {
-        tracing::warn!("{name} did not shut down within {:.1}s; destroying it", budget.total().as_secs_f64());
+        if !refused {
+            tracing::warn!("{name} did not shut down within {:.1}s; destroying it", budget.total().as_secs_f64());
+        }
         false
     }
 }

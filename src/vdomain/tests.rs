@@ -293,3 +293,15 @@ fn migrate_from_waits_for_the_domain_to_arrive_within_its_deadline() {
     assert!(began.elapsed() < Duration::from_millis(1500));
     assert!(err.reason.contains("did not become healthy"), "{}", err.reason);
 }
+
+#[test]
+fn stop_destroys_a_paused_guest_that_libvirt_will_not_shut_down() {
+    let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "20000")]);
+    let hv = FakeHypervisor::new()
+        .with_domain(NAME, paused(5), false);
+    let began = Instant::now();
+    assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv)), Ok(OcfStatus::Success));
+    assert!(began.elapsed() < Duration::from_secs(2), "no graceful budget for a paused guest: {:?}", began.elapsed());
+    assert!(hv.calls().contains(&format!("destroy {NAME}")));
+    assert!(hv.domain(NAME).is_none());
+}
