@@ -51,6 +51,12 @@ fn stop_domain(vm: &Vm) -> OcfResult {
         Ok(hv) => *hv,
         Err(e) => return kill_by_process(vm, &e.to_string()),
     };
+    // While the domain still exists: a transient one is gone once stopped.
+    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
+        if let Err(e) = config_file::save_if_changed(hv, name, &vm.config_path) {
+            tracing::warn!("{e}");
+        }
+    }
     if vm.params.force_stop {
         return destroy(vm, hv);
     }
@@ -62,11 +68,6 @@ fn stop_domain(vm: &Vm) -> OcfResult {
                 return Ok(OcfStatus::Success);
             }
             Err(e) => tracing::warn!("cannot save {name} to {}: {e}; shutting it down instead", file.display()),
-        }
-    }
-    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
-        if let Err(e) = config_file::save_if_changed(hv, name, &vm.config_path) {
-            tracing::warn!("{e}");
         }
     }
     let graceful = vm.deadline.before(destroy_reserve(vm.deadline.total()));
