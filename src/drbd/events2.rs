@@ -68,6 +68,7 @@ fn apply(resources: &mut Vec<Resource>, object: &str, fields: &Fields) -> Result
                 may_promote: fields.yes_no("may_promote")?,
                 promotion_score: fields.number::<i64>("promotion_score")?,
                 volumes: Vec::new(),
+                missing_volumes: Vec::new(),
                 peers: Vec::new(),
             });
         }
@@ -111,6 +112,10 @@ fn apply(resources: &mut Vec<Resource>, object: &str, fields: &Fields) -> Result
                 .iter_mut()
                 .find(|p| p.name.as_deref() == Some(conn_name))
                 .ok_or_else(|| format!("{res_name}: peer-device for connection {conn_name} before its connection line"))?;
+            let node_id = fields.number::<u32>("peer-node-id")?;
+            if node_id.is_some() && peer.node_id.is_some() && node_id != peer.node_id {
+                return Err(format!("{res_name}: peer-device {conn_name} has another peer-node-id than its connection"));
+            }
             let number = fields.require_number::<u32>("volume")?;
             if peer.volume(number).is_some() {
                 return Err(format!("{res_name}: peer-device {conn_name} volume {number} appears twice"));

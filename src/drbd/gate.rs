@@ -5,7 +5,7 @@
 //!
 //! All purposes
 //! - C1 the resource exists in this node's DRBD state
-//! - C2 it has at least one volume
+//! - C2 it has at least one volume, and every configured volume is reported
 //! - C3 its I/O is not suspended and not forced to fail
 //!
 //! start (S) and migrate-target (T): the data used here must be the newest
@@ -100,6 +100,9 @@ fn verb(purpose: &Purpose) -> String {
 fn common_rules(r: &Resource, verb: &str, found: &mut Findings) {
     if r.volumes.is_empty() {
         found.reasons.push(format!("{}: has no volumes on this node: refusing to {verb}", r.name));
+    }
+    for volume in &r.missing_volumes {
+        found.reasons.push(format!("{}/{volume}: configured but not reported by DRBD: refusing to {verb}", r.name));
     }
     if !r.suspended.is_empty() {
         found.reasons.push(format!("{}: I/O is suspended ({}): refusing to {verb}", r.name, r.suspended.join(",")));

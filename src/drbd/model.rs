@@ -190,6 +190,10 @@ pub struct Resource {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion_score: Option<i64>,
     pub volumes: Vec<Volume>,
+    /// DRBD 8.4: volumes the names (by-res links, drbdadm) list but
+    /// /proc/drbd does not report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_volumes: Vec<u32>,
     pub peers: Vec<Peer>,
 }
 

@@ -212,6 +212,7 @@ pub fn to_state(proc: &ProcDrbd, names: &MinorNames, from: &str) -> DrbdState {
                     may_promote: None,
                     promotion_score: None,
                     volumes: Vec::new(),
+                    missing_volumes: Vec::new(),
                     peers: vec![Peer {
                         name: None,
                         node_id: None,
@@ -251,7 +252,16 @@ pub fn to_state(proc: &ProcDrbd, names: &MinorNames, from: &str) -> DrbdState {
             done: m.done,
         });
     }
+    let reported: Vec<u32> = proc.minors.iter().map(|m| m.minor).collect();
+    for (minor, (name, volume)) in names {
+        if let Some(r) = resources.iter_mut().find(|r| &r.name == name) {
+            if !reported.contains(minor) {
+                r.missing_volumes.push(*volume);
+            }
+        }
+    }
     for r in &mut resources {
+        r.missing_volumes.sort_unstable();
         r.volumes.sort_by_key(|v| v.number);
         r.peers[0].volumes.sort_by_key(|v| v.number);
     }
@@ -365,5 +375,7 @@ srcversion: 5D9B2C1E8A0F6C3D4E7B9A1
         assert_eq!(r.peers[0].volumes[1].replication, ReplState::SyncSource);
         let s = to_state(&p, &MinorNames::new(), "test");
         assert_eq!(s.unnamed_minors, vec![0, 1]);
+        names.insert(7, ("r0".into(), 2));
+        assert_eq!(to_state(&p, &names, "test").resources[0].missing_volumes, vec![2]);
     }
 }
