@@ -238,7 +238,7 @@ fn random_noise_is_never_a_state() {
     let mut rng = XorShift::new(0x0dd_ba11);
     for _ in 0..2000 {
         let len = rng.below(200);
-        let bytes: Vec<u8> = (0..len).map(|_| (rng.next() & 0xff) as u8).collect();
+        let bytes: Vec<u8> = (0..len).map(|_| (rng.next_u64() & 0xff) as u8).collect();
         let text = String::from_utf8_lossy(&bytes);
         assert!(events2::parse(&text).is_err(), "{text:?}");
         let _ = proc84::parse(&text);

@@ -96,11 +96,11 @@ impl Sources {
         }
         let drbdsetup = exec::find_program(&self.drbdsetup);
         let events2_failure = match &drbdsetup {
-            Some(_) => match exec::run(&self.drbdsetup, &["events2", "--now"], deadline) {
+            Some(_) => match exec::run(&self.drbdsetup, &["events2", "--now", "all"], deadline) {
                 Ok(out) => {
                     let resources = events2::parse(&out.stdout)
-                        .map_err(|e| ReadError::Unreadable(format!("drbdsetup events2 --now: {e}")))?;
-                    return Ok(events2_state(resources, "drbdsetup events2 --now".to_owned()));
+                        .map_err(|e| ReadError::Unreadable(format!("drbdsetup events2 --now all: {e}")))?;
+                    return Ok(events2_state(resources, "drbdsetup events2 --now all".to_owned()));
                 }
                 Err(e @ ExecError::TimedOut { .. }) => return Err(ReadError::Unreadable(e.to_string())),
                 Err(e) => {
@@ -163,7 +163,7 @@ impl Sources {
             (Some(file), _) => read_file(file).map_err(|e| e.to_string()),
             // State from a file and options from the live system would not match.
             (None, Some(_)) => return,
-            (None, None) => exec::run(&self.drbdsetup, &["show"], deadline).map(|o| o.stdout).map_err(|e| e.to_string()),
+            (None, None) => exec::run(&self.drbdsetup, &["show", "all"], deadline).map(|o| o.stdout).map_err(|e| e.to_string()),
         };
         match text.and_then(|t| show::parse(&t)) {
             Ok(options) => show::apply(state, &options),
