@@ -157,7 +157,7 @@ fn check_never_succeeds_on_unreadable_input() {
 
 #[test]
 fn the_file_override_needs_no_drbdsetup() {
-    let env = |f: &str| vec![("VIRTGUARD_DRBD_EVENTS2_FILE", fixture_path(&format!("{f}.events2"))), ("PATH", "/usr/bin:/bin".into())];
+    let env = |f: &str| vec![("VIRTGUARD_DRBD_EVENTS2_FILE", fixture_path(&format!("{f}.events2"))), ("PATH", "/nonexistent-virtguard-path".into())];
     let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &env("healthy-2node"));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains(&format!("file {}", fixture_path("healthy-2node.events2"))), "{}", r.stdout);
@@ -262,7 +262,7 @@ fn drbd84_through_proc_drbd_and_drbdadm() {
 #[test]
 fn no_drbd_at_all_is_never_success() {
     // drbdsetup missing from PATH and no /proc/drbd.
-    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("PATH", "/usr/bin:/bin".into())]);
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("PATH", "/nonexistent-virtguard-path".into())]);
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("drbdsetup is not on PATH"), "{}", r.stderr);
     // DRBD 9 loaded but drbdsetup failing.
