@@ -113,19 +113,17 @@ fn common_rules(r: &Resource, verb: &str, found: &mut Findings) {
 }
 
 fn start_rules(r: &Resource, options: &GateOptions, verb: &str, found: &mut Findings) {
-    let before = found.reasons.len();
     data_here_rules(r, options, verb, found);
     for peer in r.peers.iter().filter(|p| p.role == Role::Primary) {
         found.reasons.push(format!("{}: {} is Primary: refusing to {verb} a second writer", r.name, peer.label()));
     }
-    if r.role == Role::Secondary && r.may_promote == Some(false) && found.reasons.len() == before {
+    if r.role == Role::Secondary && r.may_promote == Some(false) && found.reasons.is_empty() {
         let score = r.promotion_score.map(|s| format!(" (promotion_score {s})")).unwrap_or_default();
         found.reasons.push(format!("{}: DRBD reports may_promote:no{score}: refusing to {verb}", r.name));
     }
 }
 
 fn migrate_target_rules(r: &Resource, source: &str, options: &GateOptions, verb: &str, found: &mut Findings) {
-    let before = found.reasons.len();
     data_here_rules(r, options, verb, found);
     let source_peer = find_peer(r, source);
     match source_peer {
@@ -163,7 +161,7 @@ fn migrate_target_rules(r: &Resource, source: &str, options: &GateOptions, verb:
                     r.name
                 )),
             },
-            _ if r.may_promote == Some(false) && found.reasons.len() == before => {
+            _ if r.may_promote == Some(false) && found.reasons.is_empty() => {
                 found.reasons.push(format!("{}: DRBD reports may_promote:no: refusing to {verb}", r.name));
             }
             _ => {}
