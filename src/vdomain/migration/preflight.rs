@@ -107,16 +107,8 @@ pub fn bounded_query<T: Send + 'static>(
     }
 }
 
-/// DRBD GATE HOOK (to be wired by the lead): refuse when the DRBD data the
-/// guest uses may not be used for a migration to `target`. Nothing to check
-/// until the DRBD gate lands on main; with the drbd branch's API it becomes:
-///
-/// ```text
-/// let devices: Vec<&str> = vm.domain.block_devices().collect();
-/// let purpose = crate::drbd::Purpose::MigrateSource { target: target.to_owned() };
-/// crate::drbd::gate_domain(&devices, vm.params.drbd_resources.as_deref(), &purpose,
-///                          vm.params.drbd_allow_diskless, &cutoff)
-/// ```
-fn drbd_preflight(_vm: &Vm<'_>, _target: &str) -> OcfResult<()> {
-    Ok(())
+/// The DRBD gate for the source side of a migration to `target`, through
+/// the agent's single DRBD hook.
+fn drbd_preflight(vm: &Vm<'_>, target: &str) -> OcfResult<()> {
+    crate::vdomain::drbd_gate(vm, &crate::drbd::Purpose::MigrateSource { target: target.to_owned() })
 }
