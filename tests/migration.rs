@@ -178,10 +178,21 @@ fn a_migration_that_cannot_converge_is_aborted_before_the_timeout() {
 
 #[test]
 fn killing_the_target_hypervisor_during_the_migration_leaves_the_guest_on_the_source() {
-    let Some(target) = lab("migkill") else { return };
+    kill_target_during_migration("migkill", "");
+}
+
+#[test]
+fn killing_the_target_hypervisor_during_a_peer_to_peer_migration_leaves_the_guest_on_the_source() {
+    kill_target_during_migration("migkillp2p", "--p2p");
+}
+
+/// This process drives a plain migration and notices the lost target
+/// through keepalive; with `--p2p` the source's libvirtd notices it.
+fn kill_target_during_migration(tag: &str, migrate_options: &str) {
+    let Some(target) = lab(tag) else { return };
     let guest = dirty_guest_on_host(&target);
     let timeout = Duration::from_secs(60);
-    let call = Call::new(&guest, &target, timeout).set("migration_speed", "1");
+    let call = Call::new(&guest, &target, timeout).set("migration_speed", "1").set("migrate_options", migrate_options);
 
     let (result, took) = std::thread::scope(|scope| {
         let migration = scope.spawn(|| call.run());
@@ -201,7 +212,7 @@ fn killing_the_target_hypervisor_during_the_migration_leaves_the_guest_on_the_so
     assert!(took < timeout - Duration::from_secs(20), "noticed only after {took:?}");
     assert!(error.reason.contains(&format!("{} still runs on {SOURCE_NODE}", guest.name)), "{}", error.reason);
     assert_eq!(state(HOST_URI, &guest.name).as_deref(), Some("running"));
-    figure("migrate_to with the target's libvirtd killed", took);
+    figure(&format!("migrate_to {migrate_options} with the target's libvirtd killed"), took);
 }
 
 #[test]
@@ -258,7 +269,9 @@ fn preflight_refuses_when_the_domain_is_already_active_on_the_target() {
 /// Post-copy needs userfaultfd in the target's QEMU. QEMU 7.2 asks the
 /// kernel directly, which refuses unprivileged callers while
 /// `vm.unprivileged_userfaultfd` is 0; so this test's private target runs
-/// QEMU as root, a change that stays inside its own directory.
+/// QEMU as root, a change that stays inside its own directory. Root needs no
+/// file ownership changes, and must not make any: the guest's kernel is a
+/// lab file other guests use at the same time.
 fn let_target_qemu_use_userfaultfd(target: &PrivateHypervisor) {
     let unprivileged = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd").unwrap_or_default();
     if unprivileged.trim() == "1" {
@@ -266,7 +279,7 @@ fn let_target_qemu_use_userfaultfd(target: &PrivateHypervisor) {
     }
     let conf = target.dir.join("etc/libvirt/qemu.conf");
     let mut text = std::fs::read_to_string(&conf).expect("the private qemu.conf");
-    text.push_str("\nuser = \"root\"\ngroup = \"root\"\n");
+    text.push_str("\nuser = \"root\"\ngroup = \"root\"\ndynamic_ownership = 0\n");
     std::fs::write(&conf, text).expect("writing the private qemu.conf");
     target.restart_daemon();
 }

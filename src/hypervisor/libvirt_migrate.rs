@@ -5,10 +5,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use virt::domain::{Domain, JobStats, MigrateParameters};
-use virt::sys;
+use virt::domain::{Domain, MigrateParameters};
 
 use super::libvirt::{hv_error, LibvirtHypervisor};
+use super::libvirt_raw::{self, JobFigures};
 use super::{HvError, HvErrorKind, HvResult};
 
 /// Keepalive on the connection to the target: a peer that stops answering
@@ -123,9 +123,8 @@ impl MigrationCall {
     }
 }
 
-/// The statistics of the domain's active job, `None` when none is active.
-pub fn active_job_stats(domain: &Domain) -> HvResult<Option<JobStats>> {
-    let stats = domain.job_stats(0).map_err(hv_error)?;
-    let active = [sys::VIR_DOMAIN_JOB_BOUNDED, sys::VIR_DOMAIN_JOB_UNBOUNDED].contains(&(stats.r#type as u32));
-    Ok(active.then_some(stats))
+/// The figures of the domain's active job, `None` when none is active.
+pub fn active_job(domain: &Domain) -> HvResult<Option<JobFigures>> {
+    let figures = libvirt_raw::job_stats(domain)?;
+    Ok(figures.is_active().then_some(figures))
 }

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use virt::domain::{Domain, JobStats};
+use virt::domain::Domain;
+use virt::sys;
 
 use crate::hypervisor::libvirt::LibvirtHypervisor;
 use crate::hypervisor::libvirt_migrate::{self, MigrationCall};
-use crate::hypervisor::{libvirt_raw, HvErrorKind};
+use crate::hypervisor::libvirt_raw::{self, JobFigures};
+use crate::hypervisor::HvErrorKind;
 
 use super::job::MigrationJob;
 use super::progress::JobSample;
@@ -24,7 +26,7 @@ pub struct LibvirtJob {
 
 impl MigrationJob for LibvirtJob {
     fn sample(&mut self) -> Result<Option<JobSample>, String> {
-        match libvirt_migrate::active_job_stats(&self.domain) {
+        match libvirt_migrate::active_job(&self.domain) {
             Ok(stats) => Ok(stats.map(|s| sample_of(&s))),
             // The guest left for the target (gone, or shut off here): its job is over.
             Err(e) if matches!(e.kind, HvErrorKind::NoDomain | HvErrorKind::NotRunning) => Ok(None),
@@ -53,18 +55,19 @@ impl MigrationJob for LibvirtJob {
 
 /// libvirt's figures in ours; memory figures fall back to the data figures
 /// (which include disks) when a driver reports only those.
-pub fn sample_of(s: &JobStats) -> JobSample {
-    let page = s.mem_page_size.filter(|p| *p > 0).unwrap_or(4096);
+pub fn sample_of(job: &JobFigures) -> JobSample {
+    let get = |field| job.get(field);
+    let page = get(sys::VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE).filter(|p| *p > 0).unwrap_or(4096);
     JobSample {
-        mem_total: s.mem_total.or(s.data_total).unwrap_or(0),
-        mem_remaining: s.mem_remaining.or(s.data_remaining).unwrap_or(0),
-        data_processed: s.data_processed.or(s.mem_processed).unwrap_or(0),
-        data_remaining: s.data_remaining.or(s.mem_remaining).unwrap_or(0),
-        bytes_per_sec: s.mem_bps,
-        iteration: s.mem_iteration,
-        expected_downtime_ms: s.downtime,
-        dirty_bytes_per_sec: s.mem_dirty_rate.map(|pages| pages.saturating_mul(page)),
-        postcopy_requests: s.mem_postcopy_reqs,
+        mem_total: get(sys::VIR_DOMAIN_JOB_MEMORY_TOTAL).or(get(sys::VIR_DOMAIN_JOB_DATA_TOTAL)).unwrap_or(0),
+        mem_remaining: get(sys::VIR_DOMAIN_JOB_MEMORY_REMAINING).or(get(sys::VIR_DOMAIN_JOB_DATA_REMAINING)).unwrap_or(0),
+        data_processed: get(sys::VIR_DOMAIN_JOB_DATA_PROCESSED).or(get(sys::VIR_DOMAIN_JOB_MEMORY_PROCESSED)).unwrap_or(0),
+        data_remaining: get(sys::VIR_DOMAIN_JOB_DATA_REMAINING).or(get(sys::VIR_DOMAIN_JOB_MEMORY_REMAINING)).unwrap_or(0),
+        bytes_per_sec: get(sys::VIR_DOMAIN_JOB_MEMORY_BPS),
+        iteration: get(sys::VIR_DOMAIN_JOB_MEMORY_ITERATION),
+        expected_downtime_ms: get(sys::VIR_DOMAIN_JOB_DOWNTIME),
+        dirty_bytes_per_sec: get(sys::VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE).map(|pages| pages.saturating_mul(page)),
+        postcopy_requests: get(sys::VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS),
     }
 }
 
@@ -74,25 +77,29 @@ mod tests {
 
     #[test]
     fn libvirt_figures_map_to_ours() {
-        let stats = JobStats {
-            r#type: 2,
-            mem_total: Some(64 << 20),
-            mem_remaining: Some(16 << 20),
-            data_processed: Some(100 << 20),
-            data_remaining: Some(16 << 20),
-            mem_bps: Some(1 << 20),
-            mem_iteration: Some(3),
-            downtime: Some(300),
-            mem_dirty_rate: Some(256),
-            mem_page_size: Some(4096),
-            ..Default::default()
+        let figures = |pairs: &[(&std::ffi::CStr, u64)]| JobFigures {
+            job_type: 2,
+            figures: pairs.iter().map(|(k, v)| (k.to_str().unwrap().to_owned(), *v)).collect(),
         };
-        let s = sample_of(&stats);
+        let job = figures(&[
+            (sys::VIR_DOMAIN_JOB_MEMORY_TOTAL, 64 << 20),
+            (sys::VIR_DOMAIN_JOB_MEMORY_REMAINING, 16 << 20),
+            (sys::VIR_DOMAIN_JOB_DATA_PROCESSED, 100 << 20),
+            (sys::VIR_DOMAIN_JOB_DATA_REMAINING, 16 << 20),
+            (sys::VIR_DOMAIN_JOB_MEMORY_BPS, 1 << 20),
+            (sys::VIR_DOMAIN_JOB_MEMORY_ITERATION, 3),
+            (sys::VIR_DOMAIN_JOB_DOWNTIME, 300),
+            (sys::VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE, 256),
+            (sys::VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, 4096),
+        ]);
+        assert!(job.is_active());
+        let s = sample_of(&job);
         assert_eq!(s.percent(), 75);
         assert_eq!(s.iteration, Some(3));
         assert_eq!(s.dirty_bytes_per_sec, Some(1 << 20));
         assert_eq!(s.expected_downtime_ms, Some(300));
-        let only_data = JobStats { data_total: Some(100), data_remaining: Some(50), ..Default::default() };
+        let only_data = figures(&[(sys::VIR_DOMAIN_JOB_DATA_TOTAL, 100), (sys::VIR_DOMAIN_JOB_DATA_REMAINING, 50)]);
         assert_eq!(sample_of(&only_data).percent(), 50);
+        assert!(!JobFigures::default().is_active());
     }
 }
