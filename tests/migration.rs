@@ -192,7 +192,10 @@ fn kill_target_during_migration(tag: &str, migrate_options: &str) {
     let Some(target) = lab(tag) else { return };
     let guest = dirty_guest_on_host(&target);
     let timeout = Duration::from_secs(60);
-    let call = Call::new(&guest, &target, timeout).set("migration_speed", "1").set("migrate_options", migrate_options);
+    let call = Call::new(&guest, &target, timeout)
+        .set("migration_speed", "1")
+        .set("migration_downtime", "1234")
+        .set("migrate_options", migrate_options);
 
     let (result, took) = std::thread::scope(|scope| {
         let migration = scope.spawn(|| call.run());
@@ -202,6 +205,11 @@ fn kill_target_during_migration(tag: &str, migrate_options: &str) {
             String::from_utf8_lossy(&info.stdout).contains("Data processed")
         });
         assert!(under_way, "the migration job never showed up");
+        // Both limits are in force while the job runs: set before it, not during it.
+        let downtime = support::virsh_ok(HOST_URI, &["migrate-getmaxdowntime", &guest.name]);
+        assert_eq!(downtime.trim(), "1234");
+        let speed = support::virsh_ok(HOST_URI, &["migrate-getspeed", &guest.name]);
+        assert_eq!(speed.trim(), "1");
         std::thread::sleep(Duration::from_secs(1));
         target.kill_daemon();
         migration.join().expect("migrate_to did not panic")
