@@ -221,3 +221,61 @@ fn start_resources_starts_the_pool_and_network_first() {
     assert!(virsh_ok(HOST_URI, &["net-info", &resources.network]).lines().any(|l| l.starts_with("Active:") && l.ends_with("yes")));
     assert_eq!(agent("stop", &with).code, 0);
 }
+
+#[test]
+fn copyindirs_lands_in_a_fresh_stateless_overlay() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    if support::which("virt-copy-in").is_none() || support::which("mke2fs").is_none() {
+        support::skip_or_fail("virt-copy-in (libguestfs-tools) or mke2fs is not installed");
+        return;
+    }
+    let guest = firmware_guest("vg-copyin");
+    // A backing file that libguestfs recognises as an operating system.
+    let root = guest.dir.join("rootfs");
+    let backing = guest.dir.join("base.raw");
+    sh(&format!(
+        "set -e; mkdir -p '{r}/bin' '{r}/etc' '{r}/usr/bin' '{r}/tmp'; cp /bin/busybox '{r}/bin/'; \
+         printf 'ID=debian\\nVERSION_ID=\"12\"\\nPRETTY_NAME=\"vglab\"\\n' > '{r}/etc/os-release'; echo 12.0 > '{r}/etc/debian_version'; \
+         echo '/dev/vda / ext4 defaults 0 1' > '{r}/etc/fstab'; mke2fs -q -t ext4 -d '{r}' '{b}' 64M",
+        r = root.display(),
+        b = backing.display()
+    ));
+    let overlay = guest.xml.with_extension("qcow2");
+    add_devices(
+        &guest,
+        &format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+            overlay.display()
+        ),
+    );
+    let inject = guest.dir.join("inject/srv");
+    std::fs::create_dir_all(&inject).unwrap();
+    std::fs::write(inject.join("vg-marker"), "copied by virtguard\n").unwrap();
+    let backing = backing.to_string_lossy().into_owned();
+    let inject = inject.to_string_lossy().into_owned();
+    let mut env = env_for(
+        &guest,
+        &[
+            ("OCF_RESKEY_backingfile", &backing),
+            ("OCF_RESKEY_stateless", "true"),
+            ("OCF_RESKEY_copyindirs", &inject),
+            ("OCF_RESKEY_force_stop", "true"),
+            // This lab's nested KVM breaks libguestfs' appliance; TCG works.
+            ("LIBGUESTFS_BACKEND", "direct"),
+            ("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg"),
+        ],
+    );
+    env.retain(|(k, _)| *k != "OCF_RESKEY_CRM_meta_timeout");
+    env.push(("OCF_RESKEY_CRM_meta_timeout", "240000"));
+    let start = agent("start", &env);
+    assert_eq!(start.code, 0, "{}", start.stderr);
+    assert_eq!(agent("stop", &env).code, 0);
+    let mut cat = Command::new("virt-cat");
+    cat.args(["-a", overlay.to_str().unwrap(), "/srv/vg-marker"])
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+    let out = run_bounded(cat, Duration::from_secs(240));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "copied by virtguard\n", "{}", describe(&out));
+}
