@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::{GuestMode, HOST_URI};
 
-const BOOT_BOUND: Duration = Duration::from_secs(60);
+const BOOT_BOUND: Duration = Duration::from_secs(120);
 const STATE_BOUND: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 
@@ -117,4 +117,100 @@ fn ioerror_guest_ends_paused_with_io_error() {
     figure("ioerror guest (virsh start -> paused ioerror)", started.elapsed());
     let errors = support::virsh_ok(HOST_URI, &["domblkerror", &guest.name]);
     assert!(errors.contains("no space"), "domblkerror: {errors}");
+}
+
+#[test]
+fn private_hypervisor_survives_a_daemon_kill_and_restarts() {
+    if !support::ensure_libvirtd() {
+        return;
+    }
+    let hypervisor = support::PrivateHypervisor::start("kill");
+    let mut guest = support::firmware_guest("priv");
+    guest.define_and_start(&hypervisor.uri);
+    let qemu = hypervisor.qemu_pid(&guest.name).expect("qemu pid file");
+    assert!(support::process_alive(qemu));
+
+    hypervisor.kill_daemon();
+    assert!(hypervisor.libvirtd_pid().is_none());
+    assert!(!support::hypervisor_answers(&hypervisor.uri));
+    assert!(support::process_alive(qemu), "killing libvirtd took the guest with it");
+
+    hypervisor.restart_daemon();
+    assert_eq!(
+        support::domstate(&hypervisor.uri, &guest.name).map(|s| s.0).as_deref(),
+        Some("running"),
+        "{}",
+        hypervisor.log_tail(20)
+    );
+    assert_eq!(hypervisor.qemu_pid(&guest.name), Some(qemu));
+    // The host's libvirtd never saw it.
+    assert!(support::domstate(HOST_URI, &guest.name).is_none());
+}
+
+#[test]
+fn live_migration_host_to_private() {
+    if !support::ensure_libvirtd() {
+        return;
+    }
+    let hypervisor = support::PrivateHypervisor::start("mig");
+    let mut guest = support::acpi_guest("mig", GuestMode::Idle);
+    guest.define_and_start(HOST_URI);
+    guest.track(&hypervisor.uri);
+    assert!(guest.wait_ready(BOOT_BOUND), "console:\n{}", guest.console_text());
+
+    let started = Instant::now();
+    let output = support::migrate_live(HOST_URI, &hypervisor.uri, &guest.name, &[]);
+    assert!(output.status.success(), "{}\n{}", support::describe(&output), hypervisor.log_tail(20));
+    figure("live migration host -> private (128 MiB TCG guest)", started.elapsed());
+    assert!(state_is(&hypervisor.uri, &guest.name, "running", "migrated"), "{:?}", support::domstate(&hypervisor.uri, &guest.name));
+    assert!(state_is(HOST_URI, &guest.name, "shut off", "migrated"), "{:?}", support::domstate(HOST_URI, &guest.name));
+
+    // It is the same running guest: it still powers off on ACPI.
+    support::virsh_ok(&hypervisor.uri, &["shutdown", &guest.name]);
+    assert!(support::wait_for(STATE_BOUND, POLL, || support::domstate(&hypervisor.uri, &guest.name).is_none()));
+}
+
+#[test]
+fn live_migration_between_two_private_hypervisors() {
+    if !support::ensure_libvirtd() {
+        return;
+    }
+    let first = support::PrivateHypervisor::start("one");
+    let second = support::PrivateHypervisor::start("two");
+    let mut guest = support::firmware_guest("mig2");
+    guest.define_and_start(&first.uri);
+    guest.track(&second.uri);
+
+    let started = Instant::now();
+    let output = support::migrate_live(&first.uri, &second.uri, &guest.name, &["--persistent", "--undefinesource"]);
+    assert!(output.status.success(), "{}\n{}", support::describe(&output), second.log_tail(20));
+    figure("live migration private -> private (64 MiB firmware guest)", started.elapsed());
+    assert!(state_is(&second.uri, &guest.name, "running", "migrated"), "{:?}", support::domstate(&second.uri, &guest.name));
+    assert!(support::domstate(&first.uri, &guest.name).is_none());
+}
+
+#[test]
+fn ioerror_guest_inside_a_private_hypervisor() {
+    if !support::ensure_libvirtd() {
+        return;
+    }
+    let hypervisor = support::PrivateHypervisor::start("ioerr");
+    let mut guest = hypervisor.ioerror_guest("pioerr");
+    guest.define_and_start(&hypervisor.uri);
+    assert!(
+        support::wait_for(BOOT_BOUND + STATE_BOUND, POLL, || state_is(&hypervisor.uri, &guest.name, "paused", "I/O error")),
+        "state {:?}; console:\n{}",
+        support::domstate(&hypervisor.uri, &guest.name),
+        guest.console_text()
+    );
+}
+
+#[test]
+fn unique_names_carry_their_owner_pid() {
+    let name = support::unique_name("a-b");
+    assert_eq!(support::owner_pid_of(&name), Some(std::process::id()));
+    assert_eq!(support::owner_pid_of(&format!("{name}-disk")), Some(std::process::id()));
+    assert_eq!(support::owner_pid_of("vgt-x-12-3"), Some(12));
+    assert_eq!(support::owner_pid_of("other-x-12-3"), None);
+    assert_eq!(support::owner_pid_of("vgt-12"), None);
 }

@@ -132,12 +132,15 @@ dirty)
         i=$((i + 1))
     done
     ready
+    pass=0
     while :; do
         i=0
         while [ "$i" -lt "$chunks" ]; do
             dd if=/tmp/seed of="/mnt/fill.$i" bs=1M conv=notrunc 2>/dev/null
             i=$((i + 1))
         done
+        pass=$((pass + 1))
+        say "VGLAB-DIRTY pass=$pass mib=$((chunks * chunk_mb)) uptime=$(cut -d' ' -f1 /proc/uptime)"
     done
     ;;
 diskwrite)

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::run::run_bounded;
@@ -101,6 +101,14 @@ pub fn rsctmp_for_this_test() -> PathBuf {
     let test = thread.name().unwrap_or("main");
     let safe: String = test.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let dir = scratch_dir(&format!("rsctmp-{}-{safe}", std::process::id()));
+    // First use in this process: anything there is from an earlier process
+    // that had our pid, and its state must not leak into this test.
+    static SEEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.contains(&dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+        seen.push(dir.clone());
+    }
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
 }

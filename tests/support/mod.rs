@@ -9,7 +9,7 @@
 
 mod agent;
 mod guest;
-// mod private;
+mod private;
 mod run;
 mod virsh;
 
@@ -18,11 +18,12 @@ pub use guest::{
     acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, kvm_usable, xml_escape, GuestGuard,
     GuestMode, READY_MARKER,
 };
-// pub use private::PrivateHypervisor;
+pub use private::PrivateHypervisor;
 pub use run::{describe, run_bounded};
+
 pub use virsh::{
-    domstate, hypervisor_answers, parse_domstate, process_alive, qemu_pid_in, remove_domain, virsh, virsh_ok,
-    virsh_timeout, HOST_URI, VIRSH_TIMEOUT,
+    domstate, free_port, hypervisor_answers, migrate_live, parse_domstate, process_alive, qemu_pid_in,
+    remove_domain, virsh, virsh_ok, virsh_timeout, HOST_URI, HOST_QEMU_RUN_DIR, VIRSH_TIMEOUT,
 };
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,7 @@ pub fn ensure_libvirtd() -> bool {
     }
     if hypervisor_answers(HOST_URI) {
         *up = true;
+        sweep_orphan_guests();
         return true;
     }
     if !nix::unistd::Uid::effective().is_root() {
@@ -115,7 +117,61 @@ pub fn ensure_libvirtd() -> bool {
         }
     }
     *up = true;
+    sweep_orphan_guests();
     true
+}
+
+/// The pid in a name made by [`unique_name`] (`vgt-<label>-<pid>-<n>...`).
+pub fn owner_pid_of(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("vgt-")?;
+    let mut parts = rest.rsplitn(3, '-');
+    let last = parts.next()?;
+    let pid = parts.next()?;
+    parts.next()?;
+    // `<n>` may carry a suffix (the `-disk` of a tiny filesystem).
+    if last.parse::<usize>().is_ok() {
+        pid.parse().ok()
+    } else {
+        owner_pid_of(name.rsplit_once('-')?.0)
+    }
+}
+
+/// Removes what killed test processes left on the shared host: their
+/// domains, tiny filesystems and scratch directories. Live owners are never
+/// touched.
+fn sweep_orphan_guests() {
+    let orphan = |name: &str| owner_pid_of(name).is_some_and(|pid| !process_alive(pid));
+    let listed = virsh(HOST_URI, &["list", "--all", "--name"]);
+    for name in String::from_utf8_lossy(&listed.stdout).lines().map(str::trim) {
+        if orphan(name) {
+            eprintln!("[support] removing orphaned guest {name}");
+            remove_domain(HOST_URI, name);
+        }
+    }
+    let root = scratch_root();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        let path = Path::new(point);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if path.parent() == Some(root.as_path()) && orphan(&name) {
+            let _ = run_bounded(
+                {
+                    let mut umount = Command::new("umount");
+                    umount.arg("-l").arg(path);
+                    umount
+                },
+                Duration::from_secs(10),
+            );
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let Ok(entries) = std::fs::read_dir(&root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if orphan(&name) && !mounts.contains(&*entry.path().to_string_lossy()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Polls `condition` every `step` until it holds (true) or `timeout` passed

@@ -64,6 +64,23 @@ pub fn remove_domain(uri: &str, name: &str) {
     );
 }
 
+/// `virsh -c <from> migrate --live <name> <to> tcp://127.0.0.1:<free port> <extra...>`.
+pub fn migrate_live(from_uri: &str, to_uri: &str, name: &str, extra: &[&str]) -> Output {
+    let migrate_uri = format!("tcp://127.0.0.1:{}", free_port());
+    let mut args = vec!["migrate", "--live", name, to_uri, &migrate_uri];
+    args.extend_from_slice(extra);
+    virsh(from_uri, &args)
+}
+
+/// A loopback TCP port that was free a moment ago (for migration URIs).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Where the host's libvirtd keeps QEMU pid files.
+pub const HOST_QEMU_RUN_DIR: &str = "/run/libvirt/qemu";
+
 /// The pid of the QEMU process behind `name`, from libvirt's pid file
 /// under `run_dir` (`/run/libvirt/qemu` for the host daemon).
 pub fn qemu_pid_in(run_dir: &std::path::Path, name: &str) -> Option<u32> {
