@@ -221,3 +221,113 @@ fn start_resources_starts_the_pool_and_network_first() {
     assert!(virsh_ok(HOST_URI, &["net-info", &resources.network]).lines().any(|l| l.starts_with("Active:") && l.ends_with("yes")));
     assert_eq!(agent("stop", &with).code, 0);
 }
+
+#[test]
+fn copyindirs_lands_in_a_fresh_stateless_overlay() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    if support::which("virt-copy-in").is_none() || support::which("mke2fs").is_none() {
+        support::skip_or_fail("virt-copy-in (libguestfs-tools) or mke2fs is not installed");
+        return;
+    }
+    let guest = firmware_guest("vg-copyin");
+    // A backing file that libguestfs recognises as an operating system.
+    let root = guest.dir.join("rootfs");
+    let backing = guest.dir.join("base.raw");
+    sh(&format!(
+        "set -e; mkdir -p '{r}/bin' '{r}/etc' '{r}/usr/bin' '{r}/tmp'; cp /bin/busybox '{r}/bin/'; \
+         printf 'ID=debian\\nVERSION_ID=\"12\"\\nPRETTY_NAME=\"vglab\"\\n' > '{r}/etc/os-release'; echo 12.0 > '{r}/etc/debian_version'; \
+         echo '/dev/vda / ext4 defaults 0 1' > '{r}/etc/fstab'; mke2fs -q -t ext4 -d '{r}' '{b}' 64M",
+        r = root.display(),
+        b = backing.display()
+    ));
+    let overlay = guest.xml.with_extension("qcow2");
+    add_devices(
+        &guest,
+        &format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+            overlay.display()
+        ),
+    );
+    let inject = guest.dir.join("inject/srv");
+    std::fs::create_dir_all(&inject).unwrap();
+    std::fs::write(inject.join("vg-marker"), "copied by virtguard\n").unwrap();
+    let backing = backing.to_string_lossy().into_owned();
+    let inject = inject.to_string_lossy().into_owned();
+    let mut env = env_for(
+        &guest,
+        &[
+            ("OCF_RESKEY_backingfile", &backing),
+            ("OCF_RESKEY_stateless", "true"),
+            ("OCF_RESKEY_copyindirs", &inject),
+            ("OCF_RESKEY_force_stop", "true"),
+            // This lab's nested KVM breaks libguestfs' appliance; TCG works.
+            ("LIBGUESTFS_BACKEND", "direct"),
+            ("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg"),
+        ],
+    );
+    env.retain(|(k, _)| *k != "OCF_RESKEY_CRM_meta_timeout");
+    env.push(("OCF_RESKEY_CRM_meta_timeout", "240000"));
+    let start = agent("start", &env);
+    assert_eq!(start.code, 0, "{}", start.stderr);
+    assert_eq!(agent("stop", &env).code, 0);
+    let mut cat = Command::new("virt-cat");
+    cat.args(["-a", overlay.to_str().unwrap(), "/srv/vg-marker"])
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+    let out = run_bounded(cat, Duration::from_secs(240));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "copied by virtguard\n", "{}", describe(&out));
+}
+
+/// A csync2 configuration for this host alone, removed again on drop.
+struct Csync2Config {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Csync2Config {
+    const PATH: &'static str = "/etc/csync2.cfg";
+
+    fn for_dir(dir: &std::path::Path) -> Csync2Config {
+        let lock = support::lab_lock("csync2-cfg");
+        assert!(!std::path::Path::new(Self::PATH).exists(), "{} exists already; not touching it", Self::PATH);
+        let key = dir.join("csync2.key");
+        sh(&format!("csync2 -k '{}'", key.display()));
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+        std::fs::write(Self::PATH, format!("group vgtest {{\n  host {host};\n  key {};\n  include {};\n}}\n", key.display(), dir.display())).unwrap();
+        Csync2Config { _lock: lock }
+    }
+}
+
+impl Drop for Csync2Config {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(Self::PATH);
+    }
+}
+
+#[test]
+fn sync_config_on_stop_saves_and_hands_the_config_to_csync2() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    if support::which("csync2").is_none() {
+        support::skip_or_fail("csync2 is not installed");
+        return;
+    }
+    let guest = firmware_guest("vg-csync");
+    let _csync = Csync2Config::for_dir(&guest.dir);
+    let env = env_for(&guest, &[("OCF_RESKEY_sync_config_on_stop", "true"), ("OCF_RESKEY_force_stop", "true")]);
+    assert_eq!(agent("start", &env).code, 0);
+    let stop = agent("stop", &env);
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    assert!(std::fs::read_to_string(&guest.xml).unwrap().contains("<uuid>"), "sync_config_on_stop implies saving the config");
+    let mut list = Command::new("csync2");
+    list.arg("-L");
+    let listed = run_bounded(list, Duration::from_secs(30));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(guest.xml.to_str().unwrap()),
+        "csync2 never checked the config: {}\nagent: {}",
+        describe(&listed),
+        stop.stderr
+    );
+}

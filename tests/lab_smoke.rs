@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::{GuestMode, HOST_URI};
 
-const BOOT_BOUND: Duration = Duration::from_secs(60);
+const BOOT_BOUND: Duration = Duration::from_secs(120);
 const STATE_BOUND: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 

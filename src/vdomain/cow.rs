@@ -48,7 +48,8 @@ pub fn prepare_overlay(params: &Params, config: &Path, deadline: &Deadline) -> R
     Ok(true)
 }
 
-/// Copies `copyindirs` into the (defined, not running) domain's disk.
+/// Copies `copyindirs` into the freshly created overlay of the defined,
+/// not yet running domain.
 pub fn copy_in(params: &Params, name: &str, uri: &str, deadline: &Deadline) -> Result<(), OcfError> {
     let Some(dirs) = &params.copyindirs else { return Ok(()) };
     let mut args: Vec<&str> = vec!["-c", uri, "-d", name];

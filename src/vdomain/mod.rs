@@ -184,7 +184,14 @@ pub fn migration_options_check(_params: &Params) -> Result<(), String> {
     Ok(())
 }
 
-/// The DRBD gate for this domain's disks.
-pub fn drbd_gate(_vm: &Vm, _purpose: &crate::drbd::Purpose) -> OcfResult<()> {
-    Ok(())
+/// The DRBD gate for this domain's disks (or the `drbd_resources` named).
+pub fn drbd_gate(vm: &Vm, purpose: &crate::drbd::Purpose) -> OcfResult<()> {
+    let devices: Vec<&str> = vm.domain.block_devices().collect();
+    crate::drbd::gate_domain(
+        &devices,
+        vm.params.drbd_resources.as_deref(),
+        purpose,
+        vm.params.drbd_allow_diskless,
+        &vm.deadline,
+    )
 }

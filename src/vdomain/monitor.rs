@@ -19,7 +19,7 @@ pub fn monitor(vm: &Vm) -> OcfResult {
             if matches!(observation, Observation::Libvirt { .. }) {
                 after_healthy(vm);
             }
-            Ok(OcfStatus::Success)
+            drbd_health(vm)
         }
         Observation::Libvirt { health: Health::Stopped, .. } => {
             Err(OcfError::not_running(format!("{} is not running", vm.name())))
@@ -38,6 +38,31 @@ pub fn monitor(vm: &Vm) -> OcfResult {
         Observation::ProcessGone { why } => {
             Err(OcfError::not_running(format!("{} is not running ({why})", vm.name())))
         }
+    }
+}
+
+/// The DRBD volumes under a running guest. Lost quorum or suspended I/O
+/// means the guest's writes fail or hang: a failure. A lost local disk while
+/// a connected peer is UpToDate keeps the guest writing over the network:
+/// degraded (Pacemaker shows it, nothing moves). State that cannot be read
+/// is logged, never a failure of a guest that runs.
+fn drbd_health(vm: &Vm) -> OcfResult {
+    let devices: Vec<&str> = vm.domain.block_devices().collect();
+    let explicit = vm.params.drbd_resources.as_deref();
+    let findings = match crate::drbd::monitor_findings(&devices, explicit, &vm.deadline.before(Duration::from_millis(300))) {
+        Ok(findings) => findings,
+        Err(e) => {
+            tracing::warn!("{}", e.reason);
+            return Ok(OcfStatus::Success);
+        }
+    };
+    if let Some(failure) = findings.iter().find(|f| f.is_failure()) {
+        return Err(OcfError::generic(format!("{}: {}", vm.name(), failure.message)));
+    }
+    if findings.is_empty() {
+        Ok(OcfStatus::Success)
+    } else {
+        Ok(OcfStatus::Degraded)
     }
 }
 

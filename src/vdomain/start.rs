@@ -40,9 +40,11 @@ pub fn start(vm: &Vm) -> OcfResult {
     if !restored {
         ensure_undefined(vm, *hv)?;
         if vm.params.backingfile.is_some() {
-            cow::prepare_overlay(vm.params, &vm.config_path, &vm.deadline)?;
+            let fresh_overlay = cow::prepare_overlay(vm.params, &vm.config_path, &vm.deadline)?;
             hv.define(&vm.config_xml).map_err(|e| failed("define", vm, e))?;
-            cow::copy_in(vm.params, vm.name(), &hv.uri(), &vm.deadline)?;
+            if fresh_overlay {
+                cow::copy_in(vm.params, vm.name(), &hv.uri(), &vm.deadline)?;
+            }
             hv.start_defined(vm.name()).map_err(|e| failed("start", vm, e))?;
         } else {
             hv.create_transient(&vm.config_xml).map_err(|e| failed("start", vm, e))?;

@@ -2,7 +2,8 @@
 //! (a frozen libvirtd answers nothing), and Pacemaker would kill us at the
 //! timeout, which for stop means fencing. Shortly before the timeout this
 //! thread ends the process itself: stop by killing the emulator through
-//! /proc, every other action with an error that says what happened.
+//! /proc, monitor by looking for it there, every other action with an error
+//! that says what happened.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<
         while fire_at.sleep(Duration::from_secs(3600)) {}
         let status = if action == Action::Stop {
             stop_by_signal(&domain, emulator.as_deref(), &deadline)
+        } else if matches!(action, Action::Monitor | Action::Status) {
+            monitor_by_process(&domain, emulator.as_deref())
         } else {
             finish(Err(OcfError::generic(format!(
                 "{} of {domain} did not finish within {:.0}s (libvirt stopped answering?)",
@@ -40,6 +43,19 @@ pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<
         };
         std::process::exit(status.code() as i32);
     });
+}
+
+/// A frozen libvirtd says nothing about the guest: its emulator process does.
+/// Failing the monitor here would make the cluster kill a healthy guest.
+fn monitor_by_process(domain: &str, emulator: Option<&Path>) -> OcfStatus {
+    let result = match find_emulator(Path::new(PROC_ROOT), domain, emulator) {
+        Some(p) => {
+            tracing::warn!("libvirt did not answer in time; emulator pid {} of {domain} is alive", p.pid);
+            Ok(OcfStatus::Success)
+        }
+        None => Err(OcfError::not_running(format!("libvirt did not answer in time and {domain} has no emulator process"))),
+    };
+    finish(result)
 }
 
 fn stop_by_signal(domain: &str, emulator: Option<&Path>, deadline: &Deadline) -> OcfStatus {
