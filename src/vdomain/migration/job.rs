@@ -16,14 +16,15 @@ use super::progress::{self, JobSample, RateMeter};
 /// What the driver needs from a running migration.
 pub trait MigrationJob {
     /// Statistics of the running job; `Ok(None)` while no job is active
-    /// (not begun yet, or just ended).
-    fn sample(&mut self) -> Result<Option<JobSample>, String>;
+    /// (not begun yet, or just ended). Gives up after `budget`, like the
+    /// two calls below: no call may carry the driver past its deadline.
+    fn sample(&mut self, budget: Duration) -> Result<Option<JobSample>, String>;
     /// The migration call's result, waiting at most `timeout` for it.
     fn wait(&mut self, timeout: Duration) -> Option<Result<(), String>>;
     /// Cancels the job; the guest keeps running on the source.
-    fn abort(&mut self) -> Result<(), String>;
+    fn abort(&mut self, budget: Duration) -> Result<(), String>;
     /// Moves execution to the target now; the rest of memory follows on demand.
-    fn start_postcopy(&mut self) -> Result<(), String>;
+    fn start_postcopy(&mut self, budget: Duration) -> Result<(), String>;
     /// Whether the target's hypervisor is still connected. A migration whose
     /// target went away cannot complete: it is aborted at once rather than at
     /// the deadline.
@@ -68,6 +69,8 @@ pub const POSTCOPY_WINDOW: f64 = 2.0;
 pub const POSTCOPY_FIT: f64 = 0.8;
 /// Added to the window for the switch itself (pausing, handing over state).
 pub const POSTCOPY_SLACK: Duration = Duration::from_secs(2);
+/// The longest wait for one statistics, abort or post-copy call.
+pub const CALL_BUDGET: Duration = Duration::from_secs(5);
 
 /// The driver's choice at one poll. Once post-copy runs there is nothing to
 /// decide: aborting it would lose the guest.
@@ -160,7 +163,7 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
             return Report { outcome, last };
         }
         let since_start = limits.hard.elapsed().saturating_sub(started);
-        match job.sample() {
+        match job.sample(CALL_BUDGET.min(limits.hard.remaining())) {
             Ok(Some(sample)) => {
                 meter.update(since_start, &sample);
                 last = Some(sample);
@@ -191,7 +194,7 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
         }
         match decide(limits.postcopy, postcopy, &obs) {
             Decision::Wait => {}
-            Decision::StartPostcopy => match job.start_postcopy() {
+            Decision::StartPostcopy => match job.start_postcopy(CALL_BUDGET.min(limits.hard.remaining())) {
                 Ok(()) => {
                     postcopy = true;
                     info!(
@@ -219,7 +222,7 @@ fn abort(
         AbortCause::TargetLost => "the connection to the target's hypervisor is lost",
     };
     warn!("{label}: aborting the migration at {at}: {why}");
-    let abort_error = job.abort().err();
+    let abort_error = job.abort(CALL_BUDGET.min(limits.hard.remaining())).err();
     if let Some(e) = &abort_error {
         warn!("{label}: abort failed: {e}");
     }
@@ -306,6 +309,8 @@ mod tests {
         hangs: bool,
         /// The target goes away at this poll.
         target_lost_at: Option<u32>,
+        /// The abort call never answers (it gives up after its budget).
+        abort_hangs: bool,
     }
 
     impl Scripted {
@@ -319,12 +324,13 @@ mod tests {
                 postcopy_at: None,
                 hangs: false,
                 target_lost_at: None,
+                abort_hangs: false,
             }
         }
     }
 
     impl MigrationJob for Scripted {
-        fn sample(&mut self) -> Result<Option<JobSample>, String> {
+        fn sample(&mut self, _: Duration) -> Result<Option<JobSample>, String> {
             Ok(if self.samples.len() > 1 { self.samples.pop_front() } else { self.samples.front().copied() })
         }
         fn wait(&mut self, timeout: Duration) -> Option<Result<(), String>> {
@@ -342,11 +348,15 @@ mod tests {
             std::thread::sleep(timeout);
             None
         }
-        fn abort(&mut self) -> Result<(), String> {
+        fn abort(&mut self, budget: Duration) -> Result<(), String> {
             self.aborted = true;
+            if self.abort_hangs {
+                std::thread::sleep(budget);
+                return Err("no answer".into());
+            }
             Ok(())
         }
-        fn start_postcopy(&mut self) -> Result<(), String> {
+        fn start_postcopy(&mut self, _: Duration) -> Result<(), String> {
             self.postcopy_at = Some(self.polls);
             self.finish_after = Some(self.polls + 2);
             Ok(())
@@ -414,6 +424,20 @@ mod tests {
     }
 
     #[test]
+    fn a_hanging_abort_call_is_bounded_too() {
+        let mut job = Scripted::new(vec![stuck_sample(3)]);
+        job.hangs = true;
+        job.abort_hangs = true;
+        let started = std::time::Instant::now();
+        let report = drive(&mut job, &limits(100, 250, PostcopyPolicy::Never), "vm1");
+        assert_eq!(
+            report.outcome,
+            Outcome::Aborted { cause: AbortCause::Deadline, worker: None, abort_error: Some("no answer".into()) }
+        );
+        assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+    }
+
+    #[test]
     fn completion_racing_the_abort_counts_as_completed() {
         let mut job = Scripted::new(vec![stuck_sample(3)]);
         job.result_after_abort = Some(Ok(()));
@@ -464,16 +488,16 @@ mod tests {
     fn a_failure_of_the_migration_itself_is_reported_as_such() {
         struct Fails;
         impl MigrationJob for Fails {
-            fn sample(&mut self) -> Result<Option<JobSample>, String> {
+            fn sample(&mut self, _: Duration) -> Result<Option<JobSample>, String> {
                 Err("domain is not running".into())
             }
             fn wait(&mut self, _: Duration) -> Option<Result<(), String>> {
                 Some(Err("Cannot recv data: Connection reset by peer".into()))
             }
-            fn abort(&mut self) -> Result<(), String> {
+            fn abort(&mut self, _: Duration) -> Result<(), String> {
                 panic!("nothing to abort")
             }
-            fn start_postcopy(&mut self) -> Result<(), String> {
+            fn start_postcopy(&mut self, _: Duration) -> Result<(), String> {
                 panic!("no post-copy")
             }
             fn target_alive(&mut self) -> bool {

@@ -10,13 +10,15 @@ use virt::sys;
 use crate::hypervisor::libvirt::LibvirtHypervisor;
 use crate::hypervisor::libvirt_migrate::{self, MigrationCall};
 use crate::hypervisor::libvirt_raw::{self, JobFigures};
-use crate::hypervisor::HvErrorKind;
+use crate::hypervisor::{HvError, HvErrorKind, HvResult};
 
 use super::job::MigrationJob;
 use super::progress::JobSample;
 
 pub struct LibvirtJob {
-    /// The source domain, for statistics, abort and post-copy.
+    /// The source domain for statistics, abort and post-copy, on a
+    /// connection of its own: a call queued behind the long-running
+    /// migration call on the same connection may wait for it.
     pub domain: Domain,
     pub call: MigrationCall,
     /// The connection the migration call itself uses to reach the target
@@ -24,9 +26,23 @@ pub struct LibvirtJob {
     pub target: Option<Arc<LibvirtHypervisor>>,
 }
 
+impl LibvirtJob {
+    /// Runs `call` on the watched domain, giving up after `budget`.
+    fn bounded<T: Send + 'static>(
+        &self,
+        budget: Duration,
+        call: impl FnOnce(&Domain) -> HvResult<T> + Send + 'static,
+    ) -> Result<T, HvError> {
+        let domain = self.domain.clone();
+        libvirt_migrate::call_bounded(budget, move || call(&domain)).unwrap_or_else(|| {
+            Err(HvError::other(format!("no answer within {:.1}s", budget.as_secs_f64())))
+        })
+    }
+}
+
 impl MigrationJob for LibvirtJob {
-    fn sample(&mut self) -> Result<Option<JobSample>, String> {
-        match libvirt_migrate::active_job(&self.domain) {
+    fn sample(&mut self, budget: Duration) -> Result<Option<JobSample>, String> {
+        match self.bounded(budget, libvirt_migrate::active_job) {
             Ok(stats) => Ok(stats.map(|s| sample_of(&s))),
             // The guest left for the target (gone, or shut off here): its job is over.
             Err(e) if matches!(e.kind, HvErrorKind::NoDomain | HvErrorKind::NotRunning) => Ok(None),
@@ -38,12 +54,12 @@ impl MigrationJob for LibvirtJob {
         self.call.wait(timeout).map(|r| r.map_err(|e| e.message))
     }
 
-    fn abort(&mut self) -> Result<(), String> {
-        libvirt_raw::abort_job(&self.domain).map_err(|e| e.message)
+    fn abort(&mut self, budget: Duration) -> Result<(), String> {
+        self.bounded(budget, libvirt_raw::abort_job).map_err(|e| e.message)
     }
 
-    fn start_postcopy(&mut self) -> Result<(), String> {
-        libvirt_raw::migrate_start_postcopy(&self.domain).map_err(|e| e.message)
+    fn start_postcopy(&mut self, budget: Duration) -> Result<(), String> {
+        self.bounded(budget, libvirt_raw::migrate_start_postcopy).map_err(|e| e.message)
     }
 
     fn target_alive(&mut self) -> bool {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::hypervisor::libvirt::LibvirtHypervisor;
-use crate::hypervisor::libvirt_migrate::{self, Destination, MigrationCall};
+use crate::hypervisor::libvirt::{hv_error, LibvirtHypervisor};
+use crate::hypervisor::libvirt_migrate::{self, connect_bounded, Destination, MigrationCall};
 use crate::hypervisor::{Hypervisor, StateKind};
 use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus, Params};
 use crate::vdomain::Vm;
@@ -146,6 +146,11 @@ pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
     let ctx = preflight::Context { name, source_node: &source, target_node: target };
     let remote = preflight::check(vm, local, &plan, &ctx, &limits)?;
 
+    // Everything but the migration call itself goes over a connection of its
+    // own, each call bounded (see LibvirtJob).
+    let control = connect_bounded(&local.uri(), preflight::CONNECT_BUDGET.min(limits.cutoff.remaining() / 2))
+        .map_err(|e| ctx.refuse(format_args!("cannot open a second connection to the local hypervisor: {e}")))?;
+    let watched_domain = control.domain(name).map_err(|e| ctx.refuse(e))?;
     let domain = local.domain(name).map_err(|e| ctx.refuse(e))?;
     if let Some(ms) = plan.max_downtime {
         libvirt_migrate::set_max_downtime(&domain, ms)
@@ -164,10 +169,10 @@ pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
         plan.max_downtime.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "libvirt's default".into()),
         limits.cutoff.remaining().as_secs(),
     );
-    let call = MigrationCall::start(domain.clone(), destination, plan.libvirt_parameters(), plan.flags)
-        .map_err(|e| ctx.refuse(e))?;
+    let call =
+        MigrationCall::start(domain, destination, plan.libvirt_parameters(), plan.flags).map_err(|e| ctx.refuse(e))?;
     let watched = (!plan.options.p2p).then(|| Arc::clone(&remote));
-    let mut job = LibvirtJob { domain, call, target: watched };
+    let mut job = LibvirtJob { domain: watched_domain, call, target: watched };
     let driver = DriverLimits {
         cutoff: limits.cutoff,
         hard: limits.hard,
@@ -176,14 +181,14 @@ pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
         log_every: Duration::from_secs(2),
     };
     let report = job::drive(&mut job, &driver, &format!("{name} -> {target}"));
-    conclude(vm, local, &remote, &ctx, &limits, report)
+    conclude(vm, &control, &remote, &ctx, &limits, report)
 }
 
 /// Turns the driver's report into the action's result, after finding out
 /// where the guest runs.
 fn conclude(
     vm: &Vm<'_>,
-    local: &LibvirtHypervisor,
+    local: &Arc<LibvirtHypervisor>,
     remote: &Arc<LibvirtHypervisor>,
     ctx: &preflight::Context<'_>,
     limits: &Limits,
@@ -282,32 +287,33 @@ pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &S
 /// A source paused by a failed pre-copy migration is resumed once the
 /// target is known not to have the guest (`may_resume`).
 fn find_guest(
-    local: &LibvirtHypervisor,
+    local: &Arc<LibvirtHypervisor>,
     remote: &Arc<LibvirtHypervisor>,
     name: &str,
     settle: &Deadline,
     may_resume: bool,
 ) -> (SideView, SideView) {
-    let mut resumed = false;
-    loop {
-        let source = match local.state(name) {
-            Ok(state) => SideView::from_state(state),
-            Err(e) => SideView::Unknown(e.message),
-        };
+    let look = |side: &Arc<LibvirtHypervisor>| {
         let budget = preflight::QUERY_BUDGET.min(settle.remaining()).max(Duration::from_millis(100));
-        let target = match preflight::bounded_query(remote, budget, {
-            let name = name.to_owned();
-            move |r| r.state(&name)
-        }) {
+        let name = name.to_owned();
+        match preflight::bounded_query(side, budget, move |hv| hv.state(&name)) {
             Ok(state) => SideView::from_state(state),
             Err(e) => SideView::Unknown(e),
-        };
+        }
+    };
+    let mut resumed = false;
+    loop {
+        let source = look(local);
+        let target = look(remote);
         let paused_by_migration =
-            matches!(&source, SideView::Active(s) if s.kind == StateKind::Paused && s.reason == 2);
+            matches!(&source, SideView::Active(s) if s.kind == StateKind::Paused && s.reason == PAUSED_BY_MIGRATION);
         if may_resume && !resumed && paused_by_migration && target == SideView::Inactive {
             resumed = true;
             warn!("{name}: the failed migration left the guest paused here; resuming it");
-            if let Err(e) = local.domain(name).and_then(|d| d.resume().map_err(crate::hypervisor::libvirt::hv_error)) {
+            let budget = preflight::QUERY_BUDGET.min(settle.remaining()).max(Duration::from_millis(100));
+            let guest = name.to_owned();
+            let resume = move |hv: &LibvirtHypervisor| hv.domain(&guest)?.resume().map_err(hv_error);
+            if let Err(e) = preflight::bounded_query(local, budget, resume) {
                 warn!("{name}: cannot resume: {e}");
             }
             continue;
@@ -318,6 +324,9 @@ fn find_guest(
         }
     }
 }
+
+/// libvirt's reason code for "paused by migration" (`VIR_DOMAIN_PAUSED_MIGRATION`).
+const PAUSED_BY_MIGRATION: u32 = 2;
 
 #[cfg(test)]
 mod tests {
