@@ -200,8 +200,10 @@ daemon_env() {
     # Pacemaker logs to its own file; nothing goes to the host's syslog. The
     # per-node bin directory first on PATH is where scenarios put fake tools
     # (e.g. drbdsetup) that only this node's agents see.
-    printf '%s\n' env PATH=/run/vg-lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        PCMK_logfacility=none PCMK_logfile=/var/log/pacemaker/pacemaker.log
+    # A clean environment, as an init system would give: nothing of the
+    # caller's (cargo's, CI's) leaks into the daemons and the agents they run.
+    printf '%s\n' env -i PATH=/run/vg-lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        LANG=C.UTF-8 HOME=/root PCMK_logfacility=none PCMK_logfile=/var/log/pacemaker/pacemaker.log
 }
 
 start_in_node() {
