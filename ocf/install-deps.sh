@@ -11,6 +11,7 @@ packages=(
   resource-agents                                         # ocf-tester, ocft, classic agent, DTD
   drbd-utils                                              # userland formats (no kernel module here)
   busybox-static cpio linux-image-cloud-amd64             # test guests
+  libguestfs-tools                                        # virt-copy-in (copyindirs)
   libxml2-utils iproute2 procps psmisc util-linux         # xmllint, namespaces, /proc tools
 )
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(name = "virtguard", version, about = "Pacemaker OCF agent for libvirt guests, with a DRBD safety gate")]
@@ -21,6 +21,64 @@ enum Command {
     },
     /// Print the VirtualDomain man page (troff).
     Manpage,
+    /// Inspect DRBD state and ask the gate whether this node may use it.
+    #[command(subcommand)]
+    Drbd(DrbdCommand),
+}
+
+#[derive(Subcommand)]
+enum DrbdCommand {
+    /// Roles, disks, connections, replication and quorum of DRBD resources.
+    Status {
+        /// Resources to show (default: all).
+        resources: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 when this node may use RES for the purpose, 1 when not (reasons
+    /// on stderr), 2 when the DRBD state cannot be read.
+    Check(DrbdCheck),
+}
+
+#[derive(Args)]
+struct DrbdCheck {
+    /// DRBD resources to check.
+    #[arg(required = true)]
+    resources: Vec<String>,
+    /// What the data is for.
+    #[arg(long = "for", value_enum)]
+    purpose: CheckPurpose,
+    /// The other node of a migration (its DRBD connection name).
+    #[arg(long, required_if_eq_any([("purpose", "migrate-source"), ("purpose", "migrate-target")]))]
+    peer: Option<String>,
+    /// Accept Diskless volumes served by a connected UpToDate peer.
+    #[arg(long)]
+    allow_diskless: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckPurpose {
+    Start,
+    MigrateSource,
+    MigrateTarget,
+}
+
+fn run_drbd(command: DrbdCommand) -> u8 {
+    use crate::drbd::{command, Purpose, Sources};
+    let sources = Sources::from_env();
+    match command {
+        DrbdCommand::Status { resources, json } => command::status(&sources, &resources, json),
+        DrbdCommand::Check(check) => {
+            let peer = check.peer.unwrap_or_default();
+            let purpose = match check.purpose {
+                CheckPurpose::Start => Purpose::Start,
+                CheckPurpose::MigrateSource => Purpose::MigrateSource { target: peer },
+                CheckPurpose::MigrateTarget => Purpose::MigrateTarget { source: peer },
+            };
+            command::check(&sources, &check.resources, &purpose, check.allow_diskless)
+        }
+    }
 }
 
 pub fn main(args: Vec<String>) -> ExitCode {
@@ -33,5 +91,6 @@ pub fn main(args: Vec<String>) -> ExitCode {
             print!("{}", crate::ocf::manpage::render());
             ExitCode::SUCCESS
         }
+        Command::Drbd(command) => ExitCode::from(run_drbd(command)),
     }
 }

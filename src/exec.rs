@@ -54,7 +54,7 @@ impl std::fmt::Display for ExecError {
 impl std::error::Error for ExecError {}
 
 fn last_line(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).last()
+    text.lines().map(str::trim).rfind(|l| !l.is_empty())
 }
 
 /// Runs `program args...` until it exits or `deadline` expires, capturing

@@ -1,1 +1,142 @@
 //! DRBD state readers and the gate that keeps guests off stale data.
+//!
+//! - [`events2`], [`proc84`], [`show`]: pure parsers of what DRBD prints
+//! - [`model`]: the one normalized state they produce
+//! - [`source`]: which DRBD is present and how its state is read
+//! - [`disks`]: a domain's disks -> DRBD resource names
+//! - [`gate`]: THE decision table
+//! - [`monitor`]: findings for a running guest
+//! - [`command`]: `virtguard drbd status|check`
+
+pub mod command;
+pub mod disks;
+pub mod events2;
+pub mod gate;
+pub mod model;
+pub mod monitor;
+pub mod proc84;
+pub mod show;
+pub mod source;
+
+use tracing::{debug, info, warn};
+
+use crate::ocf::{Deadline, OcfError, OcfStatus};
+
+pub use disks::resources_for_disks;
+pub use gate::{decide, GateOptions, Verdict};
+pub use model::DrbdState;
+pub use monitor::{Finding, Problem};
+pub use source::{ReadError, Sources};
+
+/// What this node is about to do with the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    Start,
+    /// On the node that runs the guest, before any memory is sent.
+    MigrateSource { target: String },
+    /// On the node that receives the guest.
+    MigrateTarget { source: String },
+}
+
+impl std::fmt::Display for Purpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Purpose::Start => f.write_str("start"),
+            Purpose::MigrateSource { target } => write!(f, "live migration to {target}"),
+            Purpose::MigrateTarget { source } => write!(f, "live migration from {source}"),
+        }
+    }
+}
+
+impl Purpose {
+    /// Migrations need `allow-two-primaries`, which only `drbdsetup show` tells.
+    fn needs_net_options(&self) -> bool {
+        !matches!(self, Purpose::Start)
+    }
+}
+
+/// The gate for a domain: Ok when every DRBD resource behind `block_devices`
+/// (or named in `explicit`, the `drbd_resources` parameter) may be used for
+/// `purpose` on this node. Without DRBD disks and without `explicit` nothing
+/// is read and nothing is run.
+pub fn gate_domain(
+    block_devices: &[&str],
+    explicit: Option<&str>,
+    purpose: &Purpose,
+    allow_diskless: bool,
+    deadline: &Deadline,
+) -> Result<(), OcfError> {
+    gate_domain_with(&Sources::from_env(), block_devices, explicit, purpose, allow_diskless, deadline)
+}
+
+pub fn gate_domain_with(
+    sources: &Sources,
+    block_devices: &[&str],
+    explicit: Option<&str>,
+    purpose: &Purpose,
+    allow_diskless: bool,
+    deadline: &Deadline,
+) -> Result<(), OcfError> {
+    if !uses_drbd(block_devices, explicit) {
+        debug!("DRBD gate: no DRBD disks, nothing to check");
+        return Ok(());
+    }
+    let state = sources.read(purpose.needs_net_options(), deadline).map_err(read_error)?;
+    let resources = resources_for_disks(block_devices, explicit, &state)
+        .map_err(|e| OcfError::generic(format!("DRBD gate: {e}")))?;
+    let verdict = decide(&state, &resources, purpose, &GateOptions { allow_diskless });
+    for note in &verdict.notes {
+        info!("DRBD gate: {note}");
+    }
+    if verdict.allowed {
+        info!("DRBD gate: {} may be used for {purpose} ({})", resources.join(", "), state.origin.describe());
+        Ok(())
+    } else {
+        for reason in &verdict.reasons {
+            warn!("DRBD gate: {reason}");
+        }
+        Err(OcfError::generic(verdict.reasons.join("; ")))
+    }
+}
+
+/// Problems of the DRBD volumes behind a running guest (see [`monitor`]
+/// for which ones mean the guest can no longer write). Empty without DRBD
+/// disks, without running anything.
+pub fn monitor_findings(block_devices: &[&str], explicit: Option<&str>, deadline: &Deadline) -> Result<Vec<Finding>, OcfError> {
+    monitor_findings_with(&Sources::from_env(), block_devices, explicit, deadline)
+}
+
+pub fn monitor_findings_with(
+    sources: &Sources,
+    block_devices: &[&str],
+    explicit: Option<&str>,
+    deadline: &Deadline,
+) -> Result<Vec<Finding>, OcfError> {
+    if !uses_drbd(block_devices, explicit) {
+        return Ok(Vec::new());
+    }
+    let state = sources.read(false, deadline).map_err(read_error)?;
+    let resources = resources_for_disks(block_devices, explicit, &state)
+        .map_err(|e| OcfError::generic(format!("DRBD monitor: {e}")))?;
+    let found = monitor::findings(&state, &resources);
+    for f in &found {
+        if f.is_failure() {
+            warn!("DRBD: {}", f.message);
+        } else {
+            info!("DRBD: {}", f.message);
+        }
+    }
+    Ok(found)
+}
+
+fn uses_drbd(block_devices: &[&str], explicit: Option<&str>) -> bool {
+    disks::explicit_names(explicit).is_some() || block_devices.iter().any(|d| disks::looks_like_drbd(d))
+}
+
+fn read_error(e: ReadError) -> OcfError {
+    let status = match e {
+        ReadError::NotInstalled(_) => OcfStatus::ErrInstalled,
+        ReadError::Unreadable(_) => OcfStatus::ErrGeneric,
+    };
+    OcfError::new(status, e.to_string())
+}

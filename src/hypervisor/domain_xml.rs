@@ -26,6 +26,19 @@ pub enum DiskSource {
 }
 
 impl DomainConfig {
+    /// What is known of a domain when only its name is (its config is gone).
+    pub fn named(name: &str) -> DomainConfig {
+        DomainConfig {
+            name: name.to_owned(),
+            domain_type: String::new(),
+            emulator: None,
+            vcpus: 0,
+            max_memory_mib: 0,
+            disks: Vec::new(),
+            networks: Vec::new(),
+        }
+    }
+
     pub fn parse(xml: &str) -> Result<DomainConfig, String> {
         let raw: RawDomain = quick_xml::de::from_str(xml).map_err(|e| format!("not a libvirt domain XML: {e}"))?;
         let name = raw.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty())

@@ -5,6 +5,7 @@
 pub mod domain_xml;
 pub mod fake;
 pub mod libvirt;
+pub mod libvirt_raw;
 pub mod process;
 pub mod state;
 

@@ -1,2 +1,165 @@
-//! Finding and stopping a domain's emulator process through /proc, for
-//! when libvirtd cannot be reached.
+//! Finding and stopping a domain's emulator process through /proc, for when
+//! libvirtd cannot be reached. QEMU started by libvirt carries the domain
+//! name in `-name guest=<name>,...` (commas in the name doubled).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::ocf::Deadline;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmulatorProcess {
+    pub pid: i32,
+    pub exe: Option<PathBuf>,
+}
+
+/// The domain name in a NUL-separated QEMU command line, if it has one.
+pub fn guest_name_from_cmdline(cmdline: &[u8]) -> Option<String> {
+    let mut args = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned());
+    while let Some(arg) = args.next() {
+        if arg == "-name" {
+            return args.next().map(|value| parse_name_option(&value));
+        }
+    }
+    None
+}
+
+/// `guest=vm,,1,debug-threads=on` -> `vm,1`; a bare value is the name itself.
+fn parse_name_option(value: &str) -> String {
+    let mut fields = Vec::new();
+    let mut current = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                current.push(',');
+            } else {
+                fields.push(std::mem::take(&mut current));
+            }
+        } else {
+            current.push(c);
+        }
+    }
+    fields.push(current);
+    let first = fields.remove(0);
+    match first.strip_prefix("guest=") {
+        Some(name) => name.to_owned(),
+        None => fields
+            .iter()
+            .find_map(|f| f.strip_prefix("guest="))
+            .map(str::to_owned)
+            .unwrap_or(first),
+    }
+}
+
+/// Scans `proc_root` (normally /proc) for the emulator running `name`.
+/// When `emulator` is known, the process image must match it too.
+pub fn find_emulator(proc_root: &Path, name: &str, emulator: Option<&Path>) -> Option<EmulatorProcess> {
+    let entries = std::fs::read_dir(proc_root).ok()?;
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if guest_name_from_cmdline(&cmdline).as_deref() != Some(name) {
+            continue;
+        }
+        let exe = std::fs::read_link(entry.path().join("exe")).ok();
+        let looks_like_qemu = match (&exe, emulator) {
+            (Some(exe), Some(expected)) => exe == expected || same_file(exe, expected),
+            (Some(exe), None) => exe.file_name().is_some_and(|f| f.to_string_lossy().starts_with("qemu")),
+            (None, _) => cmdline.starts_with(b"/") || cmdline.starts_with(b"qemu"),
+        };
+        if looks_like_qemu {
+            return Some(EmulatorProcess { pid, exe });
+        }
+    }
+    None
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers signal 0; look at its state instead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// SIGTERM (QEMU exits cleanly, flushing its disk caches), then SIGKILL
+/// when it has not exited by half of the deadline. True once it is gone.
+pub fn terminate(pid: i32, deadline: &Deadline) -> bool {
+    let target = Pid::from_raw(pid);
+    if kill(target, Signal::SIGTERM).is_err() {
+        return !alive(pid);
+    }
+    let step = Duration::from_millis(50);
+    if deadline.fraction(0.5).poll(step, || (!alive(pid)).then_some(())).is_some() {
+        return true;
+    }
+    tracing::warn!(pid, "emulator ignored SIGTERM; sending SIGKILL");
+    let _ = kill(target, Signal::SIGKILL);
+    deadline.poll(step, || (!alive(pid)).then_some(())).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmdline(args: &[&str]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for a in args {
+            v.extend_from_slice(a.as_bytes());
+            v.push(0);
+        }
+        v
+    }
+
+    #[test]
+    fn reads_the_name_libvirt_passes() {
+        let c = cmdline(&["/usr/bin/qemu-system-x86_64", "-name", "guest=vm1,debug-threads=on", "-S"]);
+        assert_eq!(guest_name_from_cmdline(&c).as_deref(), Some("vm1"));
+        let c = cmdline(&["qemu-kvm", "-name", "guest=a,,b,debug-threads=on"]);
+        assert_eq!(guest_name_from_cmdline(&c).as_deref(), Some("a,b"));
+        let c = cmdline(&["qemu-kvm", "-name", "old-style"]);
+        assert_eq!(guest_name_from_cmdline(&c).as_deref(), Some("old-style"));
+        assert_eq!(guest_name_from_cmdline(&cmdline(&["bash", "-c", "x"])), None);
+        assert_eq!(guest_name_from_cmdline(b""), None);
+    }
+
+    #[test]
+    fn finds_a_process_by_its_guest_name() {
+        let dir = std::env::temp_dir().join(format!("vg-proc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("42")).unwrap();
+        std::fs::create_dir_all(dir.join("43")).unwrap();
+        std::fs::create_dir_all(dir.join("self")).unwrap();
+        std::fs::write(dir.join("42/cmdline"), cmdline(&["/usr/bin/qemu-system-x86_64", "-name", "guest=other"])).unwrap();
+        std::fs::write(dir.join("43/cmdline"), cmdline(&["/usr/bin/qemu-system-x86_64", "-name", "guest=vm1"])).unwrap();
+        let found = find_emulator(&dir, "vm1", None).unwrap();
+        assert_eq!(found.pid, 43);
+        assert!(find_emulator(&dir, "vm2", None).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn terminate_stops_a_process_that_ignores_sigterm() {
+        let d = Deadline::after(Duration::from_secs(10));
+        let mut child = std::process::Command::new("sh").args(["-c", "trap '' TERM; sleep 30"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let pid = child.id() as i32;
+        // Reap in the background so that the process does not linger as a zombie.
+        let reaper = std::thread::spawn(move || child.wait());
+        assert!(terminate(pid, &Deadline::after(Duration::from_millis(600))));
+        assert!(!d.expired());
+        reaper.join().unwrap().unwrap();
+    }
+}

@@ -20,6 +20,8 @@ pub struct OcfEnv {
     pub check_level: u32,
     /// Per-boot state directory (`HA_RSCTMP`).
     pub state_dir: PathBuf,
+    /// Set by Pacemaker on every call; absent when run by hand or by ocf-tester.
+    pub crm_feature_set: Option<String>,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/run/resource-agents";
@@ -37,6 +39,7 @@ impl OcfEnv {
             on_node: non_empty("OCF_RESKEY_CRM_meta_on_node"),
             check_level: non_empty("OCF_CHECK_LEVEL").and_then(|v| v.parse().ok()).unwrap_or(0),
             state_dir: non_empty("HA_RSCTMP").map(PathBuf::from).unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            crm_feature_set: non_empty("OCF_RESKEY_crm_feature_set"),
         }
     }
 

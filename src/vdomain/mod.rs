@@ -1,7 +1,195 @@
-//! The VirtualDomain actions.
+//! The VirtualDomain actions, and the fixed pipeline that leads to them:
+//! usage and meta-data before any check, then parameters, validation with
+//! the probe/monitor/stop rules, then the action.
 
-use crate::ocf::status::OcfStatus;
+pub mod config_file;
+pub mod cow;
+pub mod migrate_from;
+pub mod monitor;
+pub mod observe;
+pub mod scripts;
+pub mod start;
+pub mod state_files;
+pub mod stop;
+pub mod systemd;
+pub mod utilization;
+pub mod validate;
+pub mod watchdog;
 
-pub fn run_agent(_action: Option<&str>) -> OcfStatus {
-    OcfStatus::ErrUnimplemented
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use crate::hypervisor::domain_xml::DomainConfig;
+use crate::hypervisor::libvirt::LibvirtHypervisor;
+use crate::hypervisor::{HvError, Hypervisor};
+use crate::ocf::dispatch::{finish, invalid_environment, USAGE};
+use crate::ocf::params::{ParamType, TABLE};
+use crate::ocf::{env, metadata, Action, Deadline, OcfError, OcfEnv, OcfResult, OcfStatus, Params};
+
+use state_files::StateFiles;
+use validate::{check_node, check_params, config_path, load_config, param_errors};
+
+/// Everything an action needs about the resource it manages, built once per
+/// call by the dispatcher after validation.
+pub struct Vm<'a> {
+    pub action: Action,
+    pub params: &'a Params,
+    pub env: &'a OcfEnv,
+    /// Ends when Pacemaker would kill the operation (`CRM_meta_timeout`).
+    pub deadline: Deadline,
+    pub config_path: PathBuf,
+    /// The config file's text as read at the start of the call.
+    pub config_xml: String,
+    pub domain: DomainConfig,
+    /// The local hypervisor, or why it cannot be reached.
+    pub hv: Result<&'a dyn Hypervisor, HvError>,
+}
+
+impl Vm<'_> {
+    pub fn name(&self) -> &str {
+        &self.domain.name
+    }
+
+    pub fn files(&self) -> StateFiles {
+        StateFiles::new(&self.env.state_dir, &self.env.instance)
+    }
+}
+
+/// The agent entry point: `action` is argv[1] as Pacemaker passes it.
+pub fn run_agent(action: Option<&str>) -> OcfStatus {
+    let env = OcfEnv::from_process();
+    crate::log::init(&env.instance);
+    let Some(word) = action else {
+        eprintln!("{USAGE}");
+        return OcfStatus::ErrArgs;
+    };
+    let Some(action) = Action::parse(word) else {
+        eprintln!("{USAGE}");
+        return finish(Err(OcfError::new(OcfStatus::ErrUnimplemented, format!("unknown action '{word}'"))));
+    };
+    match action {
+        Action::MetaData => {
+            print!("{}", metadata::render());
+            OcfStatus::Success
+        }
+        Action::Usage => {
+            println!("{USAGE}");
+            OcfStatus::Success
+        }
+        _ => finish(run_action(action, &env, env::params_from_process())),
+    }
+}
+
+fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::ocf::params::ParamError>>) -> OcfResult {
+    if action == Action::Stop {
+        return stop_whatever_we_can(env, params.map_err(|e| param_errors(&e)));
+    }
+    let probe = env.is_probe(action);
+    let invalid = |e: OcfError| invalid_environment(action, probe, e);
+    let params = params.map_err(|e| invalid(param_errors(&e)))?;
+    let path = config_path(&params).map_err(invalid)?;
+    check_params(&params).map_err(invalid)?;
+    let config = load_config(&path).map_err(invalid)?;
+    check_node(&params, &config).map_err(invalid)?;
+    if action == Action::ValidateAll {
+        return Ok(OcfStatus::Success);
+    }
+    let deadline = env.deadline(action);
+    watchdog::arm(action, deadline, config.domain.name.clone(), config.domain.emulator.clone().map(PathBuf::from));
+    let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
+    let vm = Vm {
+        action,
+        params: &params,
+        env,
+        deadline: watchdog::working_deadline(&deadline),
+        config_path: config.path,
+        config_xml: config.xml,
+        domain: config.domain,
+        hv: hv.as_ref().map(|h| h as &dyn Hypervisor).map_err(Clone::clone),
+    };
+    match action {
+        Action::Start => start::start(&vm),
+        Action::Monitor | Action::Status => monitor::monitor(&vm),
+        Action::MigrateFrom => migrate_from::migrate_from(&vm),
+        Action::MigrateTo => migrate_to(&vm, hv.as_ref()),
+        Action::Stop | Action::MetaData | Action::ValidateAll | Action::Usage => unreachable!("handled above"),
+    }
+}
+
+/// Stop never gives up on a broken environment: it stops the domain named by
+/// the config, or, when the config is gone, the one this resource started
+/// (remembered under HA_RSCTMP). Only when neither is known can nothing be
+/// running, and that is success.
+fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfResult {
+    let params = params.unwrap_or_else(|e| {
+        tracing::warn!("{}; stopping with default settings", e.reason);
+        text_params_only()
+    });
+    let files = StateFiles::new(&env.state_dir, &env.instance);
+    let (config_path, config_xml, domain) = match config_path(&params).and_then(|p| load_config(&p)) {
+        Ok(c) => (c.path, c.xml, c.domain),
+        Err(e) => match files.read("domain") {
+            Some(name) => {
+                tracing::warn!("{}; stopping {name}, which this resource started", e.reason);
+                (params.config.clone().unwrap_or_default().into(), String::new(), DomainConfig::named(&name))
+            }
+            None => {
+                tracing::info!("{}; this resource cannot be running here", e.reason);
+                return Ok(OcfStatus::Success);
+            }
+        },
+    };
+    let deadline = env.deadline(Action::Stop);
+    let emulator = domain.emulator.clone().or_else(|| files.read("emulator")).map(PathBuf::from);
+    watchdog::arm(Action::Stop, deadline, domain.name.clone(), emulator);
+    let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
+    let vm = Vm {
+        action: Action::Stop,
+        params: &params,
+        env,
+        deadline: watchdog::working_deadline(&deadline),
+        config_path,
+        config_xml,
+        domain,
+        hv: hv.as_ref().map(|h| h as &dyn Hypervisor).map_err(Clone::clone),
+    };
+    stop::stop(&vm)
+}
+
+/// The parameters with only the free-text ones taken from the environment
+/// (they cannot be malformed) and every other one at its default.
+fn text_params_only() -> Params {
+    Params::from_lookup(|name| {
+        let text = TABLE.iter().any(|p| p.name == name && p.kind == ParamType::String);
+        if text {
+            std::env::var(format!("OCF_RESKEY_{name}")).ok()
+        } else {
+            None
+        }
+    })
+    .expect("defaults and free text always parse")
+}
+
+fn migrate_to(vm: &Vm, hv: Result<&LibvirtHypervisor, &HvError>) -> OcfResult {
+    let _hv = hv.map_err(|e| OcfError::generic(format!("cannot migrate {}: {e}", vm.name())))?;
+    Err(OcfError::generic("migrate_to is not available yet"))
+}
+
+/// Checks migrate_options; the migration module supplies the parser.
+pub fn migration_options_check(_params: &Params) -> Result<(), String> {
+    Ok(())
+}
+
+/// The DRBD gate for this domain's disks (or the `drbd_resources` named).
+pub fn drbd_gate(vm: &Vm, purpose: &crate::drbd::Purpose) -> OcfResult<()> {
+    let devices: Vec<&str> = vm.domain.block_devices().collect();
+    crate::drbd::gate_domain(
+        &devices,
+        vm.params.drbd_resources.as_deref(),
+        purpose,
+        vm.params.drbd_allow_diskless,
+        &vm.deadline,
+    )
 }

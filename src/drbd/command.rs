@@ -1,0 +1,136 @@
+//! `virtguard drbd status` and `virtguard drbd check`: the gate by hand.
+//! Exit codes of `check`: 0 allowed, 1 refused, 2 state unreadable; never
+//! 0 when the state could not be read.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::model::{DrbdState, Resource};
+use super::{decide, GateOptions, Purpose, Sources};
+use crate::ocf::Deadline;
+
+pub const EXIT_ALLOWED: u8 = 0;
+pub const EXIT_REFUSED: u8 = 1;
+pub const EXIT_UNREADABLE: u8 = 2;
+
+/// drbdsetup answers in milliseconds; this only bounds a hung kernel call.
+const COMMAND_BUDGET: Duration = Duration::from_secs(30);
+
+pub fn status(sources: &Sources, resources: &[String], json: bool) -> u8 {
+    let deadline = Deadline::after(COMMAND_BUDGET);
+    let mut state = match sources.read(true, &deadline) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_UNREADABLE;
+        }
+    };
+    let missing: Vec<&String> = resources.iter().filter(|n| state.resource(n).is_none()).collect();
+    if !resources.is_empty() {
+        state.resources.retain(|r| resources.contains(&r.name));
+    }
+    if json {
+        match serde_json::to_string_pretty(&state) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("cannot write JSON: {e}");
+                return EXIT_UNREADABLE;
+            }
+        }
+    } else {
+        print!("{}", render_table(&state));
+    }
+    for name in &missing {
+        eprintln!("{name}: no such DRBD resource on this node");
+    }
+    if missing.is_empty() {
+        EXIT_ALLOWED
+    } else {
+        EXIT_REFUSED
+    }
+}
+
+pub fn check(sources: &Sources, resources: &[String], purpose: &Purpose, allow_diskless: bool) -> u8 {
+    let deadline = Deadline::after(COMMAND_BUDGET);
+    let state = match sources.read(!matches!(purpose, Purpose::Start), &deadline) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_UNREADABLE;
+        }
+    };
+    let verdict = decide(&state, resources, purpose, &GateOptions { allow_diskless });
+    for note in &verdict.notes {
+        println!("note: {note}");
+    }
+    if verdict.allowed {
+        println!("{}: {purpose} allowed ({})", resources.join(" "), state.origin.describe());
+        EXIT_ALLOWED
+    } else {
+        for reason in &verdict.reasons {
+            eprintln!("{reason}");
+        }
+        EXIT_REFUSED
+    }
+}
+
+pub fn render_table(state: &DrbdState) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}", state.origin.describe());
+    if state.resources.is_empty() {
+        let _ = writeln!(out, "(no DRBD resources)");
+    }
+    for r in &state.resources {
+        render_resource(&mut out, r);
+    }
+    if !state.unnamed_minors.is_empty() {
+        let minors: Vec<String> = state.unnamed_minors.iter().map(u32::to_string).collect();
+        let _ = writeln!(out, "minors without a resource name: {}", minors.join(", "));
+    }
+    out
+}
+
+fn render_resource(out: &mut String, r: &Resource) {
+    let yes_no = |b: Option<bool>| match b {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    };
+    let suspended = if r.suspended.is_empty() { "no".to_owned() } else { r.suspended.join(",") };
+    let _ = writeln!(
+        out,
+        "{}  role:{}  suspended:{}  may_promote:{}",
+        r.name,
+        r.role,
+        suspended,
+        yes_no(r.may_promote)
+    );
+    for v in &r.volumes {
+        let client = if v.client == Some(true) { " (client)" } else { "" };
+        let _ = writeln!(
+            out,
+            "  volume:{}  minor:{}  disk:{}{client}  quorum:{}  backing:{}",
+            v.number,
+            v.minor,
+            v.disk,
+            yes_no(v.quorum),
+            v.backing_dev.as_deref().unwrap_or("-")
+        );
+    }
+    for p in &r.peers {
+        let node_id = p.node_id.map(|n| format!(" (node-id {n})")).unwrap_or_default();
+        let split = p.sync_state.map(|s| format!("  sync-state:{s}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  peer:{}{node_id}  connection:{}  role:{}{split}  allow-two-primaries:{}",
+            p.name.as_deref().unwrap_or("(unnamed)"),
+            p.connection,
+            p.role,
+            yes_no(p.allow_two_primaries)
+        );
+        for pv in &p.volumes {
+            let done = pv.done.map(|d| format!("  done:{d:.1}%")).unwrap_or_default();
+            let _ = writeln!(out, "    volume:{}  replication:{}  peer-disk:{}{done}", pv.number, pv.replication, pv.peer_disk);
+        }
+    }
+}

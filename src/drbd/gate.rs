@@ -1,0 +1,327 @@
+//! THE decision table: may this node use these DRBD resources for a start,
+//! as the source of a live migration, or as its target? Pure: a state in,
+//! a verdict out. Every rule below has an id; the README table and the
+//! tests in tests/drbd_gate.rs follow the same ids.
+//!
+//! All purposes
+//! - C1 the resource exists in this node's DRBD state
+//! - C2 it has at least one volume, and every configured volume is reported
+//! - C3 its I/O is not suspended and not forced to fail
+//!
+//! start (S) and migrate-target (T): the data used here must be the newest
+//! - S1/T1 every local disk is UpToDate; a Diskless volume only with
+//!   `allow_diskless` and a Connected, Established peer whose disk is UpToDate
+//! - S2/T2 no volume is being resynced towards this node (SyncTarget, ...)
+//! - S3/T3 no connection is StandAlone (split brain, or cut by hand: in
+//!   both cases nobody knows which side is newer)
+//! - S4/T4 no volume reports `quorum:no`
+//!
+//! start only
+//! - S5 no peer is Primary (one writer)
+//! - S6 a Secondary resource with `may_promote:no` is refused (DRBD's own
+//!   view; reported only when no other rule already explains the refusal)
+//!
+//! migrate-target only (the source is, or just was, Primary)
+//! - T5 the connection to the source exists, is Connected and every volume
+//!   replicates (Established)
+//! - T6 no peer other than the source is Primary
+//! - T7 locally Primary, or able to become Primary: while the source is
+//!   Primary that needs `allow-two-primaries` on the connection to it;
+//!   otherwise `may_promote` must not be `no`
+//!
+//! migrate-source (on the node that runs the guest, before memory is sent)
+//! - M1 the connection to the target exists and is Connected
+//! - M2 on every volume the target's disk is UpToDate and replication is
+//!   Established (a Diskless target only with `allow_diskless` while this
+//!   node's disk is UpToDate)
+//! - M3 the target is not Primary already, and no third node is Primary
+//! - M4 when this node is Primary, the connection to the target has
+//!   `allow-two-primaries`, so the target can open the device while the
+//!   source still holds it; unknown counts as no
+//!
+//! DRBD 8.4 names no peers: its single peer stands for the target/source.
+
+use super::model::{ConnState, DiskState, DrbdState, Peer, Resource, Role, Volume};
+use super::Purpose;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateOptions {
+    /// The operator accepts Diskless volumes served by an UpToDate peer.
+    pub allow_diskless: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Why not, one line per finding, naming resource, volume, peer and state.
+    pub reasons: Vec<String>,
+    /// Allowed, but worth a log line (e.g. running diskless).
+    pub notes: Vec<String>,
+}
+
+pub fn decide(state: &DrbdState, resources: &[String], purpose: &Purpose, options: &GateOptions) -> Verdict {
+    let mut reasons = Vec::new();
+    let mut notes = Vec::new();
+    for name in resources {
+        let Some(resource) = state.resource(name) else {
+            reasons.push(format!("{name}: not configured on this node (no such DRBD resource in {})", state.origin.describe()));
+            continue;
+        };
+        let mut found = Findings { reasons: Vec::new(), notes: Vec::new() };
+        let verb = verb(purpose);
+        common_rules(resource, &verb, &mut found);
+        if !resource.volumes.is_empty() {
+            match purpose {
+                Purpose::Start => start_rules(resource, options, &verb, &mut found),
+                Purpose::MigrateTarget { source } => migrate_target_rules(resource, source, options, &verb, &mut found),
+                Purpose::MigrateSource { target } => migrate_source_rules(resource, target, options, &verb, &mut found),
+            }
+        }
+        reasons.append(&mut found.reasons);
+        notes.append(&mut found.notes);
+    }
+    Verdict { allowed: reasons.is_empty(), reasons, notes }
+}
+
+struct Findings {
+    reasons: Vec<String>,
+    notes: Vec<String>,
+}
+
+fn verb(purpose: &Purpose) -> String {
+    match purpose {
+        Purpose::Start => "start".to_owned(),
+        Purpose::MigrateSource { target } => format!("migrate to {target}"),
+        Purpose::MigrateTarget { source } => format!("take over the migration from {source}"),
+    }
+}
+
+/// C1 is checked by the caller; C2, C3 here.
+fn common_rules(r: &Resource, verb: &str, found: &mut Findings) {
+    if r.volumes.is_empty() {
+        found.reasons.push(format!("{}: has no volumes on this node: refusing to {verb}", r.name));
+    }
+    for volume in &r.missing_volumes {
+        found.reasons.push(format!("{}/{volume}: configured but not reported by DRBD: refusing to {verb}", r.name));
+    }
+    if !r.suspended.is_empty() {
+        found.reasons.push(format!("{}: I/O is suspended ({}): refusing to {verb}", r.name, r.suspended.join(",")));
+    }
+    if r.force_io_failures == Some(true) {
+        found.reasons.push(format!("{}: DRBD forces I/O failures (force-io-failures:yes): refusing to {verb}", r.name));
+    }
+}
+
+fn start_rules(r: &Resource, options: &GateOptions, verb: &str, found: &mut Findings) {
+    data_here_rules(r, options, verb, found);
+    for peer in r.peers.iter().filter(|p| p.role == Role::Primary) {
+        found.reasons.push(format!("{}: {} is Primary: refusing to {verb} a second writer", r.name, peer.label()));
+    }
+    if r.role == Role::Secondary && r.may_promote == Some(false) && found.reasons.is_empty() {
+        let score = r.promotion_score.map(|s| format!(" (promotion_score {s})")).unwrap_or_default();
+        found.reasons.push(format!("{}: DRBD reports may_promote:no{score}: refusing to {verb}", r.name));
+    }
+}
+
+fn migrate_target_rules(r: &Resource, source: &str, options: &GateOptions, verb: &str, found: &mut Findings) {
+    data_here_rules(r, options, verb, found);
+    let source_peer = find_peer(r, source);
+    match source_peer {
+        None => found.reasons.push(format!("{}: no connection to {source} (the migration source): refusing to {verb}", r.name)),
+        Some(peer) => {
+            if !peer.is_connected() {
+                found.reasons.push(format!("{}: connection to {source} is {}: refusing to {verb}", r.name, peer.connection));
+            } else {
+                for v in &r.volumes {
+                    match peer.volume(v.number) {
+                        Some(pv) if pv.replication.is_replicating() => {}
+                        Some(pv) => found.reasons.push(format!(
+                            "{}/{}: replication with {source} is {}: refusing to {verb}",
+                            r.name, v.number, pv.replication
+                        )),
+                        None => found.reasons.push(format!("{}/{}: no state towards {source}: refusing to {verb}", r.name, v.number)),
+                    }
+                }
+            }
+        }
+    }
+    for peer in r.peers.iter().filter(|p| p.role == Role::Primary && !is_same_peer(p, source_peer)) {
+        found.reasons.push(format!("{}: {} is Primary as well: refusing to {verb} as a third writer", r.name, peer.label()));
+    }
+    if r.role != Role::Primary {
+        match source_peer {
+            Some(peer) if peer.role == Role::Primary => match peer.allow_two_primaries {
+                Some(true) => {}
+                Some(false) => found.reasons.push(format!(
+                    "{}: Secondary here while {source} is Primary and allow-two-primaries is off on that connection: cannot become Primary, refusing to {verb}",
+                    r.name
+                )),
+                None => found.reasons.push(format!(
+                    "{}: Secondary here while {source} is Primary and whether allow-two-primaries is on could not be read: refusing to {verb}",
+                    r.name
+                )),
+            },
+            _ if r.may_promote == Some(false) && found.reasons.is_empty() => {
+                found.reasons.push(format!("{}: DRBD reports may_promote:no: refusing to {verb}", r.name));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn migrate_source_rules(r: &Resource, target: &str, options: &GateOptions, verb: &str, found: &mut Findings) {
+    let Some(peer) = find_peer(r, target) else {
+        found.reasons.push(format!("{}: no connection to {target} (the migration target): refusing to {verb}", r.name));
+        return;
+    };
+    if !peer.is_connected() {
+        found.reasons.push(format!("{}: connection to {target} is {}: refusing to {verb}", r.name, peer.connection));
+    } else {
+        for v in &r.volumes {
+            let Some(pv) = peer.volume(v.number) else {
+                found.reasons.push(format!("{}/{}: no state for {target}: refusing to {verb}", r.name, v.number));
+                continue;
+            };
+            let disk_ok = match pv.peer_disk {
+                DiskState::UpToDate => true,
+                DiskState::Diskless if options.allow_diskless && v.disk == DiskState::UpToDate => {
+                    found.notes.push(format!("{}/{}: {target} is Diskless and will read from this node", r.name, v.number));
+                    true
+                }
+                _ => false,
+            };
+            if !disk_ok {
+                found.reasons.push(format!(
+                    "{}/{}: peer {target} disk {} (replication {}): the target's data is not current, refusing to {verb}",
+                    r.name, v.number, pv.peer_disk, pv.replication
+                ));
+            } else if !pv.replication.is_replicating() {
+                found.reasons.push(format!(
+                    "{}/{}: replication with {target} is {}: refusing to {verb}",
+                    r.name, v.number, pv.replication
+                ));
+            }
+        }
+    }
+    if peer.role == Role::Primary {
+        found.reasons.push(format!("{}: {target} is already Primary: refusing to {verb}", r.name));
+    }
+    for other in r.peers.iter().filter(|p| p.role == Role::Primary && !std::ptr::eq(*p, peer)) {
+        found.reasons.push(format!("{}: {} is Primary as well: refusing to {verb}", r.name, other.label()));
+    }
+    if r.role == Role::Primary {
+        match peer.allow_two_primaries {
+            Some(true) => {}
+            Some(false) => found.reasons.push(format!(
+                "{}: allow-two-primaries is off on the connection to {target}: the target cannot become Primary while this node is, refusing to {verb}",
+                r.name
+            )),
+            None => found.reasons.push(format!(
+                "{}: cannot tell whether allow-two-primaries is on for the connection to {target}: refusing to {verb}",
+                r.name
+            )),
+        }
+    }
+}
+
+/// S1-S4 / T1-T4: the local copy is complete, the newest, and safe to write.
+fn data_here_rules(r: &Resource, options: &GateOptions, verb: &str, found: &mut Findings) {
+    for v in &r.volumes {
+        match local_disk(r, v, options, verb) {
+            Ok(Some(note)) => found.notes.push(note),
+            Ok(None) => {}
+            Err(reason) => {
+                found.reasons.push(reason);
+                continue;
+            }
+        }
+        for peer in &r.peers {
+            if let Some(pv) = peer.volume(v.number).filter(|pv| pv.replication.is_sync_target()) {
+                found.reasons.push(format!(
+                    "{}/{}: replication from {} is {}: refusing to {verb} on data that is being resynced",
+                    r.name, v.number, peer.label(), pv.replication
+                ));
+            }
+        }
+    }
+    for peer in r.peers.iter().filter(|p| p.connection == ConnState::StandAlone) {
+        let why = match peer.sync_state {
+            Some(s) => format!(" ({s})"),
+            None => String::new(),
+        };
+        found.reasons.push(format!(
+            "{}: connection to {} is StandAlone{why}: refusing to {verb} on data that may have diverged",
+            r.name,
+            peer.name.as_deref().unwrap_or("the peer")
+        ));
+    }
+    for v in r.volumes.iter().filter(|v| v.quorum == Some(false)) {
+        found.reasons.push(format!("{}/{}: no quorum: refusing to {verb}", r.name, v.number));
+    }
+}
+
+/// S1/T1 for one volume: Ok(note) when usable, Err(reason) when not.
+fn local_disk(r: &Resource, v: &Volume, options: &GateOptions, verb: &str) -> Result<Option<String>, String> {
+    let id = format!("{}/{}", r.name, v.number);
+    match v.disk {
+        DiskState::UpToDate => Ok(None),
+        DiskState::Diskless => {
+            let client = if v.client == Some(true) { " (diskless client)" } else { "" };
+            if !options.allow_diskless {
+                return Err(format!("{id}: local disk Diskless{client} and drbd_allow_diskless is off: refusing to {verb} without local data"));
+            }
+            let server = r.peers.iter().find(|p| {
+                p.is_connected()
+                    && p.volume(v.number).is_some_and(|pv| pv.peer_disk == DiskState::UpToDate && pv.replication.is_replicating())
+            });
+            match server {
+                Some(p) => Ok(Some(format!("{id}: local disk Diskless{client}, data served by {} (UpToDate)", p.label()))),
+                None => Err(format!("{id}: local disk Diskless{client} and no connected peer is UpToDate: refusing to {verb} without data")),
+            }
+        }
+        DiskState::Outdated => Err(format!("{id}: local disk Outdated, {}: refusing to {verb} on stale data", up_to_date_peers(r, v))),
+        DiskState::Inconsistent => {
+            let sync = r.peers.iter().find_map(|p| {
+                p.volume(v.number).filter(|pv| pv.replication.is_sync_target()).map(|pv| {
+                    let done = pv.done.map(|d| format!(", {d:.1}% done")).unwrap_or_default();
+                    format!(" ({} from {}{done})", pv.replication, p.name.as_deref().unwrap_or("the peer"))
+                })
+            });
+            Err(format!("{id}: local disk Inconsistent{}: refusing to {verb} on incomplete data", sync.unwrap_or_default()))
+        }
+        DiskState::Consistent => Err(format!("{id}: local disk Consistent, not known to be the newest ({}): refusing to {verb}", up_to_date_peers(r, v))),
+        DiskState::Failed | DiskState::Detaching => Err(format!("{id}: local disk {}: refusing to {verb} without a usable disk", v.disk)),
+        DiskState::Attaching | DiskState::Negotiating | DiskState::DUnknown => {
+            Err(format!("{id}: local disk {}: not known to be current, refusing to {verb}", v.disk))
+        }
+    }
+}
+
+fn up_to_date_peers(r: &Resource, v: &Volume) -> String {
+    let names: Vec<String> = r
+        .peers
+        .iter()
+        .filter(|p| p.volume(v.number).is_some_and(|pv| pv.peer_disk == DiskState::UpToDate))
+        .map(|p| p.name.clone().unwrap_or_else(|| "the peer".to_owned()))
+        .collect();
+    match names.len() {
+        0 => "no peer known UpToDate".to_owned(),
+        1 => format!("peer {} UpToDate", names[0]),
+        _ => format!("peers {} UpToDate", names.join(", ")),
+    }
+}
+
+/// The connection named `node`; DRBD 8.4's single unnamed peer stands for any node.
+pub fn find_peer<'a>(r: &'a Resource, node: &str) -> Option<&'a Peer> {
+    if let Some(p) = r.peers.iter().find(|p| p.name.as_deref() == Some(node)) {
+        return Some(p);
+    }
+    match r.peers.as_slice() {
+        [only] if only.name.is_none() => Some(only),
+        _ => None,
+    }
+}
+
+fn is_same_peer(p: &Peer, other: Option<&Peer>) -> bool {
+    other.is_some_and(|o| std::ptr::eq(p, o))
+}

@@ -1,0 +1,289 @@
+//! `drbdsetup show`: the configuration the kernel runs with. The gate needs
+//! one fact from it that events2 does not carry: whether a connection has
+//! `allow-two-primaries` (needed for the short dual-primary phase of a live
+//! migration). `drbdsetup show` prints only options that differ from the
+//! defaults, so a connection listed without the option has it off.
+//!
+//! DRBD 9 (one `connection` block per peer, named by `_name` in its `net`):
+//! ```text
+//! resource "r0" {
+//!     connection {
+//!         _peer_node_id 1;
+//!         path { _this_host ipv4 10.0.0.1:7789; _remote_host ipv4 10.0.0.2:7789; }
+//!         net { allow-two-primaries yes; _name "node2"; }
+//!     }
+//! }
+//! ```
+//! DRBD 8.4 has a single `net` block in the resource.
+
+use super::model::DrbdState;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetOptions {
+    pub resource: String,
+    /// The connection name; `None` for DRBD 8.4's single unnamed peer.
+    pub connection: Option<String>,
+    pub allow_two_primaries: bool,
+}
+
+pub fn parse(text: &str) -> Result<Vec<NetOptions>, String> {
+    let statements = parse_blocks(text)?;
+    let mut options = Vec::new();
+    for resource in statements.iter().filter(|s| s.keyword() == Some("resource")) {
+        let name = resource.words.get(1).ok_or("a resource block without a name")?;
+        let body = resource.body.as_deref().ok_or_else(|| format!("resource {name} has no block"))?;
+        for connection in body.iter().filter(|s| s.keyword() == Some("connection")) {
+            let inner = connection.body.as_deref().unwrap_or_default();
+            let net = inner.iter().find(|s| s.keyword() == Some("net")).and_then(|n| n.body.as_deref());
+            let conn_name = net
+                .and_then(|n| value_of(n, "_name"))
+                .or_else(|| value_of(inner, "_name"))
+                .ok_or_else(|| format!("resource {name}: a connection without _name"))?;
+            options.push(NetOptions {
+                resource: name.clone(),
+                connection: Some(conn_name.to_owned()),
+                allow_two_primaries: allow_two_primaries(net.unwrap_or_default())?,
+            });
+        }
+        let has_connections = body.iter().any(|s| s.keyword() == Some("connection"));
+        if !has_connections {
+            let net = body.iter().find(|s| s.keyword() == Some("net")).and_then(|n| n.body.as_deref());
+            options.push(NetOptions {
+                resource: name.clone(),
+                connection: None,
+                allow_two_primaries: allow_two_primaries(net.unwrap_or_default())?,
+            });
+        }
+    }
+    Ok(options)
+}
+
+/// Fills `allow_two_primaries` of every peer that `options` describes.
+pub fn apply(state: &mut DrbdState, options: &[NetOptions]) {
+    for resource in &mut state.resources {
+        for peer in &mut resource.peers {
+            let found = options.iter().find(|o| o.resource == resource.name && o.connection == peer.name);
+            if let Some(o) = found {
+                peer.allow_two_primaries = Some(o.allow_two_primaries);
+            }
+        }
+    }
+}
+
+fn allow_two_primaries(net: &[Statement]) -> Result<bool, String> {
+    match value_of(net, "allow-two-primaries") {
+        None | Some("no") => Ok(false),
+        Some("yes") => Ok(true),
+        Some(other) => Err(format!("allow-two-primaries {other}: neither yes nor no")),
+    }
+}
+
+fn value_of<'a>(statements: &'a [Statement], key: &str) -> Option<&'a str> {
+    statements
+        .iter()
+        .find(|s| s.body.is_none() && s.keyword() == Some(key))
+        .and_then(|s| s.words.get(1))
+        .map(String::as_str)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Statement {
+    words: Vec<String>,
+    body: Option<Vec<Statement>>,
+}
+
+impl Statement {
+    fn keyword(&self) -> Option<&str> {
+        self.words.first().map(String::as_str)
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Token {
+    Word(String),
+    Open,
+    Close,
+    End,
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        match c {
+            c if c.is_whitespace() => {
+                chars.next();
+            }
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '{' | '}' | ';' => {
+                chars.next();
+                tokens.push(match c {
+                    '{' => Token::Open,
+                    '}' => Token::Close,
+                    _ => Token::End,
+                });
+            }
+            '"' => {
+                chars.next();
+                let mut word = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => word.push(chars.next().ok_or("unterminated quoted string")?),
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated quoted string".into()),
+                    }
+                }
+                tokens.push(Token::Word(word));
+            }
+            _ => {
+                let mut word = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() || matches!(c, '{' | '}' | ';' | '"' | '#') {
+                        break;
+                    }
+                    word.push(c);
+                    chars.next();
+                }
+                tokens.push(Token::Word(word));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+fn parse_blocks(text: &str) -> Result<Vec<Statement>, String> {
+    let tokens = tokenize(text)?;
+    let mut position = 0;
+    let statements = parse_statements(&tokens, &mut position, 0)?;
+    if position != tokens.len() {
+        return Err("unbalanced '}'".into());
+    }
+    Ok(statements)
+}
+
+fn parse_statements(tokens: &[Token], position: &mut usize, depth: usize) -> Result<Vec<Statement>, String> {
+    if depth > 16 {
+        return Err("blocks nested too deeply".into());
+    }
+    let mut statements = Vec::new();
+    let mut words = Vec::new();
+    while let Some(token) = tokens.get(*position) {
+        *position += 1;
+        match token {
+            Token::Word(w) => words.push(w.clone()),
+            Token::End => {
+                if !words.is_empty() {
+                    statements.push(Statement { words: std::mem::take(&mut words), body: None });
+                }
+            }
+            Token::Open => {
+                let body = parse_statements(tokens, position, depth + 1)?;
+                match tokens.get(*position - 1) {
+                    Some(Token::Close) => {}
+                    _ => return Err("unterminated block".into()),
+                }
+                statements.push(Statement { words: std::mem::take(&mut words), body: Some(body) });
+            }
+            Token::Close => {
+                if depth == 0 {
+                    *position -= 1;
+                    return Err("unbalanced '}'".into());
+                }
+                if !words.is_empty() {
+                    return Err(format!("'{}' is not followed by ';'", words.join(" ")));
+                }
+                return Ok(statements);
+            }
+        }
+    }
+    if depth > 0 {
+        return Err("unterminated block".into());
+    }
+    if !words.is_empty() {
+        return Err(format!("'{}' is not followed by ';'", words.join(" ")));
+    }
+    Ok(statements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NINE: &str = r#"resource "r0" {
+    options {
+        quorum          majority;
+        on-no-quorum    io-error;
+    }
+    _this_host {
+        node-id                 0;
+        volume 0 {
+            device                      minor 0;
+            disk                        "/dev/vg0/r0";
+            meta-disk                   internal;
+        }
+    }
+    connection {
+        _peer_node_id 1;
+        path {
+            _this_host ipv4 10.0.0.1:7789;
+            _remote_host ipv4 10.0.0.2:7789;
+        }
+        _cstate Connected;
+        net {
+            allow-two-primaries yes;
+            _name               "node2";
+        }
+    }
+    connection {
+        _peer_node_id 2;
+        path {
+            _this_host ipv4 10.0.0.1:7790;
+            _remote_host ipv4 10.0.0.3:7790;
+        }
+        _cstate Connected;
+        net {
+            _name               "node3";
+        }
+    }
+}
+
+"#;
+
+    const EIGHT: &str = "resource r0 {\n    options {\n    }\n    net {\n        allow-two-primaries\tyes;\n        after-sb-0pri\tdiscard-zero-changes;\n    }\n    _remote_host {\n        address\t\t\tipv4 10.0.0.2:7789;\n    }\n}\n";
+
+    #[test]
+    fn reads_allow_two_primaries_per_connection() {
+        let o = parse(NINE).unwrap();
+        assert_eq!(
+            o,
+            vec![
+                NetOptions { resource: "r0".into(), connection: Some("node2".into()), allow_two_primaries: true },
+                NetOptions { resource: "r0".into(), connection: Some("node3".into()), allow_two_primaries: false },
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_the_single_8_4_net_block() {
+        let o = parse(EIGHT).unwrap();
+        assert_eq!(o, vec![NetOptions { resource: "r0".into(), connection: None, allow_two_primaries: true }]);
+    }
+
+    #[test]
+    fn malformed_configuration_is_an_error() {
+        assert!(parse("resource r0 {").is_err());
+        assert!(parse("resource r0 { net { x } }").is_err());
+        assert!(parse("}").is_err());
+        assert!(parse("resource \"r0 {}").is_err());
+        assert!(parse("resource r0 { net { allow-two-primaries maybe; } }").is_err());
+        assert!(parse("resource r0 { connection { net { } } }").is_err());
+        assert_eq!(parse("").unwrap(), vec![]);
+    }
+}

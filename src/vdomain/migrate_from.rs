@@ -1,0 +1,34 @@
+//! migrate_from (target side): the migration was driven by the source;
+//! confirm within the deadline that the domain runs here and is healthy.
+
+use std::time::Duration;
+
+use crate::ocf::{OcfResult, OcfStatus};
+
+use super::{config_file, monitor, utilization, Vm};
+
+pub fn migrate_from(vm: &Vm) -> OcfResult {
+    let source = vm.env.migrate_source.as_deref().unwrap_or("the source node");
+    super::drbd_gate(vm, &crate::drbd::Purpose::MigrateTarget { source: source.to_owned() })?;
+    monitor::wait_until_healthy(vm, &vm.deadline.before(Duration::from_millis(500)), false).map_err(|mut e| {
+        e.reason = format!("migration from {source}: {}", e.reason);
+        e
+    })?;
+    let files = vm.files();
+    let _ = files.write("domain", vm.name());
+    if let Some(emulator) = &vm.domain.emulator {
+        let _ = files.write("emulator", emulator);
+    }
+    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
+        if let Ok(hv) = &vm.hv {
+            if let Err(e) = config_file::save_if_changed(*hv, vm.name(), &vm.config_path) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+    if vm.env.crm_feature_set.is_some() {
+        utilization::publish(&vm.env.instance, vm.params, &vm.domain, &files, &vm.deadline);
+    }
+    tracing::info!("{} arrived from {source}", vm.name());
+    Ok(OcfStatus::Success)
+}

@@ -1,0 +1,123 @@
+//! monitor/status, and the wait for a healthy domain that start and
+//! migrate_from share.
+
+use std::time::Duration;
+
+use crate::hypervisor::Health;
+use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
+
+use super::observe::{observe, Observation};
+use super::{config_file, scripts, utilization, Vm};
+
+pub fn monitor(vm: &Vm) -> OcfResult {
+    let probe = vm.env.is_probe(vm.action);
+    // Leave room after the state query for the scripts and the bookkeeping.
+    let observation = observe(vm, &vm.deadline.fraction(0.5));
+    match observation {
+        Observation::Libvirt { health: Health::Running, .. } | Observation::ProcessAlive { .. } => {
+            scripts::run_all(vm.params, &vm.deadline.before(Duration::from_millis(500)))?;
+            if matches!(observation, Observation::Libvirt { .. }) {
+                after_healthy(vm);
+            }
+            drbd_health(vm)
+        }
+        Observation::Libvirt { health: Health::Stopped, .. } => {
+            Err(OcfError::not_running(format!("{} is not running", vm.name())))
+        }
+        Observation::Libvirt { health: Health::Failed(reason), state } => {
+            let active = state.is_some_and(|s| s.is_active());
+            if probe && !active {
+                Err(OcfError::not_running(format!("{} is not running: {reason}", vm.name())))
+            } else {
+                Err(OcfError::generic(format!("{}: {reason}", vm.name())))
+            }
+        }
+        Observation::Libvirt { health: Health::Transitional, .. } => {
+            Err(OcfError::generic(format!("libvirt reports no state for {}", vm.name())))
+        }
+        Observation::ProcessGone { why } => {
+            Err(OcfError::not_running(format!("{} is not running ({why})", vm.name())))
+        }
+    }
+}
+
+/// The DRBD volumes under a running guest. Lost quorum or suspended I/O
+/// means the guest's writes fail or hang: a failure. A lost local disk while
+/// a connected peer is UpToDate keeps the guest writing over the network:
+/// degraded (Pacemaker shows it, nothing moves). State that cannot be read
+/// is logged, never a failure of a guest that runs.
+fn drbd_health(vm: &Vm) -> OcfResult {
+    let devices: Vec<&str> = vm.domain.block_devices().collect();
+    let explicit = vm.params.drbd_resources.as_deref();
+    let findings = match crate::drbd::monitor_findings(&devices, explicit, &vm.deadline.before(Duration::from_millis(300))) {
+        Ok(findings) => findings,
+        Err(e) => {
+            tracing::warn!("{}", e.reason);
+            return Ok(OcfStatus::Success);
+        }
+    };
+    if let Some(failure) = findings.iter().find(|f| f.is_failure()) {
+        return Err(OcfError::generic(format!("{}: {}", vm.name(), failure.message)));
+    }
+    if findings.is_empty() {
+        Ok(OcfStatus::Success)
+    } else {
+        Ok(OcfStatus::Degraded)
+    }
+}
+
+/// Bookkeeping of a healthy domain: utilization, the config file (when
+/// asked), DRBD health. None of it fails the monitor.
+fn after_healthy(vm: &Vm) {
+    let files = vm.files();
+    if vm.env.crm_feature_set.is_some() {
+        utilization::publish(&vm.env.instance, vm.params, &vm.domain, &files, &vm.deadline.before(Duration::from_millis(500)));
+    }
+    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
+        if let Ok(hv) = &vm.hv {
+            if let Err(e) = config_file::save_if_changed(*hv, vm.name(), &vm.config_path) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// Waits until the domain runs and its monitor scripts pass. A domain that
+/// fails (paused on I/O error, crashed) ends the wait at once; an absent one
+/// does too unless `absent_is_fatal` is false (migrate_from: not arrived yet).
+pub fn wait_until_healthy(vm: &Vm, deadline: &Deadline, absent_is_fatal: bool) -> OcfResult<()> {
+    let mut step = Duration::from_millis(100);
+    let mut last;
+    loop {
+        let observation = observe(vm, deadline);
+        match &observation {
+            Observation::Libvirt { health: Health::Running, .. } => {
+                match scripts::run_all(vm.params, deadline) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e.reason,
+                }
+            }
+            Observation::Libvirt { health: Health::Failed(reason), .. } => {
+                return Err(OcfError::generic(format!("{}: {reason}", vm.name())));
+            }
+            Observation::Libvirt { health: Health::Stopped, .. } if absent_is_fatal => {
+                return Err(OcfError::generic(format!("{} stopped right after it was started", vm.name())));
+            }
+            Observation::Libvirt { health, state } => {
+                last = match state {
+                    Some(s) => format!("domain {s}"),
+                    None => format!("{health:?}").to_lowercase(),
+                }
+            }
+            Observation::ProcessAlive { why, .. } | Observation::ProcessGone { why } => last = why.clone(),
+        }
+        if !deadline.sleep(step) {
+            return Err(OcfError::generic(format!(
+                "{} did not become healthy within {}s: {last}",
+                vm.name(),
+                deadline.total().as_secs()
+            )));
+        }
+        step = (step * 2).min(Duration::from_secs(1));
+    }
+}

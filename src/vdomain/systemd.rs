@@ -1,0 +1,74 @@
+//! Shutdown ordering on systemd hosts: the cluster's resources must stop
+//! before the libvirt daemons do, whether the host runs the monolithic
+//! libvirtd or the modular virtqemud.
+
+use std::path::Path;
+
+use crate::exec;
+use crate::ocf::Deadline;
+
+pub const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
+const DROP_IN_DIR: &str = "resource-agents-deps.target.d";
+const DROP_IN_FILE: &str = "99-virtguard-VirtualDomain.conf";
+
+pub fn drop_in_text() -> String {
+    "# Written by virtguard: stop cluster-managed guests before libvirt goes away.\n\
+     [Unit]\n\
+     After=libvirtd.service virtqemud.service virtlogd.service virtlockd.service virtproxyd.service\n\
+     Wants=virt-guest-shutdown.target\n"
+        .to_owned()
+}
+
+/// Writes the drop-in under `unit_dir` when systemd runs (that directory
+/// exists) and it is missing or different; true when systemd must reload.
+pub fn write_drop_in(unit_dir: &Path) -> std::io::Result<bool> {
+    if !unit_dir.is_dir() {
+        return Ok(false);
+    }
+    let dir = unit_dir.join(DROP_IN_DIR);
+    let path = dir.join(DROP_IN_FILE);
+    let text = drop_in_text();
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(&dir)?;
+    super::config_file::atomic_write(&path, text.as_bytes())?;
+    Ok(true)
+}
+
+pub fn ensure_ordering(deadline: &Deadline) {
+    match write_drop_in(Path::new(RUNTIME_UNIT_DIR)) {
+        Ok(true) => {
+            if let Err(e) = exec::run("systemctl", &["daemon-reload"], deadline) {
+                tracing::warn!("systemd ordering written but not loaded: {e}");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!("cannot write the systemd ordering drop-in: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_after_both_daemon_layouts() {
+        let text = drop_in_text();
+        assert!(text.contains("libvirtd.service") && text.contains("virtqemud.service"));
+    }
+
+    #[test]
+    fn writes_only_when_systemd_runs_and_only_once() {
+        let root = std::env::temp_dir().join(format!("vg-systemd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(!write_drop_in(&root).unwrap(), "no systemd: nothing written");
+        assert!(!root.exists());
+        std::fs::create_dir_all(&root).unwrap();
+        assert!(write_drop_in(&root).unwrap());
+        assert!(!write_drop_in(&root).unwrap(), "unchanged: no reload");
+        let written = std::fs::read_to_string(root.join(DROP_IN_DIR).join(DROP_IN_FILE)).unwrap();
+        assert_eq!(written, drop_in_text());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

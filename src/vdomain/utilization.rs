@@ -1,0 +1,127 @@
+//! The cpu / host_memory / hv_memory utilization attributes. Written through
+//! crm_resource only when the value differs from what this node last
+//! published (remembered under HA_RSCTMP), so that the steady-state monitor
+//! spawns nothing and never aborts a transition with a needless CIB write.
+
+use crate::cluster;
+use crate::hypervisor::domain_xml::DomainConfig;
+use crate::ocf::{Deadline, Params};
+
+use super::state_files::StateFiles;
+
+/// One wanted change: `Some(value)` publishes, `None` removes the attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub attribute: &'static str,
+    pub value: Option<String>,
+}
+
+const REMOVED: &str = "-";
+
+/// What the parameters ask for, given the domain's sizes.
+pub fn wanted(params: &Params, domain: &DomainConfig) -> Vec<Wanted> {
+    let memory = domain.max_memory_mib.to_string();
+    let rows = [
+        ("cpu", params.autoset_utilization_cpu, params.unset_utilization_cpu, domain.vcpus.to_string()),
+        ("host_memory", params.autoset_utilization_host_memory, params.unset_utilization_host_memory, memory.clone()),
+        ("hv_memory", params.autoset_utilization_hv_memory, params.unset_utilization_hv_memory, memory),
+    ];
+    rows.into_iter()
+        .filter_map(|(attribute, set, unset, value)| {
+            if unset {
+                Some(Wanted { attribute, value: None })
+            } else if set {
+                Some(Wanted { attribute, value: Some(value) })
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The changes still to make, given what this node published last.
+pub fn pending(wanted: Vec<Wanted>, files: &StateFiles) -> Vec<Wanted> {
+    wanted
+        .into_iter()
+        .filter(|w| files.read(&cache_key(w.attribute)).as_deref() != Some(w.value.as_deref().unwrap_or(REMOVED)))
+        .collect()
+}
+
+fn cache_key(attribute: &str) -> String {
+    format!("utilization-{attribute}")
+}
+
+/// Publishes what changed. Failures (no CIB, crm_resource missing) are
+/// logged and retried on a later call; they never fail the action.
+pub fn publish(instance: &str, params: &Params, domain: &DomainConfig, files: &StateFiles, deadline: &Deadline) {
+    if domain.vcpus == 0 {
+        return; // config unknown: nothing sensible to publish
+    }
+    for change in pending(wanted(params, domain), files) {
+        let result = match &change.value {
+            Some(value) => cluster::set_utilization(instance, change.attribute, value, deadline),
+            None => cluster::delete_utilization(instance, change.attribute, deadline),
+        };
+        match result {
+            Ok(()) => {
+                let _ = files.write(&cache_key(change.attribute), change.value.as_deref().unwrap_or(REMOVED));
+                tracing::info!("utilization {} of {instance}: {}", change.attribute, change.value.as_deref().unwrap_or("removed"));
+            }
+            Err(e) => tracing::warn!("cannot update utilization {} of {instance}: {e}", change.attribute),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Params::from_lookup(|n| map.get(n).cloned()).unwrap()
+    }
+
+    fn domain() -> DomainConfig {
+        DomainConfig { vcpus: 2, max_memory_mib: 512, ..DomainConfig::named("vm1") }
+    }
+
+    #[test]
+    fn defaults_publish_all_three() {
+        let w = wanted(&params(&[]), &domain());
+        assert_eq!(
+            w,
+            vec![
+                Wanted { attribute: "cpu", value: Some("2".into()) },
+                Wanted { attribute: "host_memory", value: Some("512".into()) },
+                Wanted { attribute: "hv_memory", value: Some("512".into()) },
+            ]
+        );
+    }
+
+    #[test]
+    fn unset_wins_and_autoset_false_leaves_alone() {
+        let w = wanted(
+            &params(&[("unset_utilization_cpu", "true"), ("autoset_utilization_hv_memory", "false")]),
+            &domain(),
+        );
+        assert_eq!(
+            w,
+            vec![Wanted { attribute: "cpu", value: None }, Wanted { attribute: "host_memory", value: Some("512".into()) }]
+        );
+    }
+
+    #[test]
+    fn nothing_pending_once_published() {
+        let dir = std::env::temp_dir().join(format!("vg-util-{}", std::process::id()));
+        let files = StateFiles::new(&dir, "vm1");
+        let all = wanted(&params(&[]), &domain());
+        assert_eq!(pending(all.clone(), &files).len(), 3);
+        files.write("utilization-cpu", "2").unwrap();
+        files.write("utilization-host_memory", "512").unwrap();
+        assert_eq!(pending(all.clone(), &files), vec![all[2].clone()]);
+        files.write("utilization-hv_memory", "512").unwrap();
+        assert!(pending(all, &files).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,81 @@
+//! The last line of defence for bounded operations: a libvirt call can block
+//! (a frozen libvirtd answers nothing), and Pacemaker would kill us at the
+//! timeout, which for stop means fencing. Shortly before the timeout this
+//! thread ends the process itself: stop by killing the emulator through
+//! /proc, monitor by looking for it there, every other action with an error
+//! that says what happened.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::hypervisor::process::{find_emulator, terminate};
+use crate::ocf::dispatch::finish;
+use crate::ocf::{Action, Deadline, OcfError, OcfStatus};
+
+use super::observe::PROC_ROOT;
+
+/// How much of Pacemaker's timeout the action leaves unused: the watchdog
+/// acts in the second half of it, after the action's own deadline.
+pub fn margin(total: Duration) -> Duration {
+    (total / 20).clamp(Duration::from_millis(700), Duration::from_secs(3))
+}
+
+/// The deadline the action itself works to.
+pub fn working_deadline(operation: &Deadline) -> Deadline {
+    operation.before(margin(operation.total()))
+}
+
+/// Starts the watchdog for the operation ending at `deadline`.
+pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<PathBuf>) {
+    let fire_at = deadline.before(margin(deadline.total()) / 2);
+    std::thread::spawn(move || {
+        while fire_at.sleep(Duration::from_secs(3600)) {}
+        let status = if action == Action::Stop {
+            stop_by_signal(&domain, emulator.as_deref(), &deadline)
+        } else if matches!(action, Action::Monitor | Action::Status) {
+            monitor_by_process(&domain, emulator.as_deref())
+        } else {
+            finish(Err(OcfError::generic(format!(
+                "{} of {domain} did not finish within {:.0}s (libvirt stopped answering?)",
+                action.name(),
+                deadline.total().as_secs_f64()
+            ))))
+        };
+        std::process::exit(status.code() as i32);
+    });
+}
+
+/// A frozen libvirtd says nothing about the guest: its emulator process does.
+/// Failing the monitor here would make the cluster kill a healthy guest.
+fn monitor_by_process(domain: &str, emulator: Option<&Path>) -> OcfStatus {
+    let result = match find_emulator(Path::new(PROC_ROOT), domain, emulator) {
+        Some(p) => {
+            tracing::warn!("libvirt did not answer in time; emulator pid {} of {domain} is alive", p.pid);
+            Ok(OcfStatus::Success)
+        }
+        None => Err(OcfError::not_running(format!("libvirt did not answer in time and {domain} has no emulator process"))),
+    };
+    finish(result)
+}
+
+fn stop_by_signal(domain: &str, emulator: Option<&Path>, deadline: &Deadline) -> OcfStatus {
+    tracing::warn!("stop of {domain} is about to time out; stopping its emulator process directly");
+    let result = match find_emulator(Path::new(PROC_ROOT), domain, emulator) {
+        None => Ok(OcfStatus::Success),
+        Some(p) if terminate(p.pid, &deadline.before(Duration::from_millis(100))) => Ok(OcfStatus::Success),
+        Some(p) => Err(OcfError::generic(format!("emulator pid {} of {domain} survived SIGKILL", p.pid))),
+    };
+    finish(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margin_is_a_twentieth_within_bounds() {
+        assert_eq!(margin(Duration::from_secs(90)), Duration::from_millis(4500).min(Duration::from_secs(3)));
+        assert_eq!(margin(Duration::from_secs(20)), Duration::from_secs(1));
+        assert_eq!(margin(Duration::from_secs(5)), Duration::from_millis(700));
+    }
+}

@@ -1,0 +1,193 @@
+//! The OCF contract of the built binary, called exactly as Pacemaker calls
+//! it, for everything that needs no running guest: meta-data, usage, exit
+//! codes, exit reasons, and the probe / monitor / stop rules for an invalid
+//! environment.
+
+mod support;
+
+use std::process::Command;
+
+use support::{agent, describe, run_bounded, scratch_dir};
+
+const DTD: &str = "/usr/share/resource-agents/ra-api-1.dtd";
+const RNG: &str = "/usr/share/resource-agents/metadata.rng";
+
+fn config_file(label: &str, xml: &str) -> String {
+    let dir = scratch_dir(&format!("contract-{label}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vm.xml");
+    std::fs::write(&path, xml).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+const MINIMAL: &str = "<domain type='qemu'><name>vg-contract</name><memory unit='MiB'>64</memory></domain>";
+
+fn xmllint_validates(schema_flag: &str, schema: &str, xml: &str) {
+    if !std::path::Path::new(schema).exists() || support::which("xmllint").is_none() {
+        support::skip_or_fail("resource-agents' schema or xmllint is not installed");
+        return;
+    }
+    let file = config_file("metadata", xml);
+    let mut command = Command::new("xmllint");
+    command.args(["--noout", schema_flag, schema, &file]);
+    let out = run_bounded(command, std::time::Duration::from_secs(30));
+    assert!(out.status.success(), "meta-data does not validate against {schema}: {}", describe(&out));
+}
+
+#[test]
+fn meta_data_is_only_xml_and_valid_against_the_dtd_and_the_schema() {
+    let run = agent("meta-data", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.starts_with("<?xml"), "stdout must be the XML alone");
+    assert!(run.stdout.trim_end().ends_with("</resource-agent>"));
+    assert!(run.stderr.is_empty(), "meta-data wrote to stderr: {}", run.stderr);
+    xmllint_validates("--dtdvalid", DTD, &run.stdout);
+    xmllint_validates("--relaxng", RNG, &run.stdout);
+}
+
+#[test]
+fn meta_data_keeps_the_classic_names_defaults_and_timeouts() {
+    let xml = agent("meta-data", &[]).stdout;
+    for fragment in [
+        "<parameter name=\"config\" unique=\"1\" required=\"1\">",
+        "<parameter name=\"force_stop\" unique=\"0\" required=\"0\">",
+        "<content type=\"boolean\" default=\"false\"/>",
+        "<parameter name=\"migration_downtime\"",
+        "<parameter name=\"shutdown_mode\"",
+        "<parameter name=\"start_resources\"",
+        "<parameter name=\"drbd_resources\"",
+        "<action name=\"start\" timeout=\"90s\"/>",
+        "<action name=\"stop\" timeout=\"90s\"/>",
+        "<action name=\"monitor\" timeout=\"30s\" depth=\"0\" interval=\"10s\"/>",
+        "<action name=\"migrate_to\" timeout=\"120s\"/>",
+        "<action name=\"migrate_from\" timeout=\"60s\"/>",
+        "<action name=\"validate-all\" timeout=\"5s\"/>",
+    ] {
+        assert!(xml.contains(fragment), "meta-data lacks {fragment}");
+    }
+}
+
+#[test]
+fn usage_and_unknown_actions() {
+    let usage = agent("usage", &[]);
+    assert_eq!(usage.code, 0);
+    assert!(usage.stdout.contains("migrate_to"));
+    let unknown = agent("promote", &[]);
+    assert_eq!(unknown.code, 3, "unknown action must be OCF_ERR_UNIMPLEMENTED");
+    assert_eq!(unknown.exit_reason().as_deref(), Some("unknown action 'promote'"));
+    let mut command = Command::new(support::agent_symlink());
+    command.env_clear();
+    let none = run_bounded(command, std::time::Duration::from_secs(30));
+    assert_eq!(none.status.code(), Some(2), "no action must be OCF_ERR_ARGS");
+}
+
+#[test]
+fn missing_config_parameter_is_a_configuration_error() {
+    for action in ["start", "validate-all", "migrate_to", "migrate_from"] {
+        let run = agent(action, &[]);
+        assert_eq!(run.code, 6, "{action}: {}", run.stderr);
+        assert_eq!(run.exit_reason().as_deref(), Some("required parameter config is not set"));
+    }
+}
+
+#[test]
+fn config_file_missing_on_this_node() {
+    let env = [("OCF_RESKEY_config", "/nonexistent/vm1.xml")];
+    let start = agent("start", &env);
+    assert_eq!(start.code, 5, "start: {}", start.stderr);
+    assert!(start.exit_reason().unwrap().contains("/nonexistent/vm1.xml"));
+    assert_eq!(agent("validate-all", &env).code, 5);
+    // A probe on a node without the config (e.g. shared storage not mounted) is "not running".
+    let probe = agent("monitor", &env);
+    assert_eq!(probe.code, 7, "probe: {}", probe.stderr);
+    assert_eq!(probe.exit_reason(), None, "a probe answer is not a failure");
+    let recurring = agent("monitor", &[env[0], ("OCF_RESKEY_CRM_meta_interval", "10000")]);
+    assert_eq!(recurring.code, 1, "recurring monitor: {}", recurring.stderr);
+    // Nothing can be running: stop succeeds and does not get the node fenced.
+    let stop = agent("stop", &env);
+    assert_eq!(stop.code, 0, "stop: {}", stop.stderr);
+}
+
+#[test]
+fn malformed_parameters_are_configuration_errors_that_name_the_parameter() {
+    let config = config_file("malformed", MINIMAL);
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("OCF_RESKEY_force_stop", "maybe")], "force_stop"),
+        (&[("OCF_RESKEY_migration_speed", "fast")], "migration_speed"),
+        (&[("OCF_RESKEY_force_stop", "true"), ("OCF_RESKEY_snapshot", "/tmp")], "force_stop and snapshot"),
+        (&[("OCF_RESKEY_shutdown_mode", "acpi,halt")], "shutdown_mode"),
+        (&[("OCF_RESKEY_stateless", "true")], "backingfile"),
+    ];
+    for (extra, named) in cases {
+        let mut env = vec![("OCF_RESKEY_config", config.as_str())];
+        env.extend_from_slice(extra);
+        let run = agent("validate-all", &env);
+        assert_eq!(run.code, 6, "{extra:?}: {}", run.stderr);
+        let reason = run.exit_reason().unwrap_or_default();
+        assert!(reason.contains(named), "{extra:?}: exit reason '{reason}' does not name {named}");
+        // The probe rule holds for configuration errors too.
+        assert_eq!(agent("monitor", &env).code, 7, "{extra:?} probe");
+    }
+}
+
+#[test]
+fn config_that_is_not_a_domain_is_reported_clearly() {
+    for (label, xml, expect) in [
+        ("garbage", "this is not xml", "not a libvirt domain XML"),
+        ("noname", "<domain type='kvm'><memory>1024</memory></domain>", "no <name>"),
+    ] {
+        let config = config_file(label, xml);
+        let run = agent("validate-all", &[("OCF_RESKEY_config", &config)]);
+        assert_eq!(run.code, 5, "{label}: {}", run.stderr);
+        assert!(run.exit_reason().unwrap_or_default().contains(expect), "{label}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn node_prerequisites_are_installation_errors() {
+    let config = config_file("prereq", MINIMAL);
+    let cases: [(&str, &str, &str); 4] = [
+        ("OCF_RESKEY_snapshot", "/nonexistent-dir", "snapshot directory"),
+        ("OCF_RESKEY_backingfile", "/nonexistent.qcow2", "backingfile"),
+        ("OCF_RESKEY_monitor_scripts", "/bin/true /nonexistent/check", "/nonexistent/check"),
+        ("OCF_RESKEY_copyindirs", "/etc", "copyindirs"),
+    ];
+    for (key, value, named) in cases {
+        let mut env = vec![("OCF_RESKEY_config", config.as_str()), (key, value)];
+        if key == "OCF_RESKEY_copyindirs" {
+            env.push(("OCF_RESKEY_backingfile", "/etc/hostname"));
+        }
+        let run = agent("validate-all", &env);
+        if key == "OCF_RESKEY_copyindirs" && support::which("virt-copy-in").is_some() {
+            continue;
+        }
+        assert_eq!(run.code, 5, "{key}: {}", run.stderr);
+        assert!(run.exit_reason().unwrap_or_default().contains(named), "{key}: {}", run.stderr);
+    }
+    let emulator = config_file(
+        "emulator",
+        "<domain type='kvm'><name>x</name><devices><emulator>/nonexistent/qemu</emulator></devices></domain>",
+    );
+    let run = agent("validate-all", &[("OCF_RESKEY_config", &emulator)]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.exit_reason().unwrap().contains("/nonexistent/qemu"));
+}
+
+#[test]
+fn a_valid_configuration_validates() {
+    let config = config_file("valid", MINIMAL);
+    let run = agent("validate-all", &[("OCF_RESKEY_config", &config), ("OCF_RESKEY_shutdown_mode", "acpi")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn log_lines_go_to_stderr_in_the_agent_format() {
+    let run = agent("monitor", &[("OCF_RESKEY_config", "/nonexistent/vm1.xml"), ("OCF_RESOURCE_INSTANCE", "vmX")]);
+    assert!(run.stdout.is_empty(), "monitor wrote to stdout: {}", run.stdout);
+    assert!(
+        run.stderr.lines().any(|l| l.starts_with("VirtualDomain(vmX)[") && l.contains("]: INFO: ")),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,286 @@
+//! The API VirtualDomain calls: `gate_domain` and `monitor_findings` (here
+//! through their `_with` forms, which take the sources explicitly instead of
+//! from the environment, so tests can run in parallel).
+
+#[path = "drbd_support.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::fixtures;
+use virtguard::drbd::{gate_domain, gate_domain_with, monitor_findings_with, Problem, Purpose, Sources};
+use virtguard::hypervisor::domain_xml::DomainConfig;
+use virtguard::ocf::{Deadline, OcfStatus};
+
+/// A scratch directory removed on drop, also when the test fails.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("virtguard-drbd-api-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// An executable script. Written by a child process, so that no writable
+    /// descriptor of it can leak into a fork of another test thread (that
+    /// would make exec fail with ETXTBSY).
+    fn script(&self, name: &str, body: &str) -> String {
+        let path = self.0.join(name);
+        let text = self.0.join(format!("{name}.txt"));
+        std::fs::write(&text, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let status = std::process::Command::new("install").arg("-m").arg("755").arg(&text).arg(&path).status().unwrap();
+        assert!(status.success());
+        path.to_string_lossy().into_owned()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(20))
+}
+
+fn from_events2(name: &str) -> Sources {
+    Sources {
+        events2_file: Some(fixtures().join(format!("{name}.events2"))),
+        proc_drbd: PathBuf::from("/nonexistent/proc/drbd"),
+        drbdsetup: "/nonexistent/drbdsetup".into(),
+        drbdadm: "/nonexistent/drbdadm".into(),
+        ..Sources::default()
+    }
+}
+
+/// DRBD 8.4: /proc/drbd from a fixture, names from by-res links in `scratch`.
+fn from_proc84(name: &str, scratch: &Scratch, links: &[(&str, &str, &str)]) -> Sources {
+    let by_res = scratch.path("by-res");
+    for (res, vol, target) in links {
+        std::fs::create_dir_all(by_res.join(res)).unwrap();
+        std::os::unix::fs::symlink(target, by_res.join(res).join(vol)).unwrap();
+    }
+    Sources {
+        proc_drbd: fixtures().join(format!("84-{name}.proc")),
+        by_res_dir: by_res,
+        drbdsetup: scratch.script("drbdsetup-84", "echo \"drbdsetup: unknown command '$1'\" >&2; exit 20"),
+        drbdadm: "/nonexistent/drbdadm".into(),
+        ..Sources::default()
+    }
+}
+
+#[test]
+fn without_drbd_disks_nothing_is_read_or_run() {
+    let scratch = Scratch::new("nospawn");
+    let log = scratch.path("calls.log");
+    let spy = scratch.script("drbdsetup", &format!("echo \"$@\" >> {}; exit 20", log.display()));
+    let sources = Sources {
+        drbdsetup: spy.clone(),
+        drbdadm: spy,
+        proc_drbd: PathBuf::from("/nonexistent"),
+        ..Sources::default()
+    };
+    let disks = ["/dev/sda", "/var/lib/libvirt/images/vm.qcow2", "/dev/mapper/vg-lv"];
+    for purpose in [Purpose::Start, Purpose::MigrateSource { target: "b".into() }, Purpose::MigrateTarget { source: "a".into() }] {
+        gate_domain_with(&sources, &disks, None, &purpose, false, &deadline()).unwrap();
+        gate_domain_with(&sources, &disks, Some("  "), &purpose, false, &deadline()).unwrap();
+    }
+    assert!(monitor_findings_with(&sources, &disks, None, &deadline()).unwrap().is_empty());
+    assert!(!log.exists(), "a program ran: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    // The environment-driven entry point takes the same shortcut.
+    gate_domain(&disks, None, &Purpose::Start, false, &deadline()).unwrap();
+    // With a DRBD disk, the spy is asked.
+    let _ = gate_domain_with(&sources, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline());
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "events2 --now all\n");
+}
+
+#[test]
+fn allowed_state_lets_the_domain_start() {
+    let s = from_events2("healthy-2node");
+    for disk in ["/dev/drbd0", "/dev/drbd/by-res/r0/0", "/dev/drbd/by-res/r0", "/dev/drbd/by-disk/vg0/r0"] {
+        gate_domain_with(&s, &[disk, "/dev/sdz"], None, &Purpose::Start, false, &deadline()).unwrap();
+    }
+    gate_domain_with(&s, &[], Some("r0"), &Purpose::Start, false, &deadline()).unwrap();
+}
+
+#[test]
+fn refusal_is_a_generic_error_with_all_reasons() {
+    let s = from_events2("multi-volume-one-outdated");
+    let err = gate_domain_with(&s, &["/dev/drbd1"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+    assert_eq!(err.status, OcfStatus::ErrGeneric);
+    assert_eq!(
+        err.reason,
+        "r0/1: local disk Outdated, peer node2 UpToDate: refusing to start on stale data; \
+         r0: peer node2 is Primary: refusing to start a second writer"
+    );
+    // The explicit list replaces detection: web is healthy.
+    gate_domain_with(&from_events2("multi-volume"), &["/dev/drbd1"], Some("web"), &Purpose::Start, false, &deadline()).unwrap();
+    let err = gate_domain_with(&from_events2("multi-volume"), &[], Some("web r9"), &Purpose::Start, false, &deadline()).unwrap_err();
+    assert!(err.reason.starts_with("r9: not configured on this node"), "{}", err.reason);
+}
+
+#[test]
+fn diskless_follows_the_parameter() {
+    let s = from_events2("diskless-client");
+    let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+    assert!(err.reason.contains("drbd_allow_diskless is off"), "{}", err.reason);
+    gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, true, &deadline()).unwrap();
+}
+
+#[test]
+fn a_drbd_disk_that_maps_to_nothing_is_refused() {
+    let err = gate_domain_with(&from_events2("healthy-2node"), &["/dev/drbd7"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+    assert_eq!(err.status, OcfStatus::ErrGeneric);
+    assert!(err.reason.contains("/dev/drbd7: no DRBD resource uses minor 7"), "{}", err.reason);
+}
+
+#[test]
+fn unreadable_state_is_a_generic_error_never_success() {
+    for bad in ["garbage", "truncated", "empty", "unknown-disk-state", "does-not-exist"] {
+        let err = gate_domain_with(&from_events2(bad), &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+        assert_eq!(err.status, OcfStatus::ErrGeneric, "{bad}");
+        assert!(err.reason.starts_with("cannot read DRBD state: "), "{bad}: {}", err.reason);
+    }
+    let err = monitor_findings_with(&from_events2("garbage"), &["/dev/drbd0"], None, &deadline()).unwrap_err();
+    assert!(err.reason.starts_with("cannot read DRBD state: "));
+}
+
+#[test]
+fn missing_drbdsetup_is_not_installed() {
+    let s = Sources {
+        drbdsetup: "/nonexistent/drbdsetup".into(),
+        proc_drbd: PathBuf::from("/nonexistent/proc/drbd"),
+        ..Sources::default()
+    };
+    let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+    assert_eq!(err.status, OcfStatus::ErrInstalled, "{}", err.reason);
+    // DRBD 9 loaded, but no drbdsetup to ask.
+    let s = Sources { proc_drbd: fixtures().join("9-loaded.proc"), ..s };
+    let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+    assert_eq!(err.status, OcfStatus::ErrInstalled, "{}", err.reason);
+}
+
+#[test]
+fn failing_drbdsetup_without_drbd_8_is_unreadable() {
+    let scratch = Scratch::new("failing");
+    let failing = scratch.script("drbdsetup", "echo 'Failed to modprobe drbd (No such file or directory)' >&2; exit 20");
+    for proc in [PathBuf::from("/nonexistent"), fixtures().join("9-loaded.proc"), fixtures().join("garbage.events2")] {
+        let s = Sources { drbdsetup: failing.clone(), proc_drbd: proc.clone(), ..Sources::default() };
+        let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+        assert_eq!(err.status, OcfStatus::ErrGeneric, "{}", proc.display());
+        assert!(err.reason.starts_with("cannot read DRBD state: "), "{}", err.reason);
+    }
+}
+
+#[test]
+fn a_hung_drbdsetup_is_killed_at_the_deadline() {
+    let scratch = Scratch::new("hung");
+    let hung = scratch.script("drbdsetup", "exec sleep 60");
+    let s = Sources { drbdsetup: hung, ..Sources::default() };
+    let started = Instant::now();
+    let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &Deadline::after(Duration::from_millis(300)))
+        .unwrap_err();
+    assert_eq!(err.status, OcfStatus::ErrGeneric);
+    assert!(err.reason.contains("did not finish"), "{}", err.reason);
+    assert!(started.elapsed() < Duration::from_secs(20), "returned only after {:?}", started.elapsed());
+}
+
+#[test]
+fn drbd84_from_proc_and_by_res_links() {
+    let scratch = Scratch::new("84links");
+    let s = from_proc84("healthy", &scratch, &[("r0", "0", "../../../drbd0")]);
+    gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap();
+    gate_domain_with(&s, &["/dev/drbd/by-res/r0/0"], None, &Purpose::Start, false, &deadline()).unwrap();
+
+    let scratch = Scratch::new("84outdated");
+    let s = from_proc84("outdated", &scratch, &[("r0", "0", "../../../drbd0")]);
+    let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+    assert_eq!(err.reason, "r0/0: local disk Outdated, no peer known UpToDate: refusing to start on stale data");
+}
+
+#[test]
+fn drbd84_names_from_drbdadm() {
+    let scratch = Scratch::new("84adm");
+    let adm = scratch.script(
+        "drbdadm",
+        "case $1 in sh-resources) echo 'r0 web';; sh-dev) case $2 in r0) printf '/dev/drbd0\\n/dev/drbd1\\n';; web) echo /dev/drbd2;; esac;; esac",
+    );
+    let s = Sources {
+        proc_drbd: fixtures().join("84-multi-volume.proc"),
+        by_res_dir: scratch.path("no-links"),
+        drbdsetup: "/nonexistent/drbdsetup".into(),
+        drbdadm: adm,
+        ..Sources::default()
+    };
+    gate_domain_with(&s, &["/dev/drbd1", "/dev/drbd2"], None, &Purpose::Start, false, &deadline()).unwrap();
+    // Without any names a DRBD disk cannot be checked, so it is refused.
+    let s = Sources { drbdadm: "/nonexistent/drbdadm".into(), ..s };
+    let err = gate_domain_with(&s, &["/dev/drbd1"], None, &Purpose::Start, false, &deadline()).unwrap_err();
+    assert!(err.reason.contains("resource name is unknown"), "{}", err.reason);
+}
+
+#[test]
+fn migration_reads_allow_two_primaries() {
+    let mut s = from_events2("running-primary");
+    let purpose = Purpose::MigrateSource { target: "node2".into() };
+    let err = gate_domain_with(&s, &["/dev/drbd0"], None, &purpose, false, &deadline()).unwrap_err();
+    assert!(err.reason.contains("cannot tell whether allow-two-primaries"), "{}", err.reason);
+    s.show_file = Some(fixtures().join("to-node2-dual.show"));
+    gate_domain_with(&s, &["/dev/drbd0"], None, &purpose, false, &deadline()).unwrap();
+    s.show_file = Some(fixtures().join("to-node2-single.show"));
+    let err = gate_domain_with(&s, &["/dev/drbd0"], None, &purpose, false, &deadline()).unwrap_err();
+    assert!(err.reason.contains("allow-two-primaries is off"), "{}", err.reason);
+
+    let mut s = from_events2("migration-incoming");
+    s.show_file = Some(fixtures().join("to-node1-dual.show"));
+    gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::MigrateTarget { source: "node1".into() }, false, &deadline()).unwrap();
+}
+
+#[test]
+fn monitor_tells_degraded_from_failed() {
+    let find = |fixture: &str, explicit: Option<&str>| monitor_findings_with(&from_events2(fixture), &["/dev/drbd0"], explicit, &deadline()).unwrap();
+
+    assert!(find("healthy-2node", None).is_empty());
+    assert!(find("running-primary", None).is_empty());
+    assert!(find("diskless-client", None).is_empty(), "a diskless client never had a disk to lose");
+
+    let degraded = find("running-detached", None);
+    assert_eq!(degraded.len(), 1);
+    assert_eq!(degraded[0].problem, Problem::LostLocalDisk);
+    assert!(degraded[0].guest_can_write && !degraded[0].is_failure());
+    assert_eq!(degraded[0].message, "r0/0: local disk Diskless: degraded, I/O goes to peer node2 (UpToDate)");
+
+    let alone = find("running-detached-alone", None);
+    assert_eq!(alone.len(), 1);
+    assert!(alone[0].is_failure(), "{}", alone[0].message);
+
+    let quorum = find("suspended-quorum", None);
+    let problems: Vec<Problem> = quorum.iter().map(|f| f.problem).collect();
+    assert_eq!(problems, vec![Problem::IoSuspended, Problem::LostQuorum]);
+    assert!(quorum.iter().all(|f| f.is_failure()));
+
+    let gone = find("healthy-2node", Some("r9"));
+    assert_eq!(gone[0].problem, Problem::ResourceGone);
+    assert!(gone[0].is_failure());
+}
+
+#[test]
+fn disks_come_from_the_domain_xml() {
+    let xml = "<domain type='kvm'><name>vm1</name><devices>\
+        <disk type='block' device='disk'><source dev='/dev/drbd/by-res/r0/1'/><target dev='vda'/></disk>\
+        <disk type='file' device='disk'><source file='/var/lib/libvirt/images/seed.iso'/></disk>\
+        </devices></domain>";
+    let config = DomainConfig::parse(xml).unwrap();
+    let disks: Vec<&str> = config.block_devices().collect();
+    let err = gate_domain_with(&from_events2("multi-volume-one-outdated"), &disks, None, &Purpose::Start, false, &deadline()).unwrap_err();
+    assert!(err.reason.starts_with("r0/1: local disk Outdated"), "{}", err.reason);
+    gate_domain_with(&from_events2("multi-volume"), &disks, None, &Purpose::Start, false, &deadline()).unwrap();
+}

@@ -1,0 +1,275 @@
+//! Black-box: the built binary's `drbd status` and `drbd check`, with the
+//! fake drbdsetup/drbdadm first on PATH or with the file overrides.
+
+#[path = "drbd_support.rs"]
+mod support;
+
+use std::process::{Command, Output};
+
+use support::{fixtures, XorShift};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// The binary with a clean DRBD environment: the fakes first on PATH, no
+/// host /proc/drbd, no leftover overrides; `env` adds to that.
+fn virtguard(args: &[&str], env: &[(&str, String)]) -> Run {
+    let path = format!("{}:{}", fixtures().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_virtguard"));
+    command.args(args).env("PATH", path).env("VIRTGUARD_PROC_DRBD", "/nonexistent/proc/drbd");
+    command.env("VIRTGUARD_DRBD_BY_RES_DIR", "/nonexistent/by-res");
+    for var in ["VIRTGUARD_DRBD_EVENTS2_FILE", "VIRTGUARD_DRBD_SHOW_FILE", "VIRTGUARD_FAKE_DRBD_FIXTURE", "VIRTGUARD_FAKE_DRBD_SHOW", "VIRTGUARD_FAKE_DRBD_LOG", "VIRTGUARD_FAKE_DRBD_SLEEP"] {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let Output { status, stdout, stderr } = command.output().expect("run virtguard");
+    Run {
+        code: status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+fn fake(fixture: &str) -> Vec<(&'static str, String)> {
+    vec![("VIRTGUARD_FAKE_DRBD_FIXTURE", fixture.to_owned())]
+}
+
+fn fixture_path(file: &str) -> String {
+    fixtures().join(file).to_string_lossy().into_owned()
+}
+
+fn check(fixture: &str, args: &[&str]) -> Run {
+    let mut all = vec!["drbd", "check"];
+    all.extend_from_slice(args);
+    virtguard(&all, &fake(fixture))
+}
+
+#[test]
+fn status_prints_a_table() {
+    let mut env = fake("healthy-2node");
+    env.push(("VIRTGUARD_FAKE_DRBD_SHOW", "to-node2-dual".into()));
+    let r = virtguard(&["drbd", "status"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("# DRBD 9 (drbdsetup events2 --now all)\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("r0  role:Secondary  suspended:no  may_promote:yes\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("  volume:0  minor:0  disk:UpToDate  quorum:yes  backing:/dev/vg0/r0\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("  peer:node2 (node-id 1)  connection:Connected  role:Secondary  allow-two-primaries:yes\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("    volume:0  replication:Established  peer-disk:UpToDate\n"), "{}", r.stdout);
+}
+
+#[test]
+fn status_json_carries_the_model() {
+    let r = virtguard(&["drbd", "status", "web", "--json"], &fake("multi-volume"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["origin"]["kind"], "events2");
+    let resources = v["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 1);
+    assert_eq!(resources[0]["name"], "web");
+    assert_eq!(resources[0]["volumes"][0]["minor"], 10);
+    assert_eq!(resources[0]["volumes"][0]["disk"], "UpToDate");
+    assert_eq!(resources[0]["peers"][0]["name"], "node2");
+    assert_eq!(resources[0]["peers"][0]["volumes"][0]["replication"], "Established");
+
+    let r = virtguard(&["drbd", "status", "--json"], &fake("sync-target"));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["resources"][0]["peers"][0]["volumes"][0]["done"], 37.21);
+}
+
+#[test]
+fn status_of_an_unknown_resource_or_unreadable_state() {
+    let r = virtguard(&["drbd", "status", "r9"], &fake("healthy-2node"));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("r9: no such DRBD resource on this node"), "{}", r.stderr);
+    for fixture in ["garbage", "truncated", "empty", "no-such-fixture"] {
+        let r = virtguard(&["drbd", "status"], &fake(fixture));
+        assert_eq!(r.code, 2, "{fixture}: {}", r.stdout);
+        assert!(r.stderr.starts_with("cannot read DRBD state: "), "{fixture}: {}", r.stderr);
+    }
+    // No fixture at all: the fake fails like drbdsetup without the kernel module.
+    let r = virtguard(&["drbd", "status"], &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("Failed to modprobe drbd"), "{}", r.stderr);
+}
+
+#[test]
+fn check_exit_codes_follow_the_table() {
+    let r = check("healthy-2node", &["r0", "--for", "start"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(r.stdout, "r0: start allowed (DRBD 9 (drbdsetup events2 --now all))\n");
+
+    let r = check("outdated-peer-uptodate", &["r0", "--for", "start"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "r0/0: local disk Outdated, peer node2 UpToDate: refusing to start on stale data\n");
+
+    let r = check("multi-volume-one-outdated", &["r0", "--for", "start"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr.lines().count(), 2, "one line per reason: {}", r.stderr);
+
+    for (fixture, code) in [
+        ("sync-target", 1),
+        ("inconsistent", 1),
+        ("failed", 1),
+        ("no-quorum", 1),
+        ("peer-primary", 1),
+        ("split-brain", 1),
+        ("may-promote-no", 1),
+        ("diskless-client", 1),
+        ("healthy-3node", 0),
+        ("unknown-fields", 0),
+        ("healthy-statistics", 0),
+    ] {
+        let r = check(fixture, &["r0", "--for", "start"]);
+        assert_eq!(r.code, code, "{fixture}: {}{}", r.stdout, r.stderr);
+    }
+    assert_eq!(check("diskless-client", &["r0", "--for", "start", "--allow-diskless"]).code, 0);
+    assert_eq!(check("multi-volume", &["r0", "web", "--for", "start"]).code, 0);
+    assert_eq!(check("multi-volume", &["r0", "r9", "--for", "start"]).code, 1);
+}
+
+#[test]
+fn check_never_succeeds_on_unreadable_input() {
+    for fixture in ["garbage", "truncated", "empty", "unknown-disk-state", "no-such-fixture"] {
+        for purpose in ["start", "migrate-source", "migrate-target"] {
+            let r = check(fixture, &["r0", "--for", purpose, "--peer", "node2"]);
+            assert_eq!(r.code, 2, "{fixture} {purpose}: {}", r.stdout);
+            assert!(r.stdout.is_empty());
+        }
+    }
+    // Random noise through the file override.
+    let dir = std::env::temp_dir().join(format!("virtguard-drbd-cli-noise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = XorShift::new(2024);
+    for i in 0..15 {
+        let bytes: Vec<u8> = (0..rng.below(300)).map(|_| (rng.next_u64() & 0xff) as u8).collect();
+        let file = dir.join(format!("noise-{i}"));
+        std::fs::write(&file, &bytes).unwrap();
+        let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("VIRTGUARD_DRBD_EVENTS2_FILE", file.to_string_lossy().into_owned())]);
+        assert_eq!(r.code, 2, "noise {i}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_file_override_needs_no_drbdsetup() {
+    let env = |f: &str| vec![("VIRTGUARD_DRBD_EVENTS2_FILE", fixture_path(&format!("{f}.events2"))), ("PATH", "/nonexistent-virtguard-path".into())];
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &env("healthy-2node"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(&format!("file {}", fixture_path("healthy-2node.events2"))), "{}", r.stdout);
+    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "start"], &env("outdated")).code, 1);
+    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "start"], &env("truncated")).code, 2);
+}
+
+#[test]
+fn migration_checks_read_allow_two_primaries_from_drbdsetup_show() {
+    let log = std::env::temp_dir().join(format!("virtguard-drbd-cli-log-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut env = fake("running-primary");
+    env.push(("VIRTGUARD_FAKE_DRBD_SHOW", "to-node2-dual".into()));
+    env.push(("VIRTGUARD_FAKE_DRBD_LOG", log.to_string_lossy().into_owned()));
+    let r = virtguard(&["drbd", "check", "r0", "--for", "migrate-source", "--peer", "node2"], &env);
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "r0: live migration to node2 allowed (DRBD 9 (drbdsetup events2 --now all))\n");
+    assert_eq!(calls, "drbdsetup events2 --now all\ndrbdsetup show all\n");
+
+    env[1].1 = "to-node2-single".into();
+    let r = virtguard(&["drbd", "check", "r0", "--for", "migrate-source", "--peer", "node2"], &env[..2]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("allow-two-primaries is off on the connection to node2"), "{}", r.stderr);
+
+    let r = virtguard(&["drbd", "check", "r0", "--for", "migrate-source", "--peer", "node3"], &env[..2]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no connection to node3"), "{}", r.stderr);
+
+    let mut env = fake("migration-incoming");
+    env.push(("VIRTGUARD_FAKE_DRBD_SHOW", "to-node1-dual".into()));
+    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "migrate-target", "--peer", "node1"], &env).code, 0);
+    env[1].1 = "to-node1-single".into();
+    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "migrate-target", "--peer", "node1"], &env).code, 1);
+    // The show file override works like the events2 one.
+    let env = vec![
+        ("VIRTGUARD_DRBD_EVENTS2_FILE", fixture_path("running-primary.events2")),
+        ("VIRTGUARD_DRBD_SHOW_FILE", fixture_path("to-node2-dual.show")),
+    ];
+    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "migrate-source", "--peer", "node2"], &env).code, 0);
+}
+
+#[test]
+fn start_checks_run_only_events2() {
+    let log = std::env::temp_dir().join(format!("virtguard-drbd-cli-start-log-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut env = fake("healthy-2node");
+    env.push(("VIRTGUARD_FAKE_DRBD_LOG", log.to_string_lossy().into_owned()));
+    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "start"], &env).code, 0);
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(calls, "drbdsetup events2 --now all\n");
+}
+
+#[test]
+fn migration_purposes_need_the_peer() {
+    let r = check("healthy-2node", &["r0", "--for", "migrate-source"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--peer"), "{}", r.stderr);
+    let r = check("healthy-2node", &["--for", "start"]);
+    assert_ne!(r.code, 0, "resources are required");
+    let r = check("healthy-2node", &["r0", "--for", "stop"]);
+    assert_ne!(r.code, 0);
+}
+
+#[test]
+fn drbd84_through_proc_drbd_and_drbdadm() {
+    let log = std::env::temp_dir().join(format!("virtguard-drbd-cli-84-log-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let env = |name: &str| {
+        vec![
+            ("VIRTGUARD_FAKE_DRBD_FIXTURE", format!("84-{name}")),
+            ("VIRTGUARD_PROC_DRBD", fixture_path(&format!("84-{name}.proc"))),
+            ("VIRTGUARD_FAKE_DRBD_LOG", log.to_string_lossy().into_owned()),
+        ]
+    };
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &env("healthy"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(calls, "drbdsetup events2 --now all\ndrbdadm sh-resources\ndrbdadm sh-dev r0\n");
+
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &env("outdated"));
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr, "r0/0: local disk Outdated, no peer known UpToDate: refusing to start on stale data\n");
+    for (name, code) in [("sync-target", 1), ("standalone", 1), ("peer-primary", 1), ("diskless", 1), ("failed", 1), ("suspended", 1), ("sync-source", 0)] {
+        assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "start"], &env(name)).code, code, "84-{name}");
+    }
+    assert_eq!(virtguard(&["drbd", "check", "r0", "web", "--for", "start"], &env("multi-volume")).code, 0);
+
+    let r = virtguard(&["drbd", "status", "--json"], &env("multi-volume"));
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["origin"]["kind"], "proc-drbd");
+    assert_eq!(v["origin"]["version"], "8.4.11");
+    assert_eq!(v["resources"][0]["name"], "r0");
+    assert_eq!(v["resources"][0]["volumes"].as_array().unwrap().len(), 2);
+    assert_eq!(v["resources"][1]["volumes"][0]["minor"], 2);
+}
+
+#[test]
+fn no_drbd_at_all_is_never_success() {
+    // drbdsetup missing from PATH and no /proc/drbd.
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("PATH", "/nonexistent-virtguard-path".into())]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("drbdsetup is not on PATH"), "{}", r.stderr);
+    // DRBD 9 loaded but drbdsetup failing.
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("VIRTGUARD_PROC_DRBD", fixture_path("9-loaded.proc"))]);
+    assert_eq!(r.code, 2);
+    // /proc/drbd that is not /proc/drbd.
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("VIRTGUARD_PROC_DRBD", fixture_path("garbage.events2"))]);
+    assert_eq!(r.code, 2);
+}
+

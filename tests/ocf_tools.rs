@@ -1,0 +1,70 @@
+//! resource-agents' own tools against the built agent and a real guest:
+//! ocf-tester, and ocft with the cases in ocf/ocft/VirtualDomain.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{agent_symlink, describe, ensure_libvirtd, firmware_guest, run_bounded, which, HOST_URI};
+
+#[test]
+fn ocf_tester_passes_against_a_real_guest() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    if which("ocf-tester").is_none() {
+        support::skip_or_fail("ocf-tester (resource-agents) is not installed");
+        return;
+    }
+    let guest = firmware_guest("vg-ocftester");
+    let mut command = Command::new("ocf-tester");
+    command
+        .args(["-n", &guest.name])
+        .arg("-o")
+        .arg(format!("config={}", guest.xml.display()))
+        .args(["-o", &format!("hypervisor={HOST_URI}"), "-o", "force_stop=true"])
+        .arg(agent_symlink());
+    let out = run_bounded(command, Duration::from_secs(600));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("passed all tests"), "ocf-tester: {}", describe(&out));
+}
+
+#[test]
+fn ocft_cases_pass_against_a_real_guest() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    if which("ocft").is_none() {
+        support::skip_or_fail("ocft (resource-agents) is not installed");
+        return;
+    }
+    let guest = firmware_guest("vg-ocft");
+    let cases = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ocf/ocft/VirtualDomain")).unwrap();
+    let agent_root = agent_symlink().parent().unwrap().to_path_buf();
+    let cases = cases
+        .replace("@AGENT_ROOT@", &agent_root.to_string_lossy())
+        .replace("@CONFIG@", &guest.xml.to_string_lossy())
+        .replace("@HYPERVISOR@", HOST_URI);
+    let dir = guest.dir.join("ocft");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("VirtualDomain"), cases).unwrap();
+
+    // Generated scripts of an earlier, longer case file would run too.
+    let mut clean = Command::new("ocft");
+    clean.args(["clean", "VirtualDomain"]);
+    run_bounded(clean, Duration::from_secs(60));
+
+    let mut make = Command::new("ocft");
+    make.args(["make", "-d"]).arg(&dir).arg("VirtualDomain");
+    let made = run_bounded(make, Duration::from_secs(120));
+    assert!(made.status.success(), "ocft make: {}", describe(&made));
+
+    let mut test = Command::new("ocft");
+    test.args(["test", "VirtualDomain"]);
+    let out = run_bounded(test, Duration::from_secs(900));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ocft test: {}", describe(&out));
+    assert!(!text.contains("ERROR:") && !text.to_lowercase().contains("failed"), "ocft reported failures:\n{text}");
+    assert!(text.contains("validate-all"), "ocft did not run our cases:\n{text}");
+}
