@@ -6,7 +6,8 @@
 //! Needs root, Pacemaker, Corosync, pcs, crmsh, libvirt and QEMU. In CI (CI=true)
 //! a missing prerequisite fails the test; elsewhere the test is skipped loudly.
 //! VG_CLUSTER_PROVIDER=heartbeat runs the same scenarios against the classic
-//! agent (to tell a harness problem from an agent problem).
+//! agent (to tell a harness problem from an agent problem);
+//! VG_CLUSTER_AGENT_BINARY=PATH tests another virtguard binary.
 
 #[path = "cluster/lab.rs"]
 mod lab;
@@ -28,7 +29,8 @@ struct Run<'a> {
 #[test]
 fn cluster_scenarios() {
     let provider = std::env::var("VG_CLUSTER_PROVIDER").unwrap_or_else(|_| "virtguard".into());
-    let agent_binary = PathBuf::from(env!("CARGO_BIN_EXE_virtguard"));
+    // VG_CLUSTER_AGENT_BINARY: another build of virtguard (e.g. the installed one).
+    let agent_binary = std::env::var_os("VG_CLUSTER_AGENT_BINARY").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_virtguard")), PathBuf::from);
     if let Err(missing) = prerequisites(&provider, &agent_binary) {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("cluster test prerequisites missing in CI: {missing}");
@@ -59,11 +61,22 @@ fn cluster_scenarios() {
         ("7 standby/unstandby moves the guest live and back", Run::s7_standby),
         ("8 DRBD gate refuses a node with stale data", Run::s8_drbd_gate),
     ];
+    // Every scenario runs even when an earlier one failed (after a repair of the
+    // cluster), so that one run tells everything that is wrong.
+    let mut failures = Vec::new();
     for (name, scenario) in scenarios {
         let scenario_start = Instant::now();
         progress(&format!("scenario {name}"));
-        scenario(&mut run);
-        progress(&format!("scenario {} passed in {:.1}s", &name[..1], scenario_start.elapsed().as_secs_f64()));
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&mut run))) {
+            Ok(()) => progress(&format!("scenario {} passed in {:.1}s", &name[..1], scenario_start.elapsed().as_secs_f64())),
+            Err(panic) => {
+                let message = panic_text(panic.as_ref());
+                let headline = message.lines().next().unwrap_or_default().to_owned();
+                progress(&format!("scenario {} FAILED: {headline}", &name[..1]));
+                failures.push(format!("scenario {name}: {headline}"));
+                run.repair();
+            }
+        }
     }
 
     eprintln!("\nfigures ({}):", run.agent);
@@ -71,6 +84,11 @@ fn cluster_scenarios() {
         eprintln!("  {what}: {value}");
     }
     eprintln!("whole cluster test: {:.0}s\n", start.elapsed().as_secs_f64());
+    assert!(failures.is_empty(), "{} of {} cluster scenarios failed (details above):\n{}", failures.len(), scenarios.len(), failures.join("\n"));
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
 }
 
 fn prerequisites(provider: &str, agent_binary: &Path) -> Result<(), String> {
@@ -110,6 +128,38 @@ fn prerequisites(provider: &str, agent_binary: &Path) -> Result<(), String> {
 }
 
 impl<'a> Run<'a> {
+    /// Brings the cluster back to "guest vgc-a running, nothing else" after a
+    /// failed scenario: nodes on, no standby, no leftovers of the scenario.
+    fn repair(&mut self) {
+        progress("  repairing the cluster for the next scenario");
+        let lab = self.lab;
+        for node in NODES {
+            if lab.is_off(node) {
+                lab.boot(node);
+            }
+        }
+        let any = lab.any_node();
+        for rsc in ["vgc-b", "vgc-c", "vgc-d", "vgc-e"] {
+            let _ = lab.run(any, &["pcs", "resource", "delete", rsc, "--force"]);
+        }
+        let _ = lab.run(any, &["pcs", "node", "unstandby", "--all"]);
+        let _ = lab.run(any, &["crm_resource", "--clear", "-r", GUEST]);
+        let constraints = lab.crm(&["cibadmin", "-Q", "-o", "constraints"]);
+        for element in lab::parse_elements(&constraints, "rsc_location") {
+            if let Some(id) = element.get("id") {
+                let _ = lab.run(any, &["cibadmin", "-D", "-o", "constraints", "-X", &format!("<rsc_location id=\"{id}\"/>")]);
+            }
+        }
+        for node in NODES {
+            let _ = lab.run(node, &["rm", "-rf", "/run/vg-lab/bin/drbdsetup", "/run/vg-lab/drbd"]);
+        }
+        let _ = lab.run(any, &["crm_resource", "--refresh"]);
+        lab.wait_idle();
+        if lab.located(GUEST).is_empty() {
+            progress(&format!("  {GUEST} is not running after the repair"));
+        }
+    }
+
     fn fail(&self, message: &str) -> ! {
         self.lab.fail(message)
     }
@@ -155,12 +205,14 @@ impl<'a> Run<'a> {
     }
 
     fn fence_count(&self) -> usize {
-        self.lab.fence_events().len()
+        self.lab.fence_actions().len()
     }
 
     fn assert_no_fencing_since(&self, before: usize, context: &str) {
-        let events = self.lab.fence_events();
-        self.check(events.len() == before, || format!("{context}: unexpected fencing: {:?}", &events[before.min(events.len())..]));
+        let actions = self.lab.fence_actions();
+        self.check(actions.len() == before, || {
+            format!("{context}: unexpected fencing: {:?}; Pacemaker's history: {:?}", &actions[before.min(actions.len())..], self.lab.fence_events())
+        });
     }
 
     /// The latest record of `operation` for `rsc` on `node`, newer than the snapshot.
@@ -366,7 +418,9 @@ impl<'a> Run<'a> {
         lab.wait_idle();
         let events = lab.fence_events();
         let fenced = events.iter().any(|e| e.get("target").map(String::as_str) == Some(failed) && e.get("status").map(String::as_str) == Some("success"));
-        self.check(events.len() > fences && fenced, || format!("{failed} was not fenced; fencing history: {events:?}"));
+        let actions = lab.fence_actions();
+        let powered_off = actions[fences.min(actions.len())..].iter().any(|a| a.ends_with(&format!(" off {failed}")));
+        self.check(fenced && powered_off, || format!("{failed} was not fenced; Pacemaker's history: {events:?}; lab fence actions: {actions:?}"));
         let left = lab.node_pids(failed);
         self.check(left.is_empty(), || format!("fenced node {failed} still has processes {left:?}"));
         self.assert_runs_only_on(GUEST, GUEST, survivor);
@@ -472,20 +526,76 @@ impl<'a> Run<'a> {
         self.assert_no_fencing_since(fences, "scenario 7");
     }
 
-    fn s8_drbd_gate(&mut self) {
-        // TODO(issue 5, scenario 8): when the DRBD gate lands on main, give each
-        // node a fake `drbdsetup` in /run/vg-lab/bin (first on the PATH of that
-        // node's Pacemaker, see harness.sh daemon_env) printing `events2 --now`
-        // lines: UpToDate on one node, Outdated on the other; create a guest
-        // whose disk is /dev/drbd/by-res/<res>/0 (or the gate's explicit
-        // parameter), prefer the stale node, and assert that the start there
-        // fails with the gate's exit reason and the guest runs on the other node.
-        let metadata = self.lab.must(NODES[0], &["crm_resource", "--show-metadata", &self.agent]);
-        if self.provider == "virtguard" && metadata.to_lowercase().contains("drbd") {
-            self.fail("the agent now advertises a DRBD parameter: scenario 8 must be written (see the TODO above)");
-        }
-        progress("  scenario 8 not run: the DRBD gate has not landed on main yet");
+    /// Gives a node a DRBD view of its own: a fake `drbdsetup` first on the PATH
+    /// of that node's Pacemaker (harness.sh puts /run/vg-lab/bin there), which
+    /// replays the node's `events2` text through the repository's fake.
+    fn fake_drbd(&self, node: &str, events2: &str) {
+        let fake = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/drbd/bin/drbdsetup");
+        let script = format!(
+            "set -e; mkdir -p /run/vg-lab/drbd; cat > /run/vg-lab/drbd/state.events2 <<'EOF'\n{events2}EOF\n\
+             printf '#!/bin/sh\\nVIRTGUARD_FAKE_DRBD_FIXTURE=/run/vg-lab/drbd/state exec {fake} \"$@\"\\n' > /run/vg-lab/bin/drbdsetup\n\
+             chmod 0755 /run/vg-lab/bin/drbdsetup"
+        );
+        self.lab.must(node, &["sh", "-c", &script]);
     }
+
+    fn remove_fake_drbd(&self, node: &str) {
+        self.lab.must(node, &["rm", "-rf", "/run/vg-lab/bin/drbdsetup", "/run/vg-lab/drbd"]);
+    }
+
+    fn s8_drbd_gate(&mut self) {
+        let lab = self.lab;
+        if self.provider != "virtguard" {
+            progress("  scenario 8 is about virtguard's DRBD gate: not run for the classic agent");
+            return;
+        }
+        let fences = self.fence_count();
+        let (fresh, stale) = (NODES[0], NODES[1]);
+        // The two nodes lost their replication link; the stale one has Outdated data.
+        self.fake_drbd(fresh, &drbd_events2("Secondary", "yes", "UpToDate", stale));
+        self.fake_drbd(stale, &drbd_events2("Secondary", "no", "Outdated", fresh));
+        let rsc = "vgc-e";
+        let config = lab.guest(rsc);
+        self.create_with_pcs(rsc, &config, &["drbd_resources=r0", "force_stop=true", "--disabled"]);
+        // Prefer the stale node, so that the gate is what keeps the guest off it.
+        lab.crm(&["pcs", "constraint", "location", rsc, "prefers", &format!("{stale}=50")]);
+        lab.crm(&["pcs", "resource", "enable", rsc]);
+        lab.wait_idle();
+
+        self.assert_runs_only_on(rsc, rsc, fresh);
+        let history = lab.history();
+        let refused = history.iter().find(|o| o.resource() == rsc && o.node() == stale && o.operation() == "start");
+        match refused {
+            Some(op) => {
+                let reason = op.attr("exit-reason");
+                self.check(op.rc() == 1 && reason.contains("r0") && reason.contains("Outdated"), || {
+                    format!("the start on the stale node must be refused (rc 1) naming r0 and its state: {}", op.describe())
+                });
+                self.figure("DRBD gate exit reason", reason.to_owned());
+            }
+            None => self.fail(&format!("the cluster never tried the stale node {stale}:\n{}", describe_history(&history, rsc))),
+        }
+        let mon = lab.crm(&["crm_mon", "-1", "--output-as=xml"]);
+        self.check(mon.contains(&format!("op_key=\"{rsc}_start_0\" node=\"{stale}\"")), || format!("crm_mon does not show the refusal:\n{mon}"));
+        self.assert_no_fencing_since(fences, "scenario 8");
+
+        self.delete(rsc);
+        lab.crm(&["crm_resource", "--cleanup"]);
+        lab.wait_idle();
+        self.remove_fake_drbd(fresh);
+        self.remove_fake_drbd(stale);
+    }
+}
+
+/// `drbdsetup events2 --now` of a two-node DRBD 9 resource r0 whose peer is unreachable.
+fn drbd_events2(role: &str, may_promote: &str, disk: &str, peer: &str) -> String {
+    format!(
+        "exists resource name:r0 role:{role} suspended:no force-io-failures:no may_promote:{may_promote} promotion_score:0\n\
+         exists connection name:r0 peer-node-id:1 conn-name:{peer} connection:Connecting role:Unknown\n\
+         exists device name:r0 volume:0 minor:0 backing_dev:/dev/vg0/r0 disk:{disk} client:no quorum:yes\n\
+         exists peer-device name:r0 peer-node-id:1 conn-name:{peer} volume:0 replication:Off peer-disk:DUnknown peer-client:no resync-suspended:no\n\
+         exists -\n"
+    )
 }
 
 fn describe_history(history: &[Op], rsc: &str) -> String {

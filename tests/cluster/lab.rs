@@ -105,6 +105,10 @@ impl Lab {
         self.harness_ok(&["crash", node]);
     }
 
+    pub fn is_off(&self, node: &str) -> bool {
+        self.off.borrow().contains(&node)
+    }
+
     pub fn mark_off(&self, node: &'static str) {
         self.off.borrow_mut().push(node);
     }
@@ -156,6 +160,11 @@ impl Lab {
 
     pub fn fence_events(&self) -> Vec<HashMap<String, String>> {
         parse_elements(&self.crm(&["stonith_admin", "--history", "*", "--output-as=xml"]), "fence_event")
+    }
+
+    /// Power actions the lab fence agent carried out ("EPOCH ACTION NODE" lines).
+    pub fn fence_actions(&self) -> Vec<String> {
+        std::fs::read_to_string(self.state.join("fence-actions.log")).unwrap_or_default().lines().map(str::to_owned).collect()
     }
 
     pub fn failcount(&self, rsc: &str, node: &str) -> String {
