@@ -11,7 +11,7 @@ packages=(
   resource-agents                                         # ocf-tester, ocft, classic agent, DTD
   drbd-utils                                              # userland formats (no kernel module here)
   busybox-static cpio linux-image-cloud-amd64             # test guests
-  libguestfs-tools                                        # virt-copy-in (copyindirs)
+  libguestfs-tools csync2                                 # copyindirs (virt-copy-in), sync_config_on_stop
   libxml2-utils iproute2 procps psmisc util-linux         # xmllint, namespaces, /proc tools
 )
 

@@ -279,3 +279,55 @@ fn copyindirs_lands_in_a_fresh_stateless_overlay() {
     let out = run_bounded(cat, Duration::from_secs(240));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "copied by virtguard\n", "{}", describe(&out));
 }
+
+/// A csync2 configuration for this host alone, removed again on drop.
+struct Csync2Config {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Csync2Config {
+    const PATH: &'static str = "/etc/csync2.cfg";
+
+    fn for_dir(dir: &std::path::Path) -> Csync2Config {
+        let lock = support::lab_lock("csync2-cfg");
+        assert!(!std::path::Path::new(Self::PATH).exists(), "{} exists already; not touching it", Self::PATH);
+        let key = dir.join("csync2.key");
+        sh(&format!("csync2 -k '{}'", key.display()));
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+        std::fs::write(Self::PATH, format!("group vgtest {{\n  host {host};\n  key {};\n  include {};\n}}\n", key.display(), dir.display())).unwrap();
+        Csync2Config { _lock: lock }
+    }
+}
+
+impl Drop for Csync2Config {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(Self::PATH);
+    }
+}
+
+#[test]
+fn sync_config_on_stop_saves_and_hands_the_config_to_csync2() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    if support::which("csync2").is_none() {
+        support::skip_or_fail("csync2 is not installed");
+        return;
+    }
+    let guest = firmware_guest("vg-csync");
+    let _csync = Csync2Config::for_dir(&guest.dir);
+    let env = env_for(&guest, &[("OCF_RESKEY_sync_config_on_stop", "true"), ("OCF_RESKEY_force_stop", "true")]);
+    assert_eq!(agent("start", &env).code, 0);
+    let stop = agent("stop", &env);
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    assert!(std::fs::read_to_string(&guest.xml).unwrap().contains("<uuid>"), "sync_config_on_stop implies saving the config");
+    let mut list = Command::new("csync2");
+    list.arg("-L");
+    let listed = run_bounded(list, Duration::from_secs(30));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(guest.xml.to_str().unwrap()),
+        "csync2 never checked the config: {}\nagent: {}",
+        describe(&listed),
+        stop.stderr
+    );
+}

@@ -68,3 +68,52 @@ fn ocft_cases_pass_against_a_real_guest() {
     assert!(!text.contains("ERROR:") && !text.to_lowercase().contains("failed"), "ocft reported failures:\n{text}");
     assert!(text.contains("validate-all"), "ocft did not run our cases:\n{text}");
 }
+
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let mut command = Command::new(program);
+    command.args(args).env("LC_ALL", "C");
+    let out = run_bounded(command, Duration::from_secs(120));
+    assert!(out.status.success(), "{program} {args:?}: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_installed_agent_is_known_to_pcs_crmsh_and_crm_resource() {
+    if !ensure_libvirtd() || !support::install_agent() {
+        return;
+    }
+    for tool in ["pcs", "crm", "crm_resource"] {
+        if which(tool).is_none() {
+            support::skip_or_fail(&format!("{tool} is not installed"));
+            return;
+        }
+    }
+    let agent = "ocf:virtguard:VirtualDomain";
+    let metadata = run_ok("crm_resource", &["--show-metadata", agent]);
+    assert!(metadata.contains("<resource-agent name=\"VirtualDomain\""), "{metadata}");
+    let described = run_ok("pcs", &["resource", "describe", agent]);
+    assert!(described.contains("config") && described.contains("migration_transport"), "{described}");
+    let info = run_ok("crm", &["ra", "info", agent]);
+    assert!(info.contains("shutdown_mode") && info.contains("migrate_to"), "{info}");
+
+    let guest = firmware_guest("vg-validate");
+    let config = format!("config={}", guest.xml.display());
+    let valid = |options: &[&str]| {
+        let mut args = vec!["--validate", "--class", "ocf", "--provider", "virtguard", "--agent", "VirtualDomain"];
+        for o in options {
+            args.extend(["--option", o]);
+        }
+        let mut command = Command::new("crm_resource");
+        command.args(&args);
+        run_bounded(command, Duration::from_secs(60))
+    };
+    let ok = valid(&[&config]);
+    assert!(ok.status.success(), "crm_resource --validate: {}", describe(&ok));
+    let bad = valid(&[&config, "force_stop=perhaps"]);
+    assert!(!bad.status.success(), "a malformed boolean must not validate: {}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("force_stop") || String::from_utf8_lossy(&bad.stderr).contains("force_stop"), "{}", describe(&bad));
+
+    let man = std::path::Path::new("/usr/local/share/man/man7/ocf_virtguard_VirtualDomain.7");
+    let page = std::fs::read_to_string(man).expect("man page installed");
+    assert!(page.contains("drbd_resources") && page.starts_with(".TH"), "{page}");
+}

@@ -17,6 +17,23 @@ pub struct Wanted {
 }
 
 const REMOVED: &str = "-";
+/// After a failed write (no CIB yet, crm_resource missing) the same value is
+/// not tried again before this many seconds, so that a monitor outside a
+/// working cluster does not spawn crm_resource every time.
+pub const RETRY_AFTER_SECS: u64 = 600;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Whether the cached line settles `wanted`: published, or failed recently.
+fn settled(cached: Option<&str>, wanted: &str, now: u64) -> bool {
+    match cached.map(|c| c.split_once(" failed-at=").map_or((c, None), |(v, t)| (v, Some(t)))) {
+        Some((value, None)) => value == wanted,
+        Some((value, Some(at))) => value == wanted && at.parse::<u64>().is_ok_and(|at| now.saturating_sub(at) < RETRY_AFTER_SECS),
+        None => false,
+    }
+}
 
 /// What the parameters ask for, given the domain's sizes.
 pub fn wanted(params: &Params, domain: &DomainConfig) -> Vec<Wanted> {
@@ -41,9 +58,10 @@ pub fn wanted(params: &Params, domain: &DomainConfig) -> Vec<Wanted> {
 
 /// The changes still to make, given what this node published last.
 pub fn pending(wanted: Vec<Wanted>, files: &StateFiles) -> Vec<Wanted> {
+    let now = now_secs();
     wanted
         .into_iter()
-        .filter(|w| files.read(&cache_key(w.attribute)).as_deref() != Some(w.value.as_deref().unwrap_or(REMOVED)))
+        .filter(|w| !settled(files.read(&cache_key(w.attribute)).as_deref(), w.value.as_deref().unwrap_or(REMOVED), now))
         .collect()
 }
 
@@ -67,7 +85,11 @@ pub fn publish(instance: &str, params: &Params, domain: &DomainConfig, files: &S
                 let _ = files.write(&cache_key(change.attribute), change.value.as_deref().unwrap_or(REMOVED));
                 tracing::info!("utilization {} of {instance}: {}", change.attribute, change.value.as_deref().unwrap_or("removed"));
             }
-            Err(e) => tracing::warn!("cannot update utilization {} of {instance}: {e}", change.attribute),
+            Err(e) => {
+                let value = change.value.as_deref().unwrap_or(REMOVED);
+                let _ = files.write(&cache_key(change.attribute), &format!("{value} failed-at={}", now_secs()));
+                tracing::warn!("cannot update utilization {} of {instance} (retrying in {RETRY_AFTER_SECS}s): {e}", change.attribute);
+            }
         }
     }
 }
@@ -122,6 +144,20 @@ mod tests {
         assert_eq!(pending(all.clone(), &files), vec![all[2].clone()]);
         files.write("utilization-hv_memory", "512").unwrap();
         assert!(pending(all, &files).is_empty());
+        files.write("utilization-cpu", "4").unwrap();
+        assert_eq!(pending(wanted(&params(&[]), &domain()), &files).len(), 1, "a changed value is published again");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_only_after_the_backoff() {
+        let now = 1_000_000;
+        assert!(settled(Some("2"), "2", now));
+        assert!(!settled(Some("2"), "4", now));
+        assert!(settled(Some(&format!("2 failed-at={}", now - 10)), "2", now));
+        assert!(!settled(Some(&format!("2 failed-at={}", now - RETRY_AFTER_SECS)), "2", now));
+        assert!(!settled(Some(&format!("2 failed-at={}", now - 10)), "4", now), "a new value is tried at once");
+        assert!(!settled(Some("2 failed-at=garbage"), "2", now));
+        assert!(!settled(None, "2", now));
     }
 }

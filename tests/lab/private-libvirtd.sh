@@ -56,13 +56,15 @@ wait_until() {
     "$@"
 }
 
-# Copies the directory skeleton (owners and modes, no files) of $1 to $2.
+# Copies the top of the directory tree (owners and modes, no files) of $1 to
+# $2: the directories the packages made. Deeper ones belong to running guests
+# of the host's libvirtd and come and go while we look.
 copy_skeleton() {
     mkdir -p "$2"
-    (cd "$1" && find . -type d) | while read -r sub; do
+    (cd "$1" && find . -maxdepth 2 -type d 2>/dev/null) | while read -r sub; do
         mkdir -p "$2/$sub"
-        chown --reference="$1/$sub" "$2/$sub"
-        chmod --reference="$1/$sub" "$2/$sub"
+        chown --reference="$1/$sub" "$2/$sub" 2>/dev/null || true
+        chmod --reference="$1/$sub" "$2/$sub" 2>/dev/null || true
     done
 }
 

@@ -260,3 +260,26 @@ fn sweep_stale(root: &Path) {
         }
     }
 }
+
+/// Installs the binary under test as ocf:virtguard:VirtualDomain with
+/// ocf/install.sh (once per process; serialized between processes).
+pub fn install_agent() -> bool {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if *done {
+        return true;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        return skip_or_fail("installing the agent under /usr/lib/ocf needs root");
+    }
+    let _lock = lab_lock("install-agent");
+    let mut command = Command::new("bash");
+    command
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ocf/install.sh"))
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_virtguard"));
+    let output = run_bounded(command, Duration::from_secs(120));
+    assert!(output.status.success(), "ocf/install.sh: {}", describe(&output));
+    *done = true;
+    true
+}
