@@ -49,8 +49,17 @@ wait_idle() { crm crm_resource --wait --timeout=240s; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 other() { [[ $1 == "${NODES[0]}" ]] && echo "${NODES[1]}" || echo "${NODES[0]}"; }
-runs_on() { on "$1" virsh -c qemu:///system list --name 2>/dev/null | grep -qx "$2"; }
-located() { crm crm_resource --locate -r "$1" -Q 2>/dev/null | head -n1; }
+# (Output captured first: a reader that stops early would fail the writer under pipefail.)
+runs_on() {
+    local names
+    names=$(on "$1" virsh -c qemu:///system list --name 2>/dev/null) || return 1
+    grep -qx "$2" <<<"$names"
+}
+located() {
+    local nodes
+    nodes=$(crm crm_resource --locate -r "$1" -Q 2>/dev/null) || true
+    echo "${nodes%%$'\n'*}"
+}
 
 median() {
     sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "n/a"; exit }

@@ -436,11 +436,13 @@ cmd_status() {
 # A firmware-only guest: no disk, no kernel, it sits in the BIOS. Under KVM when
 # this machine's KVM works, else TCG.
 cmd_guest() {
-    local name=$1 type=qemu file node
+    local name=$1 type=qemu file node capabilities
     [[ $name =~ ^[A-Za-z0-9_-]+$ ]] || die "bad guest name '$name'"
     for node in "${NODES[@]}"; do
         if init_pid "$node" >/dev/null; then
-            in_node "$node" virsh -c qemu:///system capabilities 2>/dev/null | grep -q "<domain type='kvm'" && type=kvm
+            # Whole output first: grep -q closing the pipe early would fail virsh (pipefail).
+            capabilities=$(in_node "$node" virsh -c qemu:///system capabilities 2>/dev/null) || true
+            [[ $capabilities == *"<domain type='kvm'"* ]] && type=kvm
             break
         fi
     done

@@ -297,6 +297,6 @@ fn parse_attributes(text: &str) -> HashMap<String, String> {
     attributes
 }
 
-fn unescape(text: &str) -> String {
+pub fn unescape(text: &str) -> String {
     text.replace("&quot;", "\"").replace("&apos;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
