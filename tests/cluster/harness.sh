@@ -8,6 +8,10 @@
 # The two network namespaces are wired by one veth pair on a private subnet that
 # exists nowhere else. Every fact about a run lives under $VG_CLUSTER_STATE, so
 # `down` (and the next `up`) can remove a previous run, even a crashed one.
+# The daemons (virtlogd, libvirtd --listen, corosync -f, pacemakerd) run in the
+# foreground of their own sessions, so the pids recorded are the daemons'.
+# VG_CLUSTER_AGENT=PATH binds that virtguard binary into both nodes as
+# ocf:virtguard:VirtualDomain (else the installed agent is used).
 #
 # usage: harness.sh up | down [--purge] | status | wait [SECONDS]
 #        harness.sh exec NODE CMD...      run CMD inside NODE's namespaces
@@ -196,12 +200,12 @@ node_init() {
 
 # -------------------------------------------------------------- daemons ----
 
+# The daemons' environment: clean, as an init system gives it (nothing of the
+# caller's, e.g. cargo's or CI's, leaks into the agents Pacemaker runs); the
+# per-node /run/vg-lab/bin first on PATH, where scenarios put fake tools (a
+# drbdsetup) that only this node's agents see; Pacemaker logging to its own
+# file, nothing to the host's syslog.
 daemon_env() {
-    # Pacemaker logs to its own file; nothing goes to the host's syslog. The
-    # per-node bin directory first on PATH is where scenarios put fake tools
-    # (e.g. drbdsetup) that only this node's agents see.
-    # A clean environment, as an init system would give: nothing of the
-    # caller's (cargo's, CI's) leaks into the daemons and the agents they run.
     printf '%s\n' env -i PATH=/run/vg-lab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         LANG=C.UTF-8 HOME=/root PCMK_logfacility=none PCMK_logfile=/var/log/pacemaker/pacemaker.log
 }
@@ -492,7 +496,7 @@ main() {
         pids) VG_CLUSTER_STATE=$STATE bash "$FENCE_AGENT_SRC" --pids "${1:?node}" ;;
         guest) cmd_guest "${1:?guest name}" ;;
         __node-init) node_init "$1" ;;
-        *) sed -n '12,21p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+        *) sed -n '16,23p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
     esac
 }
 
