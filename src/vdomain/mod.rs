@@ -31,7 +31,7 @@ use crate::ocf::params::{ParamType, TABLE};
 use crate::ocf::{env, metadata, Action, Deadline, OcfError, OcfEnv, OcfResult, OcfStatus, Params};
 
 use state_files::StateFiles;
-use validate::{check_node, check_params, config_path, load_config, param_errors};
+use validate::{check_node, check_params, config_path, load_config, param_errors, LoadedConfig};
 
 /// Everything an action needs about the resource it manages, built once per
 /// call by the dispatcher after validation.
@@ -98,12 +98,32 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
     if action == Action::ValidateAll {
         return Ok(OcfStatus::Success);
     }
+    with_vm(action, env, &params, config, |vm, hv| match action {
+        Action::Start => start::start(vm),
+        Action::Monitor | Action::Status => monitor::monitor(vm),
+        Action::MigrateFrom => migrate_from::migrate_from(vm),
+        Action::MigrateTo => migrate_to(vm, hv),
+        Action::Stop | Action::MetaData | Action::ValidateAll | Action::Usage => unreachable!("handled above"),
+    })
+}
+
+/// Arms the watchdog for the operation, connects to libvirt (once per call)
+/// and runs `act` on the resulting context.
+fn with_vm(
+    action: Action,
+    env: &OcfEnv,
+    params: &Params,
+    config: LoadedConfig,
+    act: impl FnOnce(&Vm, Result<&LibvirtHypervisor, &HvError>) -> OcfResult,
+) -> OcfResult {
     let deadline = env.deadline(action);
-    watchdog::arm(action, deadline, config.domain.name.clone(), config.domain.emulator.clone().map(PathBuf::from));
+    let files = StateFiles::new(&env.state_dir, &env.instance);
+    let emulator = config.domain.emulator.clone().or_else(|| files.read("emulator")).map(PathBuf::from);
+    watchdog::arm(action, deadline, config.domain.name.clone(), emulator);
     let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
     let vm = Vm {
         action,
-        params: &params,
+        params,
         env,
         deadline: watchdog::working_deadline(&deadline),
         config_path: config.path,
@@ -111,13 +131,7 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
         domain: config.domain,
         hv: hv.as_ref().map(|h| h as &dyn Hypervisor).map_err(Clone::clone),
     };
-    match action {
-        Action::Start => start::start(&vm),
-        Action::Monitor | Action::Status => monitor::monitor(&vm),
-        Action::MigrateFrom => migrate_from::migrate_from(&vm),
-        Action::MigrateTo => migrate_to(&vm, hv.as_ref()),
-        Action::Stop | Action::MetaData | Action::ValidateAll | Action::Usage => unreachable!("handled above"),
-    }
+    act(&vm, hv.as_ref())
 }
 
 /// Stop never gives up on a broken environment: it stops the domain named by
@@ -130,12 +144,16 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
         text_params_only()
     });
     let files = StateFiles::new(&env.state_dir, &env.instance);
-    let (config_path, config_xml, domain) = match config_path(&params).and_then(|p| load_config(&p)) {
-        Ok(c) => (c.path, c.xml, c.domain),
+    let config = match config_path(&params).and_then(|p| load_config(&p)) {
+        Ok(config) => config,
         Err(e) => match files.read("domain") {
             Some(name) => {
                 tracing::warn!("{}; stopping {name}, which this resource started", e.reason);
-                (params.config.clone().unwrap_or_default().into(), String::new(), DomainConfig::named(&name))
+                LoadedConfig {
+                    path: params.config.clone().unwrap_or_default().into(),
+                    xml: String::new(),
+                    domain: DomainConfig::named(&name),
+                }
             }
             None => {
                 tracing::info!("{}; this resource cannot be running here", e.reason);
@@ -143,21 +161,7 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
             }
         },
     };
-    let deadline = env.deadline(Action::Stop);
-    let emulator = domain.emulator.clone().or_else(|| files.read("emulator")).map(PathBuf::from);
-    watchdog::arm(Action::Stop, deadline, domain.name.clone(), emulator);
-    let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
-    let vm = Vm {
-        action: Action::Stop,
-        params: &params,
-        env,
-        deadline: watchdog::working_deadline(&deadline),
-        config_path,
-        config_xml,
-        domain,
-        hv: hv.as_ref().map(|h| h as &dyn Hypervisor).map_err(Clone::clone),
-    };
-    stop::stop(&vm)
+    with_vm(Action::Stop, env, &params, config, |vm, _| stop::stop(vm))
 }
 
 /// The parameters with only the free-text ones taken from the environment

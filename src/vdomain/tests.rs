@@ -46,7 +46,7 @@ fn case(params: &[(&str, &str)], meta: &[(&str, &str)]) -> Case {
     Case { env, params, dir, config_path, xml }
 }
 
-fn vm<'a>(case: &'a Case, action: Action, hv: &'a FakeHypervisor) -> Vm<'a> {
+fn vm_with<'a>(case: &'a Case, action: Action, hv: Result<&'a dyn Hypervisor, HvError>) -> Vm<'a> {
     Vm {
         action,
         params: &case.params,
@@ -55,28 +55,17 @@ fn vm<'a>(case: &'a Case, action: Action, hv: &'a FakeHypervisor) -> Vm<'a> {
         config_path: case.config_path.clone(),
         config_xml: case.xml.clone(),
         domain: DomainConfig::parse(&case.xml).unwrap(),
-        hv: Ok(hv as &dyn Hypervisor),
+        hv,
     }
+}
+
+fn vm<'a>(case: &'a Case, action: Action, hv: &'a FakeHypervisor) -> Vm<'a> {
+    vm_with(case, action, Ok(hv))
 }
 
 fn unreachable_vm(case: &Case, action: Action) -> Vm<'_> {
-    Vm {
-        hv: Err(HvError::new(HvErrorKind::Unreachable, "Failed to connect socket to '/run/libvirt/libvirt-sock'")),
-        ..vm_without_hv(case, action)
-    }
-}
-
-fn vm_without_hv(case: &Case, action: Action) -> Vm<'_> {
-    Vm {
-        action,
-        params: &case.params,
-        env: &case.env,
-        deadline: case.env.deadline(action),
-        config_path: case.config_path.clone(),
-        config_xml: case.xml.clone(),
-        domain: DomainConfig::parse(&case.xml).unwrap(),
-        hv: Err(HvError::other("unset")),
-    }
+    let error = HvError::new(HvErrorKind::Unreachable, "Failed to connect socket to '/run/libvirt/libvirt-sock'");
+    vm_with(case, action, Err(error))
 }
 
 fn paused(reason: u32) -> DomainState {

@@ -1,0 +1,302 @@
+//! Drives `tests/cluster/harness.sh` from Rust: one two-node lab cluster, commands
+//! inside its nodes, and what the scenarios read back from it (operation history,
+//! placement, fencing history). The cluster is torn down when the `Lab` is dropped.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const NODES: [&str; 2] = ["vg-node1", "vg-node2"];
+const IDLE_TIMEOUT_S: u32 = 240;
+
+pub fn other(node: &str) -> &'static str {
+    if node == NODES[0] { NODES[1] } else { NODES[0] }
+}
+
+pub fn progress(message: &str) {
+    eprintln!("[cluster {}] {message}", clock());
+}
+
+fn clock() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seconds_of_day = now.as_secs() % 86_400;
+    format!("{:02}:{:02}:{:02}", seconds_of_day / 3600, seconds_of_day / 60 % 60, seconds_of_day % 60)
+}
+
+pub struct Lab {
+    harness: PathBuf,
+    state: PathBuf,
+    /// Nodes that are powered off (fenced) right now.
+    off: RefCell<Vec<&'static str>>,
+}
+
+impl Lab {
+    /// Brings the cluster up; `agent` is bound into both nodes as ocf:virtguard:VirtualDomain.
+    pub fn up(agent: Option<&Path>) -> Lab {
+        let lab = Lab {
+            harness: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/harness.sh"),
+            state: PathBuf::from(std::env::var("VG_CLUSTER_STATE").unwrap_or_else(|_| "/var/tmp/vg-cluster".into())),
+            off: RefCell::new(Vec::new()),
+        };
+        let mut up = Command::new("bash");
+        up.arg(&lab.harness).arg("up");
+        if let Some(agent) = agent {
+            up.env("VG_CLUSTER_AGENT", agent);
+        }
+        // From here on the Drop guard tears down whatever `up` managed to start.
+        let status = up.status().expect("cannot run the cluster harness");
+        assert!(status.success(), "cluster harness 'up' failed ({status}); see its output above");
+        lab
+    }
+
+    pub fn harness(&self, args: &[&str]) -> Output {
+        Command::new("bash").arg(&self.harness).args(args).output().expect("cannot run the cluster harness")
+    }
+
+    pub fn harness_ok(&self, args: &[&str]) -> String {
+        let out = self.harness(args);
+        if !out.status.success() {
+            self.fail(&format!("harness {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command inside a node's namespaces.
+    pub fn run(&self, node: &str, args: &[&str]) -> Output {
+        let mut full = vec!["exec", node, "--"];
+        full.extend_from_slice(args);
+        self.harness(&full)
+    }
+
+    /// Runs a command inside a node and returns its stdout; a failure fails the test.
+    pub fn must(&self, node: &str, args: &[&str]) -> String {
+        let out = self.run(node, args);
+        if !out.status.success() {
+            self.fail(&format!(
+                "on {node}: {} failed ({})\nstdout: {}\nstderr: {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A node that is up, for cluster-wide commands.
+    pub fn any_node(&self) -> &'static str {
+        let off = self.off.borrow();
+        NODES.iter().copied().find(|n| !off.contains(n)).expect("no node is up")
+    }
+
+    /// Cluster-wide command, run on any node that is up.
+    pub fn crm(&self, args: &[&str]) -> String {
+        self.must(self.any_node(), args)
+    }
+
+    pub fn wait_idle(&self) {
+        let timeout = format!("--timeout={IDLE_TIMEOUT_S}s");
+        self.crm(&["crm_resource", "--wait", &timeout]);
+    }
+
+    pub fn crash(&self, node: &'static str) {
+        self.harness_ok(&["crash", node]);
+    }
+
+    pub fn is_off(&self, node: &str) -> bool {
+        self.off.borrow().contains(&node)
+    }
+
+    pub fn mark_off(&self, node: &'static str) {
+        self.off.borrow_mut().push(node);
+    }
+
+    pub fn boot(&self, node: &'static str) {
+        self.harness_ok(&["boot", node]);
+        self.off.borrow_mut().retain(|n| *n != node);
+        self.harness_ok(&["wait", "120"]);
+    }
+
+    pub fn node_pids(&self, node: &str) -> Vec<String> {
+        self.harness_ok(&["pids", node]).split_whitespace().map(str::to_owned).collect()
+    }
+
+    pub fn guest(&self, name: &str) -> String {
+        self.harness_ok(&["guest", name]).trim().to_owned()
+    }
+
+    /// Nodes where Pacemaker says the resource is active.
+    pub fn located(&self, rsc: &str) -> Vec<String> {
+        let out = self.run(self.any_node(), &["crm_resource", "--locate", "-r", rsc, "-Q"]);
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// Nodes (that are up) where libvirt runs the domain.
+    pub fn running_on(&self, domain: &str) -> Vec<&'static str> {
+        let off = self.off.borrow().clone();
+        NODES
+            .iter()
+            .copied()
+            .filter(|n| !off.contains(n))
+            .filter(|n| self.must(n, &["virsh", "-c", "qemu:///system", "list", "--name"]).lines().any(|l| l.trim() == domain))
+            .collect()
+    }
+
+    pub fn history(&self) -> Vec<Op> {
+        parse_elements(&self.crm(&["cibadmin", "-Q", "-o", "status"]), "lrm_rsc_op").into_iter().map(Op).collect()
+    }
+
+    /// The highest executor call id per node: operations newer than a snapshot have larger ones.
+    pub fn call_ids(&self) -> HashMap<String, u64> {
+        let mut ids = HashMap::new();
+        for op in self.history() {
+            let id = ids.entry(op.node().to_owned()).or_insert(0);
+            *id = (*id).max(op.call_id());
+        }
+        ids
+    }
+
+    pub fn fence_events(&self) -> Vec<HashMap<String, String>> {
+        parse_elements(&self.crm(&["stonith_admin", "--history", "*", "--output-as=xml"]), "fence_event")
+    }
+
+    /// Power actions the lab fence agent carried out ("EPOCH ACTION NODE" lines).
+    pub fn fence_actions(&self) -> Vec<String> {
+        std::fs::read_to_string(self.state.join("fence-actions.log")).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+
+    pub fn failcount(&self, rsc: &str, node: &str) -> String {
+        let out = self.run(self.any_node(), &["crm_failcount", "-G", "-q", "-r", rsc, "-N", node]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Polls `probe` until it yields a value; fails the test after `timeout`.
+    pub fn poll<T>(&self, what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(value) = probe() {
+                return value;
+            }
+            if start.elapsed() > timeout {
+                self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Fails the test with the message and what the cluster looked like.
+    pub fn fail(&self, message: &str) -> ! {
+        panic!("{message}\n{}", self.diagnostics());
+    }
+
+    pub fn diagnostics(&self) -> String {
+        let mut text = String::from("---------------- cluster state ----------------\n");
+        let off = self.off.borrow().clone();
+        if let Some(node) = NODES.iter().find(|n| !off.contains(n)) {
+            let out = self.run(node, &["crm_mon", "-1", "-r", "-f", "--include=failures,fencing"]);
+            text += &String::from_utf8_lossy(&out.stdout);
+        }
+        for node in NODES {
+            let log = self.state.join("nodes").join(node).join("var-log-pacemaker/pacemaker.log");
+            let content = std::fs::read_to_string(&log).unwrap_or_default();
+            let interesting: Vec<&str> = content
+                .lines()
+                .filter(|l| l.contains("VirtualDomain") || l.contains("error") || l.contains("ocf-exit-reason"))
+                .collect();
+            text += &format!("---------------- {node}: {} (last agent/error lines) ----------------\n", log.display());
+            for line in &interesting[interesting.len().saturating_sub(25)..] {
+                text += line;
+                text.push('\n');
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        progress("tearing the cluster down");
+        let out = self.harness(&["down"]);
+        if !out.status.success() {
+            eprintln!("harness down failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// One `lrm_rsc_op` of the CIB status section.
+#[derive(Debug, Clone)]
+pub struct Op(pub HashMap<String, String>);
+
+impl Op {
+    pub fn attr(&self, name: &str) -> &str {
+        self.0.get(name).map(String::as_str).unwrap_or("")
+    }
+    /// The resource is the op id up to the key's suffix: read it from operation_key.
+    pub fn resource(&self) -> &str {
+        let key = self.attr("operation_key");
+        let op = self.attr("operation");
+        let interval = self.attr("interval");
+        key.strip_suffix(&format!("_{op}_{interval}")).unwrap_or(key)
+    }
+    pub fn operation(&self) -> &str {
+        self.attr("operation")
+    }
+    pub fn node(&self) -> &str {
+        self.attr("on_node")
+    }
+    pub fn rc(&self) -> i64 {
+        self.attr("rc-code").parse().unwrap_or(-1)
+    }
+    pub fn call_id(&self) -> u64 {
+        self.attr("call-id").parse().unwrap_or(0)
+    }
+    pub fn exec_ms(&self) -> u64 {
+        self.attr("exec-time").parse().unwrap_or(0)
+    }
+    pub fn describe(&self) -> String {
+        format!(
+            "{} on {} rc={} call-id={} exec-time={}ms exit-reason={:?}",
+            self.attr("operation_key"),
+            self.node(),
+            self.rc(),
+            self.call_id(),
+            self.exec_ms(),
+            self.attr("exit-reason")
+        )
+    }
+}
+
+/// The attributes of every `<tag ...>` element in an XML text. Enough for the
+/// flat, attribute-only elements Pacemaker prints (lrm_rsc_op, fence_event, failure).
+pub fn parse_elements(xml: &str, tag: &str) -> Vec<HashMap<String, String>> {
+    let opening = format!("<{tag} ");
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(at) = rest.find(&opening) {
+        let after = &rest[at + opening.len()..];
+        let end = after.find('>').unwrap_or(after.len());
+        found.push(parse_attributes(after[..end].trim_end_matches('/')));
+        rest = &after[end..];
+    }
+    found
+}
+
+fn parse_attributes(text: &str) -> HashMap<String, String> {
+    let mut attributes = HashMap::new();
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let name = rest[..eq].trim().to_owned();
+        let after = rest[eq + 1..].trim_start();
+        let Some(quote) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else { break };
+        let Some(close) = after[1..].find(quote) else { break };
+        attributes.insert(name, unescape(&after[1..1 + close]));
+        rest = &after[close + 2..];
+    }
+    attributes
+}
+
+pub fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"").replace("&apos;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
