@@ -111,7 +111,8 @@ fn config_file_missing_on_this_node() {
 #[test]
 fn malformed_parameters_are_configuration_errors_that_name_the_parameter() {
     let config = config_file("malformed", MINIMAL);
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        (&[("OCF_RESKEY_migrate_options", "--p2p --frobnicate")], "--frobnicate"),
         (&[("OCF_RESKEY_force_stop", "maybe")], "force_stop"),
         (&[("OCF_RESKEY_migration_speed", "fast")], "migration_speed"),
         (&[("OCF_RESKEY_force_stop", "true"), ("OCF_RESKEY_snapshot", "/tmp")], "force_stop and snapshot"),

@@ -179,14 +179,16 @@ fn text_params_only() -> Params {
 }
 
 fn migrate_to(vm: &Vm, hv: Result<&LibvirtHypervisor, &HvError>) -> OcfResult {
-    let _hv = hv.map_err(|e| OcfError::generic(format!("cannot migrate {}: {e}", vm.name())))?;
-    Err(OcfError::generic("migrate_to is not available yet"))
+    let hv = hv.map_err(|e| OcfError::generic(format!("cannot migrate {}: {e}", vm.name())))?;
+    // Saved while the domain is still here: after the move it is the target's.
+    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
+        if let Err(e) = config_file::save_if_changed(hv, vm.name(), &vm.config_path) {
+            tracing::warn!("{e}");
+        }
+    }
+    migration::migrate_to(vm, hv)
 }
 
-/// Checks migrate_options; the migration module supplies the parser.
-pub fn migration_options_check(_params: &Params) -> Result<(), String> {
-    Ok(())
-}
 
 /// The DRBD gate for this domain's disks (or the `drbd_resources` named).
 pub fn drbd_gate(vm: &Vm, purpose: &crate::drbd::Purpose) -> OcfResult<()> {

@@ -49,11 +49,7 @@ pub fn check_params(params: &Params) -> Result<(), OcfError> {
     if let Some(mode) = &params.shutdown_mode {
         ShutdownModes::parse(mode).map_err(|e| OcfError::configured(format!("shutdown_mode: {e}")))?;
     }
-    if params.migrateport.is_some_and(|p| p == 0 || p > 65535) {
-        return Err(OcfError::configured("migrateport must be between 1 and 65535"));
-    }
-    crate::vdomain::migration_options_check(params).map_err(|e| OcfError::configured(format!("migrate_options: {e}")))?;
-    Ok(())
+    super::migration::validate(params).map_err(OcfError::configured)
 }
 
 /// Checks of what this node must have for the resource to run here.

@@ -158,15 +158,18 @@ pub fn check_migration_transport(transport: &str) -> Result<(), String> {
 /// parameter, or the URI of the open local connection) with the target as
 /// host, `migration_user@` as user and `+migration_transport` as transport,
 /// replacing what the local URI had there; port, path and query stay.
-/// `migration_network_suffix` is deliberately not applied: it names the
-/// data network, and the hypervisor is reached under the node's own name.
+/// `migration_network_suffix` is applied to the host, as the classic agent
+/// does: the whole migration, control and data, uses the dedicated network.
 pub fn remote_hypervisor_uri(params: &Params, local_uri: &str, target: &str) -> Result<String, String> {
     if let Some(remote) = &params.remoteuri {
         return Ok(remote.replace(NODE_PLACEHOLDER, target));
     }
     let mut uri = HypervisorUri::parse(local_uri)
         .map_err(|e| format!("cannot derive the target's hypervisor URI ({e}); set remoteuri"))?;
-    uri.host = uri_host(target);
+    uri.host = match &params.migration_network_suffix {
+        Some(suffix) => uri_host(&with_network_suffix(target, suffix)?),
+        None => uri_host(target),
+    };
     if let Some(user) = &params.migration_user {
         check_migration_user(user)?;
         uri.user = Some(user.clone());
@@ -318,9 +321,12 @@ mod tests {
     }
 
     #[test]
-    fn network_suffix_is_not_applied_to_the_hypervisor_uri() {
+    fn network_suffix_is_applied_to_the_hypervisor_uri_as_in_the_classic_agent() {
         let p = [("migration_network_suffix", "-mig"), ("migration_transport", "tcp")];
-        assert_eq!(remote(&p, "qemu:///system", "node2.example").unwrap(), "qemu+tcp://node2.example/system");
+        assert_eq!(remote(&p, "qemu:///system", "node2.example").unwrap(), "qemu+tcp://node2-mig.example/system");
+        assert_eq!(remote(&p, "qemu:///system", "node2").unwrap(), "qemu+tcp://node2-mig/system");
+        let p = [("migration_network_suffix", "-mig"), ("remoteuri", "qemu+ssh://%n/system")];
+        assert_eq!(remote(&p, "qemu:///system", "node2").unwrap(), "qemu+ssh://node2/system", "remoteuri is taken as given");
     }
 
     #[test]
