@@ -8,12 +8,14 @@
 # The two network namespaces are wired by one veth pair on a private subnet that
 # exists nowhere else. Every fact about a run lives under $VG_CLUSTER_STATE, so
 # `down` (and the next `up`) can remove a previous run, even a crashed one.
+# One lab cluster per machine: it belongs to the process that ran `up`; another
+# `up` waits for that owner to finish (see claim_cluster).
 # The daemons (virtlogd, libvirtd --listen, corosync -f, pacemakerd) run in the
 # foreground of their own sessions, so the pids recorded are the daemons'.
 # VG_CLUSTER_AGENT=PATH binds that virtguard binary into both nodes as
 # ocf:virtguard:VirtualDomain (else the installed agent is used).
 #
-# usage: harness.sh up | down [--purge] | status | wait [SECONDS]
+# usage: harness.sh up | down [--purge] [--force] | status | wait [SECONDS]
 #        harness.sh exec NODE CMD...      run CMD inside NODE's namespaces
 #        harness.sh boot NODE             power a node on (after a fence)
 #        harness.sh poweroff NODE         kill every process of NODE
@@ -375,12 +377,75 @@ save_capabilities_cache() {
     mv "$CACHE/qemu-capabilities.new" "$CACHE/qemu-capabilities"
 }
 
+# ---------------------------------------------------------------- owner ----
+# There is one lab cluster per machine (its namespace names are fixed). It
+# belongs to the process that brought it up: the test or script that ran `up`
+# (our parent, or VG_CLUSTER_OWNER). Another `up` waits while that owner lives,
+# and takes over the leftovers of an owner that died (an interrupted run).
+
+owner_pid() { echo "${VG_CLUSTER_OWNER:-$PPID}"; }
+
+owner_alive() {
+    local pid start
+    [[ -s $STATE/owner ]] || return 1
+    read -r pid start _ <"$STATE/owner"
+    [[ -n $pid && $(proc_start_time "$pid") == "$start" ]]
+}
+
+owned_by_someone_else() {
+    local pid
+    owner_alive || return 1
+    read -r pid _ <"$STATE/owner"
+    # (The owner itself may have become this script through exec.)
+    [[ $pid != "$(owner_pid)" && $pid != "$$" ]]
+}
+
+describe_owner() { read -r pid _ cmd <"$STATE/owner" && echo "pid $pid ($cmd)"; }
+
+# Serialises `up` and `down` of concurrent callers (fd 9; released at exit or
+# explicitly before daemons start, which must not inherit it).
+lock_state() {
+    [[ -n ${STATE_LOCKED:-} ]] && return 0
+    mkdir -p "$(dirname "$STATE")"
+    exec 9>"$STATE.lock"
+    flock -w "${VG_CLUSTER_WAIT:-1800}" 9 || die "another harness call holds $STATE.lock for too long"
+    STATE_LOCKED=yes
+}
+
+unlock_state() {
+    exec 9>&-
+    STATE_LOCKED=
+}
+
+claim_cluster() {
+    local waited=0 limit=${VG_CLUSTER_WAIT:-1800}
+    # Wait without the lock, so that the owner can still take its cluster down.
+    while lock_state && owned_by_someone_else; do
+        unlock_state
+        ((waited % 60 == 0)) && log "the lab cluster is in use by $(describe_owner); waiting (up to ${limit}s)"
+        ((waited < limit)) || die "the lab cluster is still in use by $(describe_owner)"
+        sleep 5
+        waited=$((waited + 5))
+    done
+}
+
+record_owner() {
+    local pid
+    pid=$(owner_pid)
+    echo "$pid $(proc_start_time "$pid") $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-160)" >"$STATE/owner"
+}
+
 cmd_up() {
     local node start=$SECONDS
     [[ $(id -u) == 0 ]] || die "must run as root"
+    claim_cluster
     cmd_down --purge
     log "state in $STATE"
     mkdir -p "$STATE/guests"
+    record_owner
+    # From here the owner record keeps others away; the daemons about to start
+    # must not inherit (and hold) the lock.
+    unlock_state
     for node in "${NODES[@]}"; do prepare_node_state "$node"; done
     echo "$HERE/harness.sh" >"$STATE/harness"
     start_anchor
@@ -397,7 +462,18 @@ cmd_up() {
 }
 
 cmd_down() {
-    local node purge=${1:-}
+    local node purge=no force=no arg
+    for arg in "$@"; do
+        case $arg in
+            --purge) purge=yes ;;
+            --force) force=yes ;;
+            *) die "usage: harness.sh down [--purge] [--force]" ;;
+        esac
+    done
+    lock_state
+    if [[ $force == no ]] && owned_by_someone_else; then
+        die "the lab cluster belongs to $(describe_owner), which is still running (down --force to take it down anyway)"
+    fi
     for node in "${NODES[@]}"; do
         if [[ -e /run/netns/$node ]]; then
             # Refresh the record: the state dir of a crashed run may be gone.
@@ -408,7 +484,7 @@ cmd_down() {
         if [[ -e /run/netns/$node ]]; then ip netns del "$node"; fi
     done
     stop_anchor
-    if [[ $purge == --purge ]]; then
+    if [[ $purge == yes ]]; then
         rm -rf "$STATE"
     else
         # Keep the logs for a post-mortem; everything else goes.
@@ -416,12 +492,15 @@ cmd_down() {
             [[ -d $(node_dir "$node") ]] || continue
             find "$(node_dir "$node")" -mindepth 1 -maxdepth 1 ! -name logs ! -name 'var-log-*' -exec rm -rf {} +
         done
-        rm -rf "$STATE/guests" "$STATE/agent" "$STATE/ocf-virtguard"
+        rm -rf "$STATE/guests" "$STATE/agent" "$STATE/ocf-virtguard" "$STATE/owner"
     fi
 }
 
 cmd_status() {
     local node pid
+    if [[ -s $STATE/owner ]]; then
+        echo "owner: $(describe_owner)$(owner_alive || echo ' -- gone: the next up takes over')"
+    fi
     for node in "${NODES[@]}"; do
         if pid=$(init_pid "$node"); then
             echo "$node: up (init pid $pid, $(VG_CLUSTER_STATE=$STATE bash "$FENCE_AGENT_SRC" --pids "$node" | wc -l) processes)"
@@ -479,7 +558,7 @@ main() {
     shift || true
     case $cmd in
         up) cmd_up ;;
-        down) cmd_down "${1:-}" ;;
+        down) cmd_down "$@" ;;
         status) cmd_status ;;
         wait) wait_cluster "${1:-120}" ;;
         exec)
@@ -496,7 +575,7 @@ main() {
         pids) VG_CLUSTER_STATE=$STATE bash "$FENCE_AGENT_SRC" --pids "${1:?node}" ;;
         guest) cmd_guest "${1:?guest name}" ;;
         __node-init) node_init "$1" ;;
-        *) sed -n '16,23p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+        *) sed -n '18,25p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
     esac
 }
 
