@@ -26,6 +26,20 @@ fn add_devices(guest: &GuestGuard, devices: &str) {
     std::fs::write(&guest.xml, xml).unwrap();
 }
 
+/// Gives the guest the disk that copy-on-write mode creates: the qcow2
+/// overlay next to its config. Returns the overlay's path.
+fn add_overlay_disk(guest: &GuestGuard) -> std::path::PathBuf {
+    let overlay = guest.xml.with_extension("qcow2");
+    add_devices(
+        guest,
+        &format!(
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+            overlay.display()
+        ),
+    );
+    overlay
+}
+
 fn sh(script: &str) {
     let mut command = Command::new("sh");
     command.args(["-c", script]);
@@ -76,14 +90,7 @@ fn backingfile_overlay_is_kept_or_recreated() {
     let guest = firmware_guest("vg-cow");
     let backing = guest.dir.join("base.raw");
     sh(&format!("qemu-img create -q -f raw '{}' 16M", backing.display()));
-    let overlay = guest.xml.with_extension("qcow2");
-    add_devices(
-        &guest,
-        &format!(
-            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
-            overlay.display()
-        ),
-    );
+    let overlay = add_overlay_disk(&guest);
     let backing = backing.to_string_lossy().into_owned();
 
     let env = env_for(&guest, &[("OCF_RESKEY_backingfile", &backing), ("OCF_RESKEY_force_stop", "true")]);
@@ -242,14 +249,7 @@ fn copyindirs_lands_in_a_fresh_stateless_overlay() {
         r = root.display(),
         b = backing.display()
     ));
-    let overlay = guest.xml.with_extension("qcow2");
-    add_devices(
-        &guest,
-        &format!(
-            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
-            overlay.display()
-        ),
-    );
+    let overlay = add_overlay_disk(&guest);
     let inject = guest.dir.join("inject/srv");
     std::fs::create_dir_all(&inject).unwrap();
     std::fs::write(inject.join("vg-marker"), "copied by virtguard\n").unwrap();
