@@ -176,19 +176,28 @@ measure_guest_crash() {
     wait_idle
     node=$(located "$rsc")
     record "$provider" "  of which the agent's stop + start (ms)" \
-        "$(execd_time "$node" "$rsc" stop) + $(op_attr "$node" "${rsc}_start_0" exec-time)"
+        "$(execd_time "$node" "$rsc" stop "$(op_attr "$node" "${rsc}_start_0" call-id)") + $(op_attr "$node" "${rsc}_start_0" exec-time)"
     crm crm_resource --refresh -r "$rsc" >/dev/null
     wait_idle
 }
 
-# The execution time pacemaker-execd logged for the latest RSC OPERATION on NODE,
-# in ms (the CIB keeps only the latest one-shot operation of a resource).
+# The execution time pacemaker-execd logged for RSC's OPERATION on NODE that
+# ran just before the executor call BEFORE_CALL (the CIB keeps only the latest
+# one-shot operation of a resource). Waits a little: the log is written late.
 execd_time() {
-    local node=$1 rsc=$2 operation=$3 state
+    local node=$1 rsc=$2 operation=$3 before_call=$4 state log_file i found
     state=${VG_CLUSTER_STATE:-/var/tmp/vg-cluster}
-    grep -F "$rsc $operation (call" "$state/nodes/$node/var-log-pacemaker/pacemaker.log" | tail -n1 |
-        sed -n 's/.*(execution time \([0-9.]*\)\(ms\|s\)).*/\1 \2/p' |
-        awk '{ printf "%.0f", ($2 == "s") ? $1 * 1000 : $1 }'
+    log_file=$state/nodes/$node/var-log-pacemaker/pacemaker.log
+    for ((i = 0; i < 50; i++)); do
+        found=$(grep -F "$rsc $operation (call" "$log_file" |
+            sed -n 's/.*(call \([0-9]*\),.*(execution time \([0-9.]*\)\(ms\|s\)\b.*/\1 \2 \3/p' |
+            awk -v before="$before_call" '$1 < before && $1 >= before - 5 {
+                ms = ($3 == "s") ? $2 * 1000 : $2; best = $1; value = ms }
+                END { if (best) printf "%.0f", value }')
+        [[ -n $found ]] && { echo "$found"; return; }
+        sleep 0.2
+    done
+    echo "?"
 }
 
 guest_restarted() {
