@@ -8,6 +8,8 @@ use std::path::Path;
 
 use crate::hypervisor::Hypervisor;
 
+use super::Vm;
+
 pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
@@ -36,6 +38,19 @@ pub fn save_if_changed(hv: &dyn Hypervisor, name: &str, config: &Path) -> Result
     atomic_write(config, xml.as_bytes()).map_err(|e| format!("cannot save the definition of {name} to {}: {e}", config.display()))?;
     tracing::info!("saved the definition of {name} to {}", config.display());
     Ok(true)
+}
+
+/// `save_config_on_stop` (or `sync_config_on_stop`): writes the definition
+/// back when it changed. A failure is logged; it never fails the action.
+pub fn save_if_asked(vm: &Vm) {
+    if !(vm.params.save_config_on_stop || vm.params.sync_config_on_stop) {
+        return;
+    }
+    if let Ok(hv) = &vm.hv {
+        if let Err(e) = save_if_changed(*hv, vm.name(), &vm.config_path) {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 #[cfg(test)]

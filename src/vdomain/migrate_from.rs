@@ -14,21 +14,9 @@ pub fn migrate_from(vm: &Vm) -> OcfResult {
         e.reason = format!("migration from {source}: {}", e.reason);
         e
     })?;
-    let files = vm.files();
-    let _ = files.write("domain", vm.name());
-    if let Some(emulator) = &vm.domain.emulator {
-        let _ = files.write("emulator", emulator);
-    }
-    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
-        if let Ok(hv) = &vm.hv {
-            if let Err(e) = config_file::save_if_changed(*hv, vm.name(), &vm.config_path) {
-                tracing::warn!("{e}");
-            }
-        }
-    }
-    if vm.env.crm_feature_set.is_some() {
-        utilization::publish(&vm.env.instance, vm.params, &vm.domain, &files, &vm.deadline);
-    }
+    vm.remember();
+    config_file::save_if_asked(vm);
+    utilization::publish(vm, &vm.deadline);
     tracing::info!("{} arrived from {source}", vm.name());
     Ok(OcfStatus::Success)
 }

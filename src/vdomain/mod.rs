@@ -57,6 +57,20 @@ impl Vm<'_> {
     pub fn files(&self) -> StateFiles {
         StateFiles::new(&self.env.state_dir, &self.env.instance)
     }
+
+    /// Remembers the domain name and its emulator under HA_RSCTMP, for the
+    /// stop and /proc paths that must work even when the config is gone.
+    pub fn remember(&self) {
+        let files = self.files();
+        let _ = files.write("domain", self.name());
+        let emulator = self.domain.emulator.clone().or_else(|| {
+            let xml = self.hv.as_ref().ok()?.inactive_xml(self.name()).ok()?;
+            DomainConfig::parse(&xml).ok()?.emulator
+        });
+        if let Some(emulator) = emulator {
+            let _ = files.write("emulator", &emulator);
+        }
+    }
 }
 
 /// The agent entry point: `action` is argv[1] as Pacemaker passes it.
@@ -181,11 +195,7 @@ fn text_params_only() -> Params {
 fn migrate_to(vm: &Vm, hv: Result<&LibvirtHypervisor, &HvError>) -> OcfResult {
     let hv = hv.map_err(|e| OcfError::generic(format!("cannot migrate {}: {e}", vm.name())))?;
     // Saved while the domain is still here: after the move it is the target's.
-    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
-        if let Err(e) = config_file::save_if_changed(hv, vm.name(), &vm.config_path) {
-            tracing::warn!("{e}");
-        }
-    }
+    config_file::save_if_asked(vm);
     migration::migrate_to(vm, hv)
 }
 

@@ -69,17 +69,8 @@ fn drbd_health(vm: &Vm) -> OcfResult {
 /// Bookkeeping of a healthy domain: utilization, the config file (when
 /// asked), DRBD health. None of it fails the monitor.
 fn after_healthy(vm: &Vm) {
-    let files = vm.files();
-    if vm.env.crm_feature_set.is_some() {
-        utilization::publish(&vm.env.instance, vm.params, &vm.domain, &files, &vm.deadline.before(Duration::from_millis(500)));
-    }
-    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
-        if let Ok(hv) = &vm.hv {
-            if let Err(e) = config_file::save_if_changed(*hv, vm.name(), &vm.config_path) {
-                tracing::warn!("{e}");
-            }
-        }
-    }
+    utilization::publish(vm, &vm.deadline.before(Duration::from_millis(500)));
+    config_file::save_if_asked(vm);
 }
 
 /// Waits until the domain runs and its monitor scripts pass. A domain that

@@ -19,7 +19,7 @@ pub fn start(vm: &Vm) -> OcfResult {
     match observe(vm, &vm.deadline.fraction(0.2)) {
         Observation::Libvirt { health: Health::Running, .. } => {
             tracing::info!("{} is already running", vm.name());
-            remember(vm, *hv);
+            vm.remember();
             return Ok(OcfStatus::Success);
         }
         Observation::Libvirt { health: Health::Failed(reason), state } if state.is_some_and(|s| s.is_active()) => {
@@ -50,11 +50,9 @@ pub fn start(vm: &Vm) -> OcfResult {
             hv.create_transient(&vm.config_xml).map_err(|e| failed("start", vm, e))?;
         }
     }
-    remember(vm, *hv);
+    vm.remember();
     monitor::wait_until_healthy(vm, &vm.deadline.before(Duration::from_millis(500)), true)?;
-    if vm.env.crm_feature_set.is_some() {
-        utilization::publish(&vm.env.instance, vm.params, &vm.domain, &vm.files(), &vm.deadline);
-    }
+    utilization::publish(vm, &vm.deadline);
     tracing::info!("{} started", vm.name());
     Ok(OcfStatus::Success)
 }
@@ -107,17 +105,4 @@ fn start_pools_and_networks(vm: &Vm, hv: &dyn Hypervisor) -> OcfResult<()> {
             .map_err(|e| OcfError::generic(format!("cannot start network {network}: {e}")))?;
     }
     Ok(())
-}
-
-/// Facts the stop path needs even if the config file disappears later.
-fn remember(vm: &Vm, hv: &dyn Hypervisor) {
-    let files = vm.files();
-    let _ = files.write("domain", vm.name());
-    let emulator = vm.domain.emulator.clone().or_else(|| {
-        let xml = hv.inactive_xml(vm.name()).ok()?;
-        crate::hypervisor::domain_xml::DomainConfig::parse(&xml).ok()?.emulator
-    });
-    if let Some(emulator) = emulator {
-        let _ = files.write("emulator", &emulator);
-    }
 }

@@ -52,11 +52,7 @@ fn stop_domain(vm: &Vm) -> OcfResult {
         Err(e) => return kill_by_process(vm, &e.to_string()),
     };
     // While the domain still exists: a transient one is gone once stopped.
-    if vm.params.save_config_on_stop || vm.params.sync_config_on_stop {
-        if let Err(e) = config_file::save_if_changed(hv, name, &vm.config_path) {
-            tracing::warn!("{e}");
-        }
-    }
+    config_file::save_if_asked(vm);
     if vm.params.force_stop {
         return destroy(vm, hv);
     }

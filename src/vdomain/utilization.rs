@@ -8,6 +8,7 @@ use crate::hypervisor::domain_xml::DomainConfig;
 use crate::ocf::{Deadline, Params};
 
 use super::state_files::StateFiles;
+use super::Vm;
 
 /// One wanted change: `Some(value)` publishes, `None` removes the attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +70,16 @@ fn cache_key(attribute: &str) -> String {
     format!("utilization-{attribute}")
 }
 
-/// Publishes what changed. Failures (no CIB, crm_resource missing) are
-/// logged and retried on a later call; they never fail the action.
-pub fn publish(instance: &str, params: &Params, domain: &DomainConfig, files: &StateFiles, deadline: &Deadline) {
-    if domain.vcpus == 0 {
-        return; // config unknown: nothing sensible to publish
+/// Publishes what changed, inside Pacemaker only (it sets
+/// `OCF_RESKEY_crm_feature_set`; by hand or under ocf-tester there is no CIB
+/// to write to). Failures (no CIB, crm_resource missing) are logged and
+/// retried later; they never fail the action.
+pub fn publish(vm: &Vm, deadline: &Deadline) {
+    if vm.env.crm_feature_set.is_none() || vm.domain.vcpus == 0 {
+        return; // outside a cluster, or the config is unknown
     }
-    for change in pending(wanted(params, domain), files) {
+    let (instance, files) = (vm.env.instance.as_str(), vm.files());
+    for change in pending(wanted(vm.params, &vm.domain), &files) {
         let result = match &change.value {
             Some(value) => cluster::set_utilization(instance, change.attribute, value, deadline),
             None => cluster::delete_utilization(instance, change.attribute, deadline),
