@@ -7,7 +7,9 @@
 //! a missing prerequisite fails the test; elsewhere the test is skipped loudly.
 //! VG_CLUSTER_PROVIDER=heartbeat runs the same scenarios against the classic
 //! agent (to tell a harness problem from an agent problem);
-//! VG_CLUSTER_AGENT_BINARY=PATH tests another virtguard binary.
+//! VG_CLUSTER_AGENT_BINARY=PATH tests another virtguard binary;
+//! VG_CLUSTER_SCENARIOS=3,8 runs only the scenarios with those numbers (the
+//! cluster is still brought up and torn down once).
 
 #[path = "cluster/lab.rs"]
 mod lab;
@@ -51,7 +53,7 @@ fn cluster_scenarios() {
     run.baseline();
 
     type Scenario<'a> = (&'static str, fn(&mut Run<'a>));
-    let scenarios: [Scenario; 8] = [
+    let scenarios: Vec<Scenario> = vec![
         ("1 pcs resource create, start, recurring monitor", Run::s1_pcs_create),
         ("2 crm configure primitive", Run::s2_crm_primitive),
         ("3 live migration by crm_resource --move and pcs resource move", Run::s3_live_migration),
@@ -63,16 +65,18 @@ fn cluster_scenarios() {
     ];
     // Every scenario runs even when an earlier one failed (after a repair of the
     // cluster), so that one run tells everything that is wrong.
+    let chosen = chosen_scenarios();
+    let scenarios: Vec<Scenario> = scenarios.into_iter().filter(|(name, _)| chosen.as_ref().is_none_or(|c| c.iter().any(|n| name.split(' ').next() == Some(n)))).collect();
     let mut failures = Vec::new();
-    for (name, scenario) in scenarios {
+    for &(name, scenario) in &scenarios {
         let scenario_start = Instant::now();
         progress(&format!("scenario {name}"));
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&mut run))) {
-            Ok(()) => progress(&format!("scenario {} passed in {:.1}s", &name[..1], scenario_start.elapsed().as_secs_f64())),
+            Ok(()) => progress(&format!("scenario {} passed in {:.1}s", name.split(' ').next().unwrap_or(name), scenario_start.elapsed().as_secs_f64())),
             Err(panic) => {
                 let message = panic_text(panic.as_ref());
                 let headline = message.lines().next().unwrap_or_default().to_owned();
-                progress(&format!("scenario {} FAILED: {headline}", &name[..1]));
+                progress(&format!("scenario {} FAILED: {headline}", name.split(' ').next().unwrap_or(name)));
                 failures.push(format!("scenario {name}: {headline}"));
                 run.repair();
             }
@@ -85,6 +89,12 @@ fn cluster_scenarios() {
     }
     eprintln!("whole cluster test: {:.0}s\n", start.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "{} of {} cluster scenarios failed (details above):\n{}", failures.len(), scenarios.len(), failures.join("\n"));
+}
+
+/// The scenario numbers named in VG_CLUSTER_SCENARIOS, or `None` for all.
+fn chosen_scenarios() -> Option<Vec<String>> {
+    let list = std::env::var("VG_CLUSTER_SCENARIOS").ok().filter(|v| !v.trim().is_empty())?;
+    Some(list.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect())
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
