@@ -13,8 +13,11 @@
 
 #[path = "cluster/lab.rs"]
 mod lab;
+#[path = "cluster/sampler.rs"]
+mod sampler;
 
 use lab::{other, progress, Lab, Op, NODES};
+use sampler::{Sampler, Verdict};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -62,6 +65,8 @@ fn cluster_scenarios() {
         ("6 misconfiguration: config missing on one node, bad parameter", Run::s6_misconfiguration),
         ("7 standby/unstandby moves the guest live and back", Run::s7_standby),
         ("8 DRBD gate refuses a node with stale data", Run::s8_drbd_gate),
+        ("9 config disappears on the running node, cluster reprobes: never on both nodes", Run::s9_config_vanishes),
+        ("10 live move to a node without the config: never on both nodes", Run::s10_move_to_node_without_config),
     ];
     // Every scenario runs even when an earlier one failed (after a repair of the
     // cluster), so that one run tells everything that is wrong.
@@ -149,8 +154,11 @@ impl<'a> Run<'a> {
             }
         }
         let any = lab.any_node();
-        for rsc in ["vgc-b", "vgc-c", "vgc-d", "vgc-e"] {
+        for rsc in ["vgc-b", "vgc-c", "vgc-d", "vgc-e", "vgc-f", "vgc-g"] {
             let _ = lab.run(any, &["pcs", "resource", "delete", rsc, "--force"]);
+        }
+        for rsc in ["vgc-f", "vgc-g"] {
+            self.remove_everywhere(rsc);
         }
         let _ = lab.run(any, &["pcs", "node", "unstandby", "--all"]);
         let _ = lab.run(any, &["crm_resource", "--clear", "-r", GUEST]);
@@ -596,6 +604,132 @@ impl<'a> Run<'a> {
         lab.wait_idle();
         self.remove_fake_drbd(fresh);
         self.remove_fake_drbd(stale);
+    }
+
+    /// A node-local copy of the guest's config (as on storage only that node mounts).
+    fn local_config(&self, rsc: &str, nodes: &[&str]) -> String {
+        let shared = self.lab.guest(rsc);
+        let local = format!("/var/lib/libvirt/vgc-local/{rsc}.xml");
+        for node in nodes {
+            self.lab.must(node, &["install", "-D", "-m", "0644", &shared, &local]);
+        }
+        local
+    }
+
+    /// Whatever a scenario left of `rsc` on the nodes: its guest, its configs.
+    fn remove_everywhere(&self, rsc: &str) {
+        for node in NODES {
+            if self.lab.is_off(node) {
+                continue;
+            }
+            let _ = self.lab.run(node, &["virsh", "-c", "qemu:///system", "destroy", rsc]);
+            let _ = self.lab.run(node, &["virsh", "-c", "qemu:///system", "undefine", rsc]);
+            let _ = self.lab.run(node, &["rm", "-f", &format!("/var/lib/libvirt/vgc-local/{rsc}.xml"), &format!("/var/lib/libvirt/vgc-local/{rsc}.xml.away")]);
+        }
+    }
+
+    /// The invariant over the samples, the end state (running exactly once,
+    /// where Pacemaker says), and the figures of both.
+    fn judge(&mut self, label: &str, rsc: &str, verdict: &Verdict) {
+        self.figure(&format!("{label}: libvirt sampled on both nodes"), verdict.describe());
+        let running = self.lab.running_on(rsc);
+        let located = self.lab.located(rsc);
+        self.figure(&format!("{label}: at the end libvirt runs it on / Pacemaker locates it on"), format!("{running:?} / {located:?}"));
+        self.check(verdict.samples >= 10 && verdict.per_second >= 2.0, || format!("{label}: the sampler did not sample: {}", verdict.describe()));
+        self.check(!verdict.violated(), || format!("{label}: the guest ran on both nodes: {}", verdict.describe()));
+        self.check(running.len() == 1 && located == running, || {
+            format!("{label}: the guest must end running exactly once, where Pacemaker says: libvirt {running:?}, Pacemaker {located:?}")
+        });
+    }
+
+    fn s9_config_vanishes(&mut self) {
+        let lab = self.lab;
+        let fences = self.fence_count();
+        let rsc = "vgc-f";
+        let (home, peer) = (NODES[0], NODES[1]);
+        // Node-local configs on both nodes; it starts on the first.
+        let local = self.local_config(rsc, &NODES);
+        self.create_with_pcs(rsc, &local, &["force_stop=true", "--disabled"]);
+        lab.crm(&["pcs", "constraint", "location", rsc, "prefers", &format!("{home}=50")]);
+        lab.crm(&["pcs", "resource", "enable", rsc]);
+        lab.wait_idle();
+        self.assert_runs_only_on(rsc, rsc, home);
+
+        let sampler = Sampler::start(rsc, Duration::from_secs(300));
+        std::thread::sleep(Duration::from_secs(2));
+        // The share is no longer mounted on the running node; the cluster reprobes.
+        lab.must(home, &["mv", &local, &format!("{local}.away")]);
+        lab.crm(&["crm_resource", "--refresh", "-r", rsc]);
+        lab.wait_idle();
+        std::thread::sleep(Duration::from_secs(3));
+        let verdict = Verdict::of(&sampler.finish(lab));
+
+        let history = lab.history();
+        let probe = history.iter().find(|o| o.resource() == rsc && o.node() == home && o.operation() == "monitor" && o.attr("interval") == "0");
+        self.figure("config gone: the reprobe on the running node", probe.map(Op::describe).unwrap_or_else(|| "none".into()));
+        let mon = lab.crm(&["crm_mon", "-1", "--output-as=xml"]);
+        let failures = lab::parse_elements(&mon, "failure");
+        let shown: Vec<String> = failures
+            .iter()
+            .filter(|f| f.get("op_key").is_some_and(|k| k.starts_with(&format!("{rsc}_"))))
+            .map(|f| format!("{} on {}: {}", f.get("op_key").cloned().unwrap_or_default(), f.get("node").cloned().unwrap_or_default(), lab::unescape(&f.get("exitreason").cloned().unwrap_or_default())))
+            .collect();
+        self.figure("config gone: failures crm_mon shows", format!("{shown:?}"));
+        self.judge("config gone on the running node", rsc, &verdict);
+        if self.provider == "virtguard" {
+            let expected = format!("{rsc} runs here but its config {local} is missing");
+            self.check(shown.iter().any(|f| f.contains(&format!("{rsc}_monitor_0 on {home}: {expected}"))), || {
+                format!("crm_mon must show the failed probe on {home} with the reason {expected:?}; it shows {shown:?}\n{}", describe_history(&history, rsc))
+            });
+            self.assert_runs_only_on(rsc, rsc, peer);
+        }
+        self.assert_no_fencing_since(fences, "scenario 9");
+        lab.must(home, &["mv", &format!("{local}.away"), &local]);
+        self.delete(rsc);
+        self.remove_everywhere(rsc);
+        lab.crm(&["crm_resource", "--cleanup"]);
+        lab.wait_idle();
+    }
+
+    fn s10_move_to_node_without_config(&mut self) {
+        let lab = self.lab;
+        let fences = self.fence_count();
+        let rsc = "vgc-g";
+        let (home, bare) = (NODES[0], NODES[1]);
+        let local = self.local_config(rsc, &[home]);
+        self.create_with_pcs(rsc, &local, &["force_stop=true", "--disabled"]);
+        lab.crm(&["pcs", "constraint", "location", rsc, "prefers", &format!("{home}=50")]);
+        lab.crm(&["pcs", "resource", "enable", rsc]);
+        lab.wait_idle();
+        self.assert_runs_only_on(rsc, rsc, home);
+
+        let sampler = Sampler::start(rsc, Duration::from_secs(300));
+        std::thread::sleep(Duration::from_secs(2));
+        lab.crm(&["crm_resource", "--move", "-r", rsc, "-N", bare]);
+        lab.wait_idle();
+        std::thread::sleep(Duration::from_secs(3));
+        let verdict = Verdict::of(&sampler.finish(lab));
+
+        let history = lab.history();
+        for (node, operation) in [(home, "migrate_to"), (bare, "migrate_from"), (bare, "stop")] {
+            let op = history.iter().filter(|o| o.resource() == rsc && o.node() == node && o.operation() == operation).max_by_key(|o| o.call_id());
+            self.figure(&format!("move to a node without the config: {operation} on {node}"), op.map(Op::describe).unwrap_or_else(|| "none".into()));
+        }
+        self.judge("move to a node without the config", rsc, &verdict);
+        if self.provider == "virtguard" {
+            let migrate_from = history.iter().find(|o| o.resource() == rsc && o.node() == bare && o.operation() == "migrate_from");
+            let expected = format!("{rsc} arrived from {home} but its config {local} is missing here; it must be stopped here");
+            self.check(migrate_from.is_some_and(|o| o.rc() == 1 && o.attr("exit-reason") == expected), || {
+                format!("migrate_from on {bare} must fail with {expected:?}:\n{}", describe_history(&history, rsc))
+            });
+            self.assert_runs_only_on(rsc, rsc, home);
+        }
+        self.assert_no_fencing_since(fences, "scenario 10");
+        lab.crm(&["crm_resource", "--clear", "-r", rsc]);
+        self.delete(rsc);
+        self.remove_everywhere(rsc);
+        lab.crm(&["crm_resource", "--cleanup"]);
+        lab.wait_idle();
     }
 }
 
