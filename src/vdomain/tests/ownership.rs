@@ -228,3 +228,12 @@ fn stop_forgets_only_what_it_stopped() {
     assert_eq!(remembered(&c), None);
     assert_eq!(files(&c).read(StateKey::OwnerTagged), None, "a guest started again must be checked again");
 }
+
+#[test]
+fn stopping_a_remembered_old_domain_never_writes_it_over_the_new_config() {
+    let c = case(&[("save_config_on_stop", "true")], &[("OCF_RESOURCE_INSTANCE", INSTANCE)]);
+    let hv = FakeHypervisor::new().with_domain("vgold", running(), false);
+    assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv).for_domain("vgold")), Ok(OcfStatus::Success));
+    assert!(hv.domain("vgold").is_none());
+    assert_eq!(std::fs::read_to_string(&c.config_path).unwrap(), c.xml);
+}
