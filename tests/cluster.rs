@@ -682,7 +682,7 @@ impl<'a> Run<'a> {
         if self.provider == "virtguard" {
             seen = lab.poll("crm_mon to show the failed probe with its reason", Duration::from_secs(60), || {
                 let shown = failures_shown();
-                shown.iter().any(|f| *f == expected).then_some(shown)
+                shown.contains(&expected).then_some(shown)
             });
         }
         lab.wait_idle();
