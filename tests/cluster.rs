@@ -13,6 +13,8 @@
 
 #[path = "cluster/lab.rs"]
 mod lab;
+#[path = "support/host_files.rs"]
+mod host_files;
 
 use lab::{other, progress, Lab, Op, NODES};
 use std::io::Write;
@@ -45,6 +47,7 @@ fn cluster_scenarios() {
         return;
     }
 
+    host_files::watch_host_files();
     let start = Instant::now();
     progress(&format!("bringing the two-node cluster up (agent ocf:{provider}:VirtualDomain)"));
     let lab = Lab::up((provider == "virtguard").then_some(agent_binary.as_path()));
