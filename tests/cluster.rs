@@ -15,6 +15,8 @@
 mod lab;
 #[path = "cluster/sampler.rs"]
 mod sampler;
+#[path = "support/host_files.rs"]
+mod host_files;
 
 use lab::{other, progress, Lab, Op, NODES};
 use sampler::{Sampler, Verdict};
@@ -48,6 +50,7 @@ fn cluster_scenarios() {
         return;
     }
 
+    host_files::watch_host_files();
     let start = Instant::now();
     progress(&format!("bringing the two-node cluster up (agent ocf:{provider}:VirtualDomain)"));
     let lab = Lab::up((provider == "virtguard").then_some(agent_binary.as_path()));
