@@ -638,8 +638,8 @@ impl<'a> Run<'a> {
         let running = self.lab.running_on(rsc);
         let located = self.lab.located(rsc);
         self.figure(&format!("{label}: at the end libvirt runs it on / Pacemaker locates it on"), format!("{running:?} / {located:?}"));
-        self.check(verdict.samples >= 10 && verdict.per_second >= 2.0, || format!("{label}: the sampler did not sample: {}", verdict.describe()));
         self.check(!verdict.violated(), || format!("{label}: the guest ran on both nodes: {}", verdict.describe()));
+        self.check(verdict.samples >= 10 && verdict.per_second >= 2.0, || format!("{label}: the sampler did not sample: {}", verdict.describe()));
         self.check(running.len() == 1 && located == running, || {
             format!("{label}: the guest must end running exactly once, where Pacemaker says: libvirt {running:?}, Pacemaker {located:?}")
         });
