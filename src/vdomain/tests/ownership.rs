@@ -114,6 +114,9 @@ fn monitor_keeps_another_resources_tag_and_still_says_running() {
     // A probe that said "not running" here would let Pacemaker start it elsewhere.
     assert_eq!(monitor::monitor(&vm(&c, Action::Monitor, &hv)), Ok(OcfStatus::Success));
     assert_eq!(hv.domain(NAME).unwrap().owner.as_deref(), Some(OTHER));
+    // A renamed resource: the old name's tag stays, but this node remembers
+    // the guest under the new name, so a missing config cannot hide it.
+    assert_eq!(remembered(&c).as_deref(), Some(NAME));
 }
 
 #[test]
