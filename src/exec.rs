@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::ocf::deadline::Deadline;
+use crate::deadline::Deadline;
 
 #[derive(Debug)]
 pub struct Output {

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod deadline;
 pub mod drbd;
 pub mod exec;
 pub mod hypervisor;

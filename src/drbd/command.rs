@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::model::{DrbdState, Resource};
 use super::{decide, GateOptions, Purpose, Sources};
-use crate::ocf::Deadline;
+use crate::deadline::Deadline;
 
 pub const EXIT_ALLOWED: u8 = 0;
 pub const EXIT_REFUSED: u8 = 1;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::ocf::Deadline;
+use crate::deadline::Deadline;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmulatorProcess {

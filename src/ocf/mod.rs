@@ -1,6 +1,5 @@
 //! The OCF protocol, independent of libvirt.
 
-pub mod deadline;
 pub mod dispatch;
 pub mod env;
 pub mod manpage;
@@ -8,7 +7,8 @@ pub mod metadata;
 pub mod params;
 pub mod status;
 
-pub use deadline::Deadline;
+/// Re-exported: operations are bounded by it, though it is no OCF concept.
+pub use crate::deadline::Deadline;
 pub use env::{Action, OcfEnv};
 pub use params::Params;
 pub use status::{OcfError, OcfResult, OcfStatus};
