@@ -24,7 +24,6 @@ pub mod migration;
 use std::path::PathBuf;
 
 use crate::hypervisor::domain_xml::DomainConfig;
-use crate::hypervisor::libvirt::LibvirtHypervisor;
 use crate::hypervisor::{HvError, Hypervisor};
 use crate::ocf::dispatch::{finish, invalid_environment, USAGE};
 use crate::ocf::params::{ParamType, TABLE};
@@ -112,11 +111,11 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
     if action == Action::ValidateAll {
         return Ok(OcfStatus::Success);
     }
-    with_vm(action, env, &params, config, |vm, hv| match action {
+    with_vm(action, env, &params, config, |vm| match action {
         Action::Start => start::start(vm),
         Action::Monitor | Action::Status => monitor::monitor(vm),
         Action::MigrateFrom => migrate_from::migrate_from(vm),
-        Action::MigrateTo => migrate_to(vm, hv),
+        Action::MigrateTo => migrate_to(vm),
         Action::Stop | Action::MetaData | Action::ValidateAll | Action::Usage => unreachable!("handled above"),
     })
 }
@@ -128,13 +127,13 @@ fn with_vm(
     env: &OcfEnv,
     params: &Params,
     config: LoadedConfig,
-    act: impl FnOnce(&Vm, Result<&LibvirtHypervisor, &HvError>) -> OcfResult,
+    act: impl FnOnce(&Vm) -> OcfResult,
 ) -> OcfResult {
     let deadline = env.deadline(action);
     let files = StateFiles::new(&env.state_dir, &env.instance);
     let emulator = config.domain.emulator.clone().or_else(|| files.read("emulator")).map(PathBuf::from);
     watchdog::arm(action, deadline, config.domain.name.clone(), emulator);
-    let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
+    let hv = crate::hypervisor::connect(params.hypervisor.as_deref());
     let vm = Vm {
         action,
         params,
@@ -145,7 +144,7 @@ fn with_vm(
         domain: config.domain,
         hv: hv.as_ref().map(|h| h as &dyn Hypervisor).map_err(Clone::clone),
     };
-    act(&vm, hv.as_ref())
+    act(&vm)
 }
 
 /// Stop never gives up on a broken environment: it stops the domain named by
@@ -175,7 +174,7 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
             }
         },
     };
-    with_vm(Action::Stop, env, &params, config, |vm, _| stop::stop(vm))
+    with_vm(Action::Stop, env, &params, config, stop::stop)
 }
 
 /// The parameters with only the free-text ones taken from the environment
@@ -192,11 +191,10 @@ fn text_params_only() -> Params {
     .expect("defaults and free text always parse")
 }
 
-fn migrate_to(vm: &Vm, hv: Result<&LibvirtHypervisor, &HvError>) -> OcfResult {
-    let hv = hv.map_err(|e| OcfError::generic(format!("cannot migrate {}: {e}", vm.name())))?;
+fn migrate_to(vm: &Vm) -> OcfResult {
     // Saved while the domain is still here: after the move it is the target's.
     config_file::save_if_asked(vm);
-    migration::migrate_to(vm, hv)
+    migration::migrate_to(vm)
 }
 
 

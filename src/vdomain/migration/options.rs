@@ -1,56 +1,10 @@
-//! `migrate_options`: virsh-style migration options turned into libvirt
-//! flags and typed migration parameters. Everything virtguard does not
+//! `migrate_options`: virsh-style migration options turned into our typed
+//! [`MigrateOptions`] (the hypervisor backend maps them to its own flags and
+//! parameters). Everything virtguard does not
 //! understand is refused here, so that validate-all finds it at configuration
 //! time instead of a migration failing at 3 a.m.
 
-use virt::sys;
-
-/// How the migration may use post-copy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PostcopyPolicy {
-    /// Pre-copy only; a migration that cannot finish in time is aborted.
-    #[default]
-    Never,
-    /// `--postcopy`: switch to post-copy when pre-copy would not finish
-    /// before the deadline but post-copy still can.
-    BeforeDeadline,
-    /// `--postcopy-after-precopy`: switch once the first full pass of
-    /// memory has been sent.
-    AfterFirstPass,
-}
-
-/// What migrate_options asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MigrateOptions {
-    pub p2p: bool,
-    pub tunnelled: bool,
-    pub persistent: bool,
-    pub undefine_source: bool,
-    pub auto_converge: bool,
-    pub compressed: bool,
-    pub unsafe_: bool,
-    pub abort_on_error: bool,
-    pub copy_storage_all: bool,
-    pub copy_storage_inc: bool,
-    pub change_protection: bool,
-    pub tls: bool,
-    pub parallel: bool,
-    pub postcopy: PostcopyPolicy,
-    /// The data URI, `%n` not yet replaced.
-    pub migrateuri: Option<String>,
-    pub listen_address: Option<String>,
-    pub parallel_connections: Option<u32>,
-    /// MiB/s.
-    pub bandwidth: Option<u64>,
-    /// MiB/s, for the post-copy phase.
-    pub postcopy_bandwidth: Option<u64>,
-    pub auto_converge_initial: Option<u32>,
-    pub auto_converge_increment: Option<u32>,
-    pub compression_methods: Vec<String>,
-    pub migrate_disks: Vec<String>,
-    pub disks_port: Option<u32>,
-    pub tls_destination: Option<String>,
-}
+pub use crate::hypervisor::migration::{MigrateOptions, MigrationPlan, PostcopyPolicy};
 
 /// An option's shape: a switch, or a `--name=value` / `--name value` pair.
 enum Arity {
@@ -252,67 +206,6 @@ impl MigrateOptions {
         Ok(())
     }
 
-    /// The `VIR_MIGRATE_*` flags. Always live: the guest keeps running.
-    pub fn flags(&self) -> u32 {
-        let bits = [
-            (true, sys::VIR_MIGRATE_LIVE),
-            (self.p2p, sys::VIR_MIGRATE_PEER2PEER),
-            (self.tunnelled, sys::VIR_MIGRATE_TUNNELLED),
-            (self.persistent, sys::VIR_MIGRATE_PERSIST_DEST),
-            (self.undefine_source, sys::VIR_MIGRATE_UNDEFINE_SOURCE),
-            (self.auto_converge, sys::VIR_MIGRATE_AUTO_CONVERGE),
-            (self.compressed, sys::VIR_MIGRATE_COMPRESSED),
-            (self.unsafe_, sys::VIR_MIGRATE_UNSAFE),
-            (self.abort_on_error, sys::VIR_MIGRATE_ABORT_ON_ERROR),
-            (self.copy_storage_all, sys::VIR_MIGRATE_NON_SHARED_DISK),
-            (self.copy_storage_inc, sys::VIR_MIGRATE_NON_SHARED_INC),
-            (self.change_protection, sys::VIR_MIGRATE_CHANGE_PROTECTION),
-            (self.tls, sys::VIR_MIGRATE_TLS),
-            (self.parallel, sys::VIR_MIGRATE_PARALLEL),
-            (self.postcopy != PostcopyPolicy::Never, sys::VIR_MIGRATE_POSTCOPY),
-        ];
-        bits.iter().filter(|(on, _)| *on).fold(0, |acc, (_, bit)| acc | *bit)
-    }
-}
-
-/// The typed migration parameters of one migration (`virDomainMigrate3`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MigrationPlan {
-    pub flags: u32,
-    /// Where the target hypervisor is (for `--p2p`, the source's libvirtd
-    /// connects to it; otherwise this process does).
-    pub remote_uri: String,
-    pub data_uri: Option<String>,
-    /// MiB/s, from the first byte.
-    pub bandwidth: Option<u64>,
-    /// Milliseconds, set before the job starts.
-    pub max_downtime: Option<u64>,
-    pub options: MigrateOptions,
-}
-
-impl MigrationPlan {
-    pub fn postcopy(&self) -> PostcopyPolicy {
-        self.options.postcopy
-    }
-
-    /// The parameters for libvirt, in the `virt` crate's form.
-    pub fn libvirt_parameters(&self) -> virt::domain::MigrateParameters {
-        let o = &self.options;
-        virt::domain::MigrateParameters {
-            uri: self.data_uri.clone(),
-            bandwidth: self.bandwidth,
-            bandwidth_postcopy: o.postcopy_bandwidth,
-            listen_address: o.listen_address.clone(),
-            parallel_connections: o.parallel_connections.map(|n| n as i32),
-            auto_converge_initial: o.auto_converge_initial.map(|n| n as i32),
-            auto_converge_increment: o.auto_converge_increment.map(|n| n as i32),
-            compression: o.compression_methods.first().cloned(),
-            migrate_disks: o.migrate_disks.clone(),
-            disks_port: o.disks_port.map(|n| n as i32),
-            tls_destination: o.tls_destination.clone(),
-            ..Default::default()
-        }
-    }
 }
 
 /// The bandwidth in MiB/s: `--bandwidth` or `migration_speed` (0 = unlimited);
@@ -341,35 +234,8 @@ mod tests {
 
     #[test]
     fn empty_is_a_plain_live_migration() {
-        let o = parse("");
-        assert_eq!(o, MigrateOptions::default());
-        assert_eq!(o.flags(), sys::VIR_MIGRATE_LIVE);
-        assert_eq!(parse("  --live  ").flags(), sys::VIR_MIGRATE_LIVE);
-    }
-
-    #[test]
-    fn every_switch_sets_its_flag() {
-        let cases = [
-            ("--p2p", sys::VIR_MIGRATE_PEER2PEER),
-            ("--p2p --tunnelled", sys::VIR_MIGRATE_PEER2PEER | sys::VIR_MIGRATE_TUNNELLED),
-            ("--persistent", sys::VIR_MIGRATE_PERSIST_DEST),
-            ("--undefinesource", sys::VIR_MIGRATE_UNDEFINE_SOURCE),
-            ("--auto-converge", sys::VIR_MIGRATE_AUTO_CONVERGE),
-            ("--compressed", sys::VIR_MIGRATE_COMPRESSED),
-            ("--unsafe", sys::VIR_MIGRATE_UNSAFE),
-            ("--abort-on-error", sys::VIR_MIGRATE_ABORT_ON_ERROR),
-            ("--copy-storage-all", sys::VIR_MIGRATE_NON_SHARED_DISK),
-            ("--copy-storage-inc", sys::VIR_MIGRATE_NON_SHARED_INC),
-            ("--change-protection", sys::VIR_MIGRATE_CHANGE_PROTECTION),
-            ("--tls", sys::VIR_MIGRATE_TLS),
-            ("--parallel", sys::VIR_MIGRATE_PARALLEL),
-            ("--postcopy", sys::VIR_MIGRATE_POSTCOPY),
-            ("--postcopy-after-precopy", sys::VIR_MIGRATE_POSTCOPY),
-            ("--verbose", 0),
-        ];
-        for (text, bits) in cases {
-            assert_eq!(parse(text).flags(), sys::VIR_MIGRATE_LIVE | bits, "{text}");
-        }
+        assert_eq!(parse(""), MigrateOptions::default());
+        assert_eq!(parse("  --live --verbose "), MigrateOptions::default());
     }
 
     #[test]
@@ -449,24 +315,5 @@ mod tests {
         assert_eq!(effective_bandwidth(7, &parse("--bandwidth=7")).unwrap(), Some(7));
         assert_eq!(effective_bandwidth(0, &parse("--bandwidth=0")).unwrap(), None);
         assert!(effective_bandwidth(5, &parse("--bandwidth=7")).unwrap_err().contains("migration_speed"));
-    }
-
-    #[test]
-    fn libvirt_parameters_carry_the_typed_values() {
-        let plan = MigrationPlan {
-            flags: 0,
-            remote_uri: "qemu+tcp://node2/system".into(),
-            data_uri: Some("tcp://127.0.0.1:49152".into()),
-            bandwidth: Some(1),
-            max_downtime: Some(300),
-            options: parse("--parallel --parallel-connections=3 --listen-address=127.0.0.1"),
-        };
-        let p = plan.libvirt_parameters();
-        assert_eq!(p.uri.as_deref(), Some("tcp://127.0.0.1:49152"));
-        assert_eq!(p.bandwidth, Some(1));
-        assert_eq!(p.parallel_connections, Some(3));
-        assert_eq!(p.listen_address.as_deref(), Some("127.0.0.1"));
-        assert_eq!(p.compression, None);
-        assert_eq!(p.dest_name, None);
     }
 }
