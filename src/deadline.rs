@@ -74,6 +74,19 @@ impl Deadline {
         Deadline { started, end: started + budget, clock }
     }
 
+    /// The same deadline on the system clock, for waiting on something real
+    /// (a process, the kernel) that a manual clock would not wait for.
+    pub fn in_real_time(&self) -> Deadline {
+        match self.clock {
+            Clock::System => *self,
+            Clock::Manual(_) => {
+                let now = Instant::now();
+                let started = now.checked_sub(self.elapsed()).unwrap_or(now);
+                Deadline { started, end: now + self.remaining(), clock: Clock::System }
+            }
+        }
+    }
+
     /// The clock this deadline reads; what it derives shares it.
     pub fn clock(&self) -> Clock {
         self.clock
@@ -169,6 +182,17 @@ mod tests {
         assert_eq!(d.elapsed(), Duration::from_secs(3600));
         assert_eq!(polls.get(), 62, "a probe each minute from 0 to 60, and a last one once expired");
         assert_eq!(d.before(Duration::from_secs(1)).clock().now(), clock.now());
+    }
+
+    #[test]
+    fn real_time_keeps_what_is_left() {
+        let clock = Clock::manual();
+        let d = Deadline::after_on(clock, Duration::from_secs(60));
+        clock.sleep(Duration::from_secs(20));
+        let real = d.in_real_time();
+        assert!(matches!(real.clock(), Clock::System));
+        assert!(real.remaining() <= Duration::from_secs(40) && real.remaining() > Duration::from_secs(39));
+        assert!(real.elapsed() >= Duration::from_secs(20));
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub fn run_unchecked<S: AsRef<std::ffi::OsStr>>(
 }
 
 fn wait_with_deadline(program: &str, mut child: Child, deadline: &Deadline) -> Result<Output, ExecError> {
+    // A real process runs in real time, whatever clock the caller keeps.
+    let deadline = &deadline.in_real_time();
     let stdout = child.stdout.take().map(spawn_reader);
     let stderr = child.stderr.take().map(spawn_reader);
     let mut step = Duration::from_millis(2);

@@ -1,13 +1,15 @@
 //! In-process tests of the action logic against the fake hypervisor: every
-//! rule that does not need a real guest is checked here in milliseconds.
+//! rule that does not need a real guest is checked here in milliseconds, on
+//! a manual clock, so that how long an action took is exact.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::hypervisor::fake::{running, Call, FakeHypervisor};
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
+use crate::deadline::{Clock, Deadline};
 use crate::ocf::{Action, OcfEnv, OcfStatus, Params};
 
 use super::{migrate_from, monitor, start, stop, Vm};
@@ -51,7 +53,7 @@ pub(super) fn vm_with<'a>(case: &'a Case, action: Action, hv: Result<&'a dyn Hyp
         action,
         params: &case.params,
         env: &case.env,
-        deadline: case.env.deadline(action),
+        deadline: Deadline::after_on(Clock::manual(), case.env.deadline(action).total()),
         config_path: case.config_path.clone(),
         config_xml: case.xml.clone(),
         domain: DomainConfig::parse(&case.xml).unwrap(),
@@ -125,9 +127,9 @@ fn start_fails_at_once_when_the_guest_pauses_on_an_io_error() {
 fn start_never_waits_past_its_deadline() {
     let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "2000")]);
     let hv = FakeHypervisor::new().booting_into(DomainState::new(StateKind::NoState, 0));
-    let began = Instant::now();
-    let err = start::start(&vm(&c, Action::Start, &hv)).unwrap_err();
-    assert!(began.elapsed() < Duration::from_secs(2), "{:?}", began.elapsed());
+    let v = vm(&c, Action::Start, &hv);
+    let err = start::start(&v).unwrap_err();
+    assert!(!v.deadline.expired(), "{:?}", v.deadline.elapsed());
     assert!(err.reason.contains("did not become healthy"), "{}", err.reason);
 }
 
@@ -180,11 +182,12 @@ fn stop_destroys_a_guest_that_ignores_shutdown_before_the_timeout() {
     let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "4000")]);
     let hv = FakeHypervisor::new().ignoring_shutdown();
     hv.create_transient(&c.xml).unwrap();
-    let began = Instant::now();
-    assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv)), Ok(OcfStatus::Success));
-    let took = began.elapsed();
-    assert!(took < Duration::from_secs(4), "{took:?}");
-    assert!(took >= Duration::from_millis(900), "graceful budget was skipped: {took:?}");
+    let v = vm(&c, Action::Stop, &hv);
+    assert_eq!(stop::stop(&v), Ok(OcfStatus::Success));
+    let took = v.deadline.elapsed();
+    assert!(!v.deadline.expired(), "{took:?}");
+    // 4 s less the 3 s kept for destroy: a graceful budget of 1 s, used up.
+    assert!(took >= Duration::from_secs(1), "graceful budget was skipped: {took:?}");
     assert!(hv.calls().contains(&Call::Destroy(NAME.into())));
     assert!(hv.domain(NAME).is_none());
 }
@@ -277,9 +280,9 @@ fn migrate_from_waits_for_the_domain_to_arrive_within_its_deadline() {
 
     let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "1500")]);
     let hv = FakeHypervisor::new();
-    let began = Instant::now();
-    let err = migrate_from::migrate_from(&vm(&c, Action::MigrateFrom, &hv)).unwrap_err();
-    assert!(began.elapsed() < Duration::from_millis(1500));
+    let v = vm(&c, Action::MigrateFrom, &hv);
+    let err = migrate_from::migrate_from(&v).unwrap_err();
+    assert!(!v.deadline.expired(), "{:?}", v.deadline.elapsed());
     assert!(err.reason.contains("did not become healthy"), "{}", err.reason);
 }
 
@@ -288,9 +291,9 @@ fn stop_destroys_a_paused_guest_that_libvirt_will_not_shut_down() {
     let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "20000")]);
     let hv = FakeHypervisor::new()
         .with_domain(NAME, paused(5), false);
-    let began = Instant::now();
-    assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv)), Ok(OcfStatus::Success));
-    assert!(began.elapsed() < Duration::from_secs(2), "no graceful budget for a paused guest: {:?}", began.elapsed());
+    let v = vm(&c, Action::Stop, &hv);
+    assert_eq!(stop::stop(&v), Ok(OcfStatus::Success));
+    assert!(v.deadline.elapsed() < Duration::from_secs(1), "no graceful budget for a paused guest: {:?}", v.deadline.elapsed());
     assert!(hv.calls().contains(&Call::Destroy(NAME.into())));
     assert!(hv.domain(NAME).is_none());
 }
