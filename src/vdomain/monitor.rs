@@ -52,7 +52,7 @@ fn drbd_health(vm: &Vm) -> OcfResult {
     let findings = match crate::drbd::monitor_findings(&devices, explicit, &vm.deadline.before(Duration::from_millis(300))) {
         Ok(findings) => findings,
         Err(e) => {
-            tracing::warn!("{}", e.reason);
+            tracing::warn!("{e}");
             return Ok(OcfStatus::Success);
         }
     };
@@ -66,8 +66,9 @@ fn drbd_health(vm: &Vm) -> OcfResult {
     }
 }
 
-/// Bookkeeping of a healthy domain: utilization, the config file (when
-/// asked), DRBD health. None of it fails the monitor.
+/// Bookkeeping of a healthy domain: utilization and the config file (when
+/// asked). None of it fails the monitor (DRBD health, which may, is
+/// `drbd_health`).
 fn after_healthy(vm: &Vm) {
     utilization::publish(vm, &vm.deadline.before(Duration::from_millis(500)));
     config_file::save_if_asked(vm);

@@ -442,6 +442,45 @@ mod tests {
         assert_eq!(error.status, OcfStatus::ErrGeneric);
     }
 
+    /// The parameters that behave differently from the classic agent: what
+    /// their help text (meta-data, man page, `pcs resource describe`) says
+    /// is what the code does.
+    #[test]
+    fn help_texts_that_differ_from_the_classic_agent_match_the_code() {
+        let help = |name: &str| crate::ocf::params::ParamSpec::find(name).expect(name).longdesc;
+        let says = |name: &str, words: &str| assert!(help(name).contains(words), "{name}: {}", help(name));
+
+        says("migration_network_suffix", "and for the connection to the target's hypervisor");
+        let p = params(&[("migration_network_suffix", "-mig"), ("migration_transport", "ssh")]);
+        assert_eq!(plan(&p, "qemu:///system", "node2.example", || 49152).unwrap().remote_uri, "qemu+ssh://node2-mig.example/system");
+        assert_eq!(
+            plan(&p, "qemu:///system", "node2.example", || 49152).unwrap().data_uri.as_deref(),
+            Some("tcp:node2-mig.example:49152")
+        );
+
+        says("migration_transport", "qemu+tls with ssh gives qemu+ssh");
+        let p = params(&[("migration_transport", "ssh")]);
+        assert_eq!(plan(&p, "qemu+tls:///system", "node2", || 1).unwrap().remote_uri, "qemu+ssh://node2/system");
+
+        says("migration_user", "configuration error reported by validate-all");
+        assert!(validate(&params(&[("migration_user", "root@x")])).unwrap_err().contains("migration_user"));
+        says("migration_user", "a user in the local URI is kept");
+        assert_eq!(plan(&params(&[]), "qemu+ssh://admin@node1/system", "node2", || 1).unwrap().remote_uri, "qemu+ssh://admin@node2/system");
+
+        says("migrateuri", "without migration_network_suffix");
+        let p = params(&[("migrateuri", "tcp://%n:49300"), ("migration_network_suffix", "-mig")]);
+        assert_eq!(plan(&p, "qemu:///system", "node2", || 1).unwrap().data_uri.as_deref(), Some("tcp://node2:49300"));
+
+        says("migration_speed", "applied from the first byte");
+        assert_eq!(plan(&params(&[("migration_speed", "7")]), "qemu:///system", "node2", || 1).unwrap().bandwidth, Some(7));
+        says("migration_downtime", "applied before the first byte is sent");
+        assert_eq!(plan(&params(&[("migration_downtime", "300")]), "qemu:///system", "node2", || 1).unwrap().max_downtime, Some(300));
+
+        says("migrate_options", "configuration error reported by validate-all");
+        let error = plan(&params(&[("migrate_options", "--warp")]), "qemu:///system", "node2", || 1).unwrap_err();
+        assert_eq!(error.status, OcfStatus::ErrConfigured);
+    }
+
     #[test]
     fn source_node_prefers_pacemakers_names() {
         let env = |pairs: &[(&str, &str)]| {
