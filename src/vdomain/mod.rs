@@ -208,4 +208,12 @@ pub fn drbd_gate(vm: &Vm, purpose: &crate::drbd::Purpose) -> OcfResult<()> {
         vm.params.drbd_allow_diskless,
         &vm.deadline,
     )
+    .map_err(drbd_refusal)
+}
+
+/// A DRBD gate error as the action reports it: missing DRBD tools are
+/// OCF_ERR_INSTALLED (the node cannot run the guest), the rest a failure.
+fn drbd_refusal(e: crate::drbd::DrbdError) -> OcfError {
+    let status = if e.tools_missing() { OcfStatus::ErrInstalled } else { OcfStatus::ErrGeneric };
+    OcfError::new(status, e.to_string())
 }

@@ -297,3 +297,15 @@ fn stop_destroys_a_paused_guest_that_libvirt_will_not_shut_down() {
     assert!(hv.calls().contains(&Call::Destroy(NAME.into())));
     assert!(hv.domain(NAME).is_none());
 }
+
+#[test]
+fn missing_drbd_tools_are_not_installed_and_a_refusal_is_a_failure() {
+    use crate::drbd::{DrbdError, ReadError};
+    let missing = super::drbd_refusal(DrbdError::Read(ReadError::NotInstalled("no drbdsetup".into())));
+    assert_eq!(missing.status, OcfStatus::ErrInstalled);
+    assert_eq!(missing.reason, "cannot read DRBD state: no drbdsetup");
+    let refused = super::drbd_refusal(DrbdError::Refused(vec!["r0: a".into(), "r1: b".into()]));
+    assert_eq!((refused.status, refused.reason.as_str()), (OcfStatus::ErrGeneric, "r0: a; r1: b"));
+    let unreadable = super::drbd_refusal(DrbdError::Read(ReadError::Unreadable("garbage".into())));
+    assert_eq!(unreadable.status, OcfStatus::ErrGeneric);
+}
