@@ -66,6 +66,7 @@ enum CheckPurpose {
 
 fn run_drbd(command: DrbdCommand) -> u8 {
     use crate::drbd::{command, Purpose, Sources};
+    crate::log::init_helper("drbd");
     let sources = Sources::from_env();
     match command {
         DrbdCommand::Status { resources, json } => command::status(&sources, &resources, json),
