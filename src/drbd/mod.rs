@@ -8,15 +8,15 @@
 //! - [`monitor`]: findings for a running guest
 //! - [`command`]: `virtguard drbd status|check`
 
-pub mod command;
-pub mod disks;
+pub(crate) mod command;
+pub(crate) mod disks;
 pub mod events2;
-pub mod gate;
+pub(crate) mod gate;
 pub mod model;
-pub mod monitor;
+pub(crate) mod monitor;
 pub mod proc84;
 pub mod show;
-pub mod source;
+pub(crate) mod source;
 
 use tracing::{debug, info, warn};
 

@@ -1,6 +1,5 @@
-//! An in-memory hypervisor for in-process tests of the decision logic. It is
-//! compiled into the library (not behind cfg(test)) so integration tests can
-//! use it too. It records every call as a typed [`Call`], keeps time on the
+//! An in-memory hypervisor for in-process tests of the decision logic (built
+//! for the unit tests only: it is no part of the library). It records every call as a typed [`Call`], keeps time on the
 //! clock it is given (a manual one makes a two-minute migration take
 //! milliseconds) and migrates guests to other fakes it is told about.
 

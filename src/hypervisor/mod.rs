@@ -3,13 +3,14 @@
 //! substitute the in-memory `FakeHypervisor`.
 
 pub mod domain_xml;
-pub mod fake;
+#[cfg(test)]
+pub(crate) mod fake;
 mod libvirt;
 mod libvirt_error;
 mod libvirt_migrate;
 mod libvirt_raw;
 pub mod migration;
-pub mod process;
+pub(crate) mod process;
 pub mod state;
 
 use std::fmt;

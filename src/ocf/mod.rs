@@ -1,11 +1,11 @@
 //! The OCF protocol, independent of libvirt.
 
-pub mod dispatch;
-pub mod env;
-pub mod manpage;
-pub mod metadata;
-pub mod params;
-pub mod status;
+pub(crate) mod dispatch;
+pub(crate) mod env;
+pub(crate) mod manpage;
+pub(crate) mod metadata;
+pub(crate) mod params;
+pub(crate) mod status;
 
 /// Re-exported: operations are bounded by it, though it is no OCF concept.
 pub use crate::deadline::Deadline;

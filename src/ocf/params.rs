@@ -256,8 +256,9 @@ parameters! {
         long: "Accept a local Diskless DRBD volume when a connected peer has UpToDate data (DRBD 9 diskless clients). Off by default: the guest then only runs where the data is local.";
 }
 
+#[cfg(test)]
 impl ParamSpec {
-    pub fn find(name: &str) -> Option<&'static ParamSpec> {
+    pub(crate) fn find(name: &str) -> Option<&'static ParamSpec> {
         TABLE.iter().find(|p| p.name == name)
     }
 }

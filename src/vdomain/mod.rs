@@ -2,19 +2,19 @@
 //! usage and meta-data before any check, then parameters, validation with
 //! the probe/monitor/stop rules, then the action.
 
-pub mod config_file;
-pub mod cow;
-pub mod migrate_from;
-pub mod monitor;
-pub mod observe;
-pub mod scripts;
-pub mod start;
-pub mod state_files;
-pub mod stop;
-pub mod systemd;
-pub mod utilization;
-pub mod validate;
-pub mod watchdog;
+pub(crate) mod config_file;
+pub(crate) mod cow;
+pub(crate) mod migrate_from;
+pub(crate) mod monitor;
+pub(crate) mod observe;
+pub(crate) mod scripts;
+pub(crate) mod start;
+pub(crate) mod state_files;
+pub(crate) mod stop;
+pub(crate) mod systemd;
+pub(crate) mod utilization;
+pub(crate) mod validate;
+pub(crate) mod watchdog;
 
 #[cfg(test)]
 mod tests;

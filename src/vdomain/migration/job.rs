@@ -45,7 +45,7 @@ pub struct DriverLimits {
 
 /// What the driver saw at one poll.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Observation {
+pub struct JobView {
     pub time_to_cutoff: Duration,
     pub iteration: Option<u64>,
     pub remaining_bytes: Option<u64>,
@@ -74,7 +74,7 @@ pub const CALL_BUDGET: Duration = Duration::from_secs(5);
 
 /// The driver's choice at one poll. Once post-copy runs there is nothing to
 /// decide: aborting it would lose the guest.
-pub fn decide(policy: PostcopyPolicy, postcopy_running: bool, obs: &Observation) -> Decision {
+pub fn decide(policy: PostcopyPolicy, postcopy_running: bool, obs: &JobView) -> Decision {
     if postcopy_running {
         return Decision::Wait;
     }
@@ -183,7 +183,7 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
                 None => info!("{label}: waiting for the migration job to begin"),
             }
         }
-        let obs = Observation {
+        let obs = JobView {
             time_to_cutoff: limits.cutoff.remaining(),
             iteration: last.and_then(|s| s.iteration),
             remaining_bytes: last.map(|s| s.data_remaining.max(s.mem_remaining)),
@@ -242,8 +242,8 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn obs(secs_left: f64, remaining_mib: u64, rate_mib: f64, iteration: u64) -> Observation {
-        Observation {
+    fn obs(secs_left: f64, remaining_mib: u64, rate_mib: f64, iteration: u64) -> JobView {
+        JobView {
             time_to_cutoff: Duration::from_secs_f64(secs_left),
             iteration: Some(iteration),
             remaining_bytes: Some(remaining_mib * MIB),
@@ -255,7 +255,7 @@ mod tests {
     fn precopy_only_waits_until_the_cutoff_then_aborts() {
         assert_eq!(decide(PostcopyPolicy::Never, false, &obs(30.0, 1000, 1.0, 5)), Decision::Wait);
         assert_eq!(decide(PostcopyPolicy::Never, false, &obs(0.0, 10, 100.0, 5)), Decision::Abort);
-        assert_eq!(decide(PostcopyPolicy::Never, false, &Observation::default()), Decision::Abort);
+        assert_eq!(decide(PostcopyPolicy::Never, false, &JobView::default()), Decision::Abort);
     }
 
     #[test]
@@ -273,9 +273,9 @@ mod tests {
     #[test]
     fn postcopy_never_starts_blind_or_hopeless() {
         let p = PostcopyPolicy::BeforeDeadline;
-        let unknown_rate = Observation { rate: None, ..obs(5.0, 100, 1.0, 1) };
+        let unknown_rate = JobView { rate: None, ..obs(5.0, 100, 1.0, 1) };
         assert_eq!(decide(p, false, &unknown_rate), Decision::Wait);
-        assert_eq!(decide(p, false, &Observation { time_to_cutoff: Duration::ZERO, ..unknown_rate }), Decision::Abort);
+        assert_eq!(decide(p, false, &JobView { time_to_cutoff: Duration::ZERO, ..unknown_rate }), Decision::Abort);
         // 1 GiB at 1 MiB/s can never fit into 60 s: pre-copy keeps its chance, then abort.
         assert_eq!(decide(p, false, &obs(60.0, 1024, 1.0, 4)), Decision::Wait);
         assert_eq!(decide(p, false, &obs(0.0, 1024, 1.0, 4)), Decision::Abort);

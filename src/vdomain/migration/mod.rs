@@ -2,13 +2,13 @@
 //! while it runs, bounded by the operation timeout, and that never returns
 //! without saying where the guest runs.
 
-pub mod job;
-pub mod location;
-pub mod options;
-pub mod preflight;
-pub mod progress;
-pub mod running_job;
-pub mod uri;
+pub(crate) mod job;
+pub(crate) mod location;
+pub(crate) mod options;
+pub(crate) mod preflight;
+pub(crate) mod progress;
+pub(crate) mod running_job;
+pub(crate) mod uri;
 
 #[cfg(test)]
 mod migrate_to_tests;
