@@ -6,43 +6,93 @@
 
 pub use crate::hypervisor::migration::{MigrateOptions, MigrationPlan, PostcopyPolicy};
 
-/// An option's shape: a switch, or a `--name=value` / `--name value` pair.
-enum Arity {
-    Switch,
-    Value,
+/// What an option does: a switch sets something; a `--name=value` /
+/// `--name value` option parses its value (the name is for error texts).
+enum Effect {
+    Switch(fn(&mut MigrateOptions)),
+    Value(fn(&mut MigrateOptions, &str, &str) -> Result<(), String>),
 }
 
-/// Every option virtguard understands, with its shape.
-const KNOWN: &[(&str, Arity)] = &[
-    ("live", Arity::Switch),
-    ("p2p", Arity::Switch),
-    ("tunnelled", Arity::Switch),
-    ("persistent", Arity::Switch),
-    ("undefinesource", Arity::Switch),
-    ("auto-converge", Arity::Switch),
-    ("compressed", Arity::Switch),
-    ("unsafe", Arity::Switch),
-    ("abort-on-error", Arity::Switch),
-    ("copy-storage-all", Arity::Switch),
-    ("copy-storage-inc", Arity::Switch),
-    ("change-protection", Arity::Switch),
-    ("tls", Arity::Switch),
-    ("parallel", Arity::Switch),
-    ("postcopy", Arity::Switch),
-    ("postcopy-after-precopy", Arity::Switch),
-    ("verbose", Arity::Switch),
-    ("migrateuri", Arity::Value),
-    ("listen-address", Arity::Value),
-    ("parallel-connections", Arity::Value),
-    ("bandwidth", Arity::Value),
-    ("postcopy-bandwidth", Arity::Value),
-    ("auto-converge-initial", Arity::Value),
-    ("auto-converge-increment", Arity::Value),
-    ("comp-methods", Arity::Value),
-    ("migrate-disks", Arity::Value),
-    ("disks-port", Arity::Value),
-    ("tls-destination", Arity::Value),
+/// Every option virtguard understands, and what it does: the one list.
+const KNOWN: &[(&str, Effect)] = &[
+    ("live", Effect::Switch(|_| {})),
+    ("verbose", Effect::Switch(|_| {})),
+    ("p2p", Effect::Switch(|o| o.p2p = true)),
+    ("tunnelled", Effect::Switch(|o| o.tunnelled = true)),
+    ("persistent", Effect::Switch(|o| o.persistent = true)),
+    ("undefinesource", Effect::Switch(|o| o.undefine_source = true)),
+    ("auto-converge", Effect::Switch(|o| o.auto_converge = true)),
+    ("compressed", Effect::Switch(|o| o.compressed = true)),
+    ("unsafe", Effect::Switch(|o| o.unsafe_ = true)),
+    ("abort-on-error", Effect::Switch(|o| o.abort_on_error = true)),
+    ("copy-storage-all", Effect::Switch(|o| o.copy_storage_all = true)),
+    ("copy-storage-inc", Effect::Switch(|o| o.copy_storage_inc = true)),
+    ("change-protection", Effect::Switch(|o| o.change_protection = true)),
+    ("tls", Effect::Switch(|o| o.tls = true)),
+    ("parallel", Effect::Switch(|o| o.parallel = true)),
+    (
+        "postcopy",
+        Effect::Switch(|o| {
+            if o.postcopy == PostcopyPolicy::Never {
+                o.postcopy = PostcopyPolicy::BeforeDeadline;
+            }
+        }),
+    ),
+    ("postcopy-after-precopy", Effect::Switch(|o| o.postcopy = PostcopyPolicy::AfterFirstPass)),
+    ("migrateuri", Effect::Value(|o, n, v| { o.migrateuri = Some(text(n, v)?); Ok(()) })),
+    ("listen-address", Effect::Value(|o, n, v| { o.listen_address = Some(text(n, v)?); Ok(()) })),
+    ("tls-destination", Effect::Value(|o, n, v| { o.tls_destination = Some(text(n, v)?); Ok(()) })),
+    (
+        "parallel-connections",
+        Effect::Value(|o, n, v| {
+            let count = number(n, v, 256)?;
+            if count == 0 {
+                return Err("migrate_options: --parallel-connections must be at least 1".into());
+            }
+            { o.parallel_connections = Some(count as u32); Ok(()) }
+        }),
+    ),
+    ("bandwidth", Effect::Value(|o, n, v| { o.bandwidth = Some(number(n, v, u64::from(u32::MAX))?); Ok(()) })),
+    ("postcopy-bandwidth", Effect::Value(|o, n, v| { o.postcopy_bandwidth = Some(number(n, v, u64::from(u32::MAX))?); Ok(()) })),
+    ("auto-converge-initial", Effect::Value(|o, n, v| { o.auto_converge_initial = Some(number(n, v, 100)? as u32); Ok(()) })),
+    ("auto-converge-increment", Effect::Value(|o, n, v| { o.auto_converge_increment = Some(number(n, v, 100)? as u32); Ok(()) })),
+    ("disks-port", Effect::Value(|o, n, v| { o.disks_port = Some(number(n, v, 65535)? as u32); Ok(()) })),
+    (
+        "comp-methods",
+        Effect::Value(|o, n, v| {
+            let methods = list(n, v)?;
+            // The `virt` crate passes one compression parameter; libvirt would take several.
+            if methods.len() > 1 {
+                return Err("migrate_options: --comp-methods: give one compression method".into());
+            }
+            if let Some(bad) = methods.iter().find(|m| !["xbzrle", "mt", "zlib", "zstd"].contains(&m.as_str())) {
+                return Err(format!("migrate_options: --comp-methods: unknown compression method '{bad}'"));
+            }
+            { o.compression_methods = methods; Ok(()) }
+        }),
+    ),
+    ("migrate-disks", Effect::Value(|o, n, v| { o.migrate_disks = list(n, v)?; Ok(()) })),
 ];
+
+fn text(name: &str, value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        Err(format!("migrate_options: --{name} needs a value"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+fn number(name: &str, value: &str, max: u64) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("migrate_options: --{name}={value} is not a whole number between 0 and {max}"))
+}
+
+fn list(name: &str, value: &str) -> Result<Vec<String>, String> {
+    Ok(text(name, value)?.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+}
 
 /// virsh options that make sense for a person at a terminal but not for an
 /// agent, each with the reason given to the operator.
@@ -77,96 +127,24 @@ impl MigrateOptions {
             if let Some((_, why)) = REFUSED.iter().find(|(refused, _)| *refused == name) {
                 return Err(format!("migrate_options: --{name} is not supported: {why}"));
             }
-            let Some((_, arity)) = KNOWN.iter().find(|(known, _)| *known == name) else {
+            let Some((_, effect)) = KNOWN.iter().find(|(known, _)| *known == name) else {
                 return Err(format!("migrate_options: unknown option --{name}"));
             };
-            let value = match (arity, inline_value) {
-                (Arity::Switch, None) => None,
-                (Arity::Switch, Some(_)) => return Err(format!("migrate_options: --{name} takes no value")),
-                (Arity::Value, Some(value)) => Some(value),
-                (Arity::Value, None) => Some(
-                    words
+            match (effect, inline_value) {
+                (Effect::Switch(set), None) => set(&mut options),
+                (Effect::Switch(_), Some(_)) => return Err(format!("migrate_options: --{name} takes no value")),
+                (Effect::Value(set), Some(value)) => set(&mut options, name, value)?,
+                (Effect::Value(set), None) => {
+                    let value = words
                         .next()
                         .filter(|next| !next.starts_with("--"))
-                        .ok_or_else(|| format!("migrate_options: --{name} needs a value"))?,
-                ),
-            };
-            options.apply(name, value)?;
+                        .ok_or_else(|| format!("migrate_options: --{name} needs a value"))?;
+                    set(&mut options, name, value)?
+                }
+            }
         }
         options.check_combinations()?;
         Ok(options)
-    }
-
-    fn apply(&mut self, name: &str, value: Option<&str>) -> Result<(), String> {
-        let text = || -> Result<String, String> {
-            let v = value.unwrap_or_default();
-            if v.is_empty() {
-                Err(format!("migrate_options: --{name} needs a value"))
-            } else {
-                Ok(v.to_owned())
-            }
-        };
-        let number = |max: u64| -> Result<u64, String> {
-            let v = value.unwrap_or_default();
-            v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                format!("migrate_options: --{name}={v} is not a whole number between 0 and {max}")
-            })
-        };
-        let list = || -> Result<Vec<String>, String> {
-            let items: Vec<String> = text()?.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            Ok(items)
-        };
-        match name {
-            "live" | "verbose" => {}
-            "p2p" => self.p2p = true,
-            "tunnelled" => self.tunnelled = true,
-            "persistent" => self.persistent = true,
-            "undefinesource" => self.undefine_source = true,
-            "auto-converge" => self.auto_converge = true,
-            "compressed" => self.compressed = true,
-            "unsafe" => self.unsafe_ = true,
-            "abort-on-error" => self.abort_on_error = true,
-            "copy-storage-all" => self.copy_storage_all = true,
-            "copy-storage-inc" => self.copy_storage_inc = true,
-            "change-protection" => self.change_protection = true,
-            "tls" => self.tls = true,
-            "parallel" => self.parallel = true,
-            "postcopy" => {
-                if self.postcopy == PostcopyPolicy::Never {
-                    self.postcopy = PostcopyPolicy::BeforeDeadline;
-                }
-            }
-            "postcopy-after-precopy" => self.postcopy = PostcopyPolicy::AfterFirstPass,
-            "migrateuri" => self.migrateuri = Some(text()?),
-            "listen-address" => self.listen_address = Some(text()?),
-            "tls-destination" => self.tls_destination = Some(text()?),
-            "parallel-connections" => {
-                let n = number(256)?;
-                if n == 0 {
-                    return Err("migrate_options: --parallel-connections must be at least 1".into());
-                }
-                self.parallel_connections = Some(n as u32);
-            }
-            "bandwidth" => self.bandwidth = Some(number(u64::from(u32::MAX))?),
-            "postcopy-bandwidth" => self.postcopy_bandwidth = Some(number(u64::from(u32::MAX))?),
-            "auto-converge-initial" => self.auto_converge_initial = Some(number(100)? as u32),
-            "auto-converge-increment" => self.auto_converge_increment = Some(number(100)? as u32),
-            "disks-port" => self.disks_port = Some(number(65535)? as u32),
-            "comp-methods" => {
-                let methods = list()?;
-                // The `virt` crate passes one compression parameter; libvirt would take several.
-                if methods.len() > 1 {
-                    return Err("migrate_options: --comp-methods: give one compression method".into());
-                }
-                if let Some(bad) = methods.iter().find(|m| !["xbzrle", "mt", "zlib", "zstd"].contains(&m.as_str())) {
-                    return Err(format!("migrate_options: --comp-methods: unknown compression method '{bad}'"));
-                }
-                self.compression_methods = methods;
-            }
-            "migrate-disks" => self.migrate_disks = list()?,
-            _ => unreachable!("every KNOWN option is applied"),
-        }
-        Ok(())
     }
 
     /// Combinations libvirt would only refuse once the migration starts.
