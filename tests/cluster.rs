@@ -11,9 +11,9 @@
 //! VG_CLUSTER_SCENARIOS=3,8 runs only the scenarios with those numbers (the
 //! cluster is still brought up and torn down once).
 
-#[path = "cluster/lab.rs"]
-mod lab;
+mod support;
 
+use support::cluster as lab;
 use lab::{other, progress, Lab, Op, NODES};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ fn cluster_scenarios() {
     // VG_CLUSTER_AGENT_BINARY: another build of virtguard (e.g. the installed one).
     let agent_binary = std::env::var_os("VG_CLUSTER_AGENT_BINARY").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_virtguard")), PathBuf::from);
     if let Err(missing) = prerequisites(&provider, &agent_binary) {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if support::in_ci() {
             panic!("cluster test prerequisites missing in CI: {missing}");
         }
         // Straight to stderr: libtest would swallow eprintln! of a passing test.

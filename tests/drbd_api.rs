@@ -2,7 +2,6 @@
 //! through their `_with` forms, which take the sources explicitly instead of
 //! from the environment, so tests can run in parallel).
 
-#[path = "drbd_support.rs"]
 mod support;
 
 use std::path::PathBuf;
