@@ -45,6 +45,7 @@ fn cluster_scenarios() {
         return;
     }
 
+    support::host_files::watch_host_files();
     let start = Instant::now();
     progress(&format!("bringing the two-node cluster up (agent ocf:{provider}:VirtualDomain)"));
     let lab = Lab::up((provider == "virtguard").then_some(agent_binary.as_path()));
