@@ -2,9 +2,10 @@
 //! drop-in replacement for `ocf:heartbeat:VirtualDomain`, plus a DRBD gate.
 
 pub mod cli;
-pub mod cluster;
+pub(crate) mod cluster;
+pub mod deadline;
 pub mod drbd;
-pub mod exec;
+pub(crate) mod exec;
 pub mod hypervisor;
 pub mod log;
 pub mod ocf;

@@ -11,15 +11,11 @@
 //! VG_CLUSTER_SCENARIOS=3,8 runs only the scenarios with those numbers (the
 //! cluster is still brought up and torn down once).
 
-#[path = "cluster/lab.rs"]
-mod lab;
-#[path = "cluster/sampler.rs"]
-mod sampler;
-#[path = "support/host_files.rs"]
-mod host_files;
+mod support;
 
+use support::cluster as lab;
 use lab::{other, progress, Lab, Op, NODES};
-use sampler::{Sampler, Verdict};
+use support::sampler::{Sampler, Verdict};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,7 +35,7 @@ fn cluster_scenarios() {
     // VG_CLUSTER_AGENT_BINARY: another build of virtguard (e.g. the installed one).
     let agent_binary = std::env::var_os("VG_CLUSTER_AGENT_BINARY").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_virtguard")), PathBuf::from);
     if let Err(missing) = prerequisites(&provider, &agent_binary) {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if support::in_ci() {
             panic!("cluster test prerequisites missing in CI: {missing}");
         }
         // Straight to stderr: libtest would swallow eprintln! of a passing test.
@@ -50,7 +46,7 @@ fn cluster_scenarios() {
         return;
     }
 
-    host_files::watch_host_files();
+    support::host_files::watch_host_files();
     let start = Instant::now();
     progress(&format!("bringing the two-node cluster up (agent ocf:{provider}:VirtualDomain)"));
     let lab = Lab::up((provider == "virtguard").then_some(agent_binary.as_path()));

@@ -4,48 +4,24 @@ use std::path::Path;
 
 use virt::connect::Connect;
 use virt::domain::Domain;
-use virt::error::{Error as VirtError, ErrorNumber};
 use virt::storage_pool::StoragePool;
+use virt::error::ErrorNumber;
 use virt::sys;
 
+use super::libvirt_error::hv_error;
 use super::{libvirt_raw, owner_tag};
 use super::state::{DomainState, StateKind};
 use super::{HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
 
-pub struct LibvirtHypervisor {
+pub(crate) struct LibvirtHypervisor {
     conn: Connect,
     uri: String,
-}
-
-/// Maps a libvirt error to ours, keeping libvirt's message for the operator.
-pub fn hv_error(error: VirtError) -> HvError {
-    use virt::enumutil::Enum;
-    let kind = match error.code() {
-        Enum::Known(ErrorNumber::NoDomain) => HvErrorKind::NoDomain,
-        Enum::Known(ErrorNumber::NoConnect | ErrorNumber::InvalidConn | ErrorNumber::AuthFailed) => {
-            HvErrorKind::Unreachable
-        }
-        Enum::Known(ErrorNumber::SystemError | ErrorNumber::Rpc) if is_connection_message(error.message()) => {
-            HvErrorKind::Unreachable
-        }
-        Enum::Known(ErrorNumber::OperationInvalid) if error.message().contains("not running") => {
-            HvErrorKind::NotRunning
-        }
-        _ => HvErrorKind::Other,
-    };
-    HvError::new(kind, error.message().to_owned())
-}
-
-fn is_connection_message(message: &str) -> bool {
-    ["Failed to connect socket", "Cannot recv data", "Cannot write data", "connection", "End of file"]
-        .iter()
-        .any(|m| message.contains(m))
 }
 
 impl LibvirtHypervisor {
     /// Connects to `uri` (libvirt's default when `None`). libvirt's own error
     /// printer is silenced first: its messages reach the log through our errors.
-    pub fn connect(uri: Option<&str>) -> HvResult<LibvirtHypervisor> {
+    pub(crate) fn connect(uri: Option<&str>) -> HvResult<LibvirtHypervisor> {
         virt::error::clear_error_callback();
         let conn = Connect::open(uri).map_err(|e| {
             let mut error = hv_error(e);
@@ -56,11 +32,11 @@ impl LibvirtHypervisor {
         Ok(LibvirtHypervisor { conn, uri })
     }
 
-    pub fn conn(&self) -> &Connect {
+    pub(crate) fn conn(&self) -> &Connect {
         &self.conn
     }
 
-    pub fn domain(&self, name: &str) -> HvResult<Domain> {
+    pub(crate) fn domain(&self, name: &str) -> HvResult<Domain> {
         self.conn.lookup_domain_by_name(name).map_err(hv_error)
     }
 
@@ -69,7 +45,7 @@ impl LibvirtHypervisor {
     }
 }
 
-pub fn domain_state(domain: &Domain) -> HvResult<DomainState> {
+fn domain_state(domain: &Domain) -> HvResult<DomainState> {
     let (state, reason) = libvirt_raw::state(domain)?;
     let kind = StateKind::from_libvirt(state).ok_or_else(|| HvError::other(format!("unknown domain state {state}")))?;
     Ok(DomainState::new(kind, reason))

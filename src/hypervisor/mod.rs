@@ -3,17 +3,21 @@
 //! substitute the in-memory `FakeHypervisor`.
 
 pub mod domain_xml;
-pub mod fake;
-pub mod libvirt;
-pub mod libvirt_migrate;
-pub mod libvirt_raw;
+#[cfg(test)]
+pub(crate) mod fake;
+mod libvirt;
+mod libvirt_error;
+mod libvirt_migrate;
+mod libvirt_raw;
+pub mod migration;
 pub mod owner_tag;
-pub mod process;
+pub(crate) mod process;
 pub mod state;
 
 use std::fmt;
 use std::path::Path;
 
+pub use migration::{LiveMigration, SharedHypervisor};
 pub use state::{DomainState, Health, StateKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,12 @@ impl std::error::Error for HvError {}
 
 pub type HvResult<T> = Result<T, HvError>;
 
+/// Connects to the real hypervisor, libvirt, at `uri` (libvirt's default
+/// when `None`): one connection per agent call.
+pub fn connect(uri: Option<&str>) -> HvResult<impl Hypervisor + Send + Sync> {
+    libvirt::LibvirtHypervisor::connect(uri)
+}
+
 /// Shutdown methods accepted by `shutdown_mode`, as libvirt flag bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShutdownModes(pub u32);
@@ -75,7 +85,9 @@ impl ShutdownModes {
     }
 }
 
-pub trait Hypervisor {
+/// Everything the actions do to guests. Migration is in [`LiveMigration`],
+/// which every hypervisor implements too.
+pub trait Hypervisor: LiveMigration {
     /// The URI actually connected to.
     fn uri(&self) -> String;
     /// `None` when no domain of that name exists.

@@ -55,7 +55,7 @@ fn drbd_health(vm: &Vm) -> OcfResult {
     let findings = match crate::drbd::monitor_findings(&devices, explicit, &vm.deadline.before(Duration::from_millis(300))) {
         Ok(findings) => findings,
         Err(e) => {
-            tracing::warn!("{}", e.reason);
+            tracing::warn!("{e}");
             return Ok(OcfStatus::Success);
         }
     };
@@ -70,7 +70,8 @@ fn drbd_health(vm: &Vm) -> OcfResult {
 }
 
 /// Bookkeeping of a healthy domain: its memory and owner tag, utilization,
-/// the config file (when asked). None of it fails the monitor.
+/// the config file (when asked). None of it fails the monitor (DRBD health,
+/// which may, is `drbd_health`).
 fn after_healthy(vm: &Vm) {
     if let Ok(hv) = &vm.hv {
         ownership::adopt(vm, *hv);

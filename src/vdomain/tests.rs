@@ -1,20 +1,22 @@
 //! In-process tests of the action logic against the fake hypervisor: every
-//! rule that does not need a real guest is checked here in milliseconds.
+//! rule that does not need a real guest is checked here in milliseconds, on
+//! a manual clock, so that how long an action took is exact.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::hypervisor::fake::{running, FakeHypervisor};
+use crate::hypervisor::fake::{running, Call, FakeHypervisor};
 use crate::hypervisor::domain_xml::DomainConfig;
-use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, StateKind};
+use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
+use crate::deadline::{Clock, Deadline};
 use crate::ocf::{Action, OcfEnv, OcfStatus, Params};
 
 use super::{migrate_from, monitor, start, stop, Vm};
 
-const NAME: &str = "vgunit";
+pub(super) const NAME: &str = "vgunit";
 
-struct Case {
+pub(super) struct Case {
     env: OcfEnv,
     params: Params,
     dir: PathBuf,
@@ -28,7 +30,7 @@ impl Drop for Case {
     }
 }
 
-fn case(params: &[(&str, &str)], meta: &[(&str, &str)]) -> Case {
+pub(super) fn case(params: &[(&str, &str)], meta: &[(&str, &str)]) -> Case {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("vg-unit-{}-{n}", std::process::id()));
@@ -46,12 +48,12 @@ fn case(params: &[(&str, &str)], meta: &[(&str, &str)]) -> Case {
     Case { env, params, dir, config_path, xml }
 }
 
-fn vm_with<'a>(case: &'a Case, action: Action, hv: Result<&'a dyn Hypervisor, HvError>) -> Vm<'a> {
+pub(super) fn vm_with<'a>(case: &'a Case, action: Action, hv: Result<&'a dyn Hypervisor, HvError>) -> Vm<'a> {
     Vm {
         action,
         params: &case.params,
         env: &case.env,
-        deadline: case.env.deadline(action),
+        deadline: Deadline::after_on(Clock::manual(), case.env.deadline(action).total()),
         config_path: case.config_path.clone(),
         config_xml: case.xml.clone(),
         domain: DomainConfig::parse(&case.xml).unwrap(),
@@ -77,7 +79,7 @@ fn start_creates_a_transient_domain_and_waits_for_it() {
     let c = case(&[], &[]);
     let hv = FakeHypervisor::new();
     assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
-    assert!(hv.calls().contains(&format!("create {NAME}")));
+    assert!(hv.calls().contains(&Call::Create(NAME.into())));
     assert!(!hv.domain(NAME).unwrap().persistent);
     assert_eq!(std::fs::read_to_string(c.dir.join("rsc").join("virtguard-VirtualDomain.domain")).unwrap().trim(), NAME);
 }
@@ -87,7 +89,7 @@ fn start_of_a_running_domain_is_success_without_side_effects() {
     let c = case(&[], &[]);
     let hv = FakeHypervisor::new().with_domain(NAME, paused(1), false);
     assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
-    assert!(!hv.calls().iter().any(|c| c.starts_with("create")));
+    assert!(!hv.calls().iter().any(|c| matches!(c, Call::Create(..))));
 }
 
 #[test]
@@ -98,8 +100,8 @@ fn start_removes_a_stale_definition_and_keeps_the_config_file() {
     std::fs::remove_file(&c.config_path).unwrap();
     assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
     let calls = hv.calls();
-    let undefine = calls.iter().position(|c| c == &format!("undefine {NAME}")).unwrap();
-    let create = calls.iter().position(|c| c == &format!("create {NAME}")).unwrap();
+    let undefine = calls.iter().position(|c| *c == Call::Undefine(NAME.into())).unwrap();
+    let create = calls.iter().position(|c| *c == Call::Create(NAME.into())).unwrap();
     assert!(undefine < create);
     assert_eq!(std::fs::read_to_string(&c.config_path).unwrap(), c.xml);
 }
@@ -125,9 +127,9 @@ fn start_fails_at_once_when_the_guest_pauses_on_an_io_error() {
 fn start_never_waits_past_its_deadline() {
     let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "2000")]);
     let hv = FakeHypervisor::new().booting_into(DomainState::new(StateKind::NoState, 0));
-    let began = Instant::now();
-    let err = start::start(&vm(&c, Action::Start, &hv)).unwrap_err();
-    assert!(began.elapsed() < Duration::from_secs(2), "{:?}", began.elapsed());
+    let v = vm(&c, Action::Start, &hv);
+    let err = start::start(&v).unwrap_err();
+    assert!(!v.deadline.expired(), "{:?}", v.deadline.elapsed());
     assert!(err.reason.contains("did not become healthy"), "{}", err.reason);
 }
 
@@ -137,7 +139,7 @@ fn start_refuses_a_domain_that_is_active_but_failed() {
     let hv = FakeHypervisor::new().with_domain(NAME, paused(5), false);
     let err = start::start(&vm(&c, Action::Start, &hv)).unwrap_err();
     assert!(err.reason.contains("I/O error"));
-    assert!(!hv.calls().iter().any(|c| c.starts_with("create") || c.starts_with("destroy")));
+    assert!(!hv.calls().iter().any(|c| matches!(c, Call::Create(..)) || matches!(c, Call::Destroy(..))));
 }
 
 #[test]
@@ -153,8 +155,8 @@ fn start_restores_a_snapshot_and_removes_it() {
     assert!(file.exists());
     assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
     assert!(!file.exists());
-    assert!(hv.calls().contains(&format!("restore {}", file.display())));
-    assert_eq!(hv.calls().iter().filter(|c| c.starts_with("create")).count(), 1, "restored, not booted afresh");
+    assert!(hv.calls().contains(&Call::Restore(file.clone())));
+    assert_eq!(hv.calls().iter().filter(|c| matches!(c, Call::Create(..))).count(), 1, "restored, not booted afresh");
 }
 
 #[test]
@@ -162,7 +164,7 @@ fn stop_of_an_absent_domain_is_success() {
     let c = case(&[], &[]);
     let hv = FakeHypervisor::new();
     assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv)), Ok(OcfStatus::Success));
-    assert!(!hv.calls().iter().any(|c| c.starts_with("shutdown") || c.starts_with("destroy")));
+    assert!(!hv.calls().iter().any(|c| matches!(c, Call::Shutdown(..)) || matches!(c, Call::Destroy(..))));
 }
 
 #[test]
@@ -171,8 +173,8 @@ fn stop_honours_shutdown_mode() {
     let hv = FakeHypervisor::new();
     hv.create_transient(&c.xml).unwrap();
     assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv)), Ok(OcfStatus::Success));
-    assert!(hv.calls().contains(&format!("shutdown {NAME} modes=3")), "{:?}", hv.calls());
-    assert!(!hv.calls().iter().any(|c| c.starts_with("destroy")));
+    assert!(hv.calls().contains(&Call::Shutdown(NAME.into(), ShutdownModes(3))), "{:?}", hv.calls());
+    assert!(!hv.calls().iter().any(|c| matches!(c, Call::Destroy(..))));
 }
 
 #[test]
@@ -180,12 +182,13 @@ fn stop_destroys_a_guest_that_ignores_shutdown_before_the_timeout() {
     let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "4000")]);
     let hv = FakeHypervisor::new().ignoring_shutdown();
     hv.create_transient(&c.xml).unwrap();
-    let began = Instant::now();
-    assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv)), Ok(OcfStatus::Success));
-    let took = began.elapsed();
-    assert!(took < Duration::from_secs(4), "{took:?}");
-    assert!(took >= Duration::from_millis(900), "graceful budget was skipped: {took:?}");
-    assert!(hv.calls().contains(&format!("destroy {NAME}")));
+    let v = vm(&c, Action::Stop, &hv);
+    assert_eq!(stop::stop(&v), Ok(OcfStatus::Success));
+    let took = v.deadline.elapsed();
+    assert!(!v.deadline.expired(), "{took:?}");
+    // 4 s less the 3 s kept for destroy: a graceful budget of 1 s, used up.
+    assert!(took >= Duration::from_secs(1), "graceful budget was skipped: {took:?}");
+    assert!(hv.calls().contains(&Call::Destroy(NAME.into())));
     assert!(hv.domain(NAME).is_none());
 }
 
@@ -195,8 +198,8 @@ fn force_stop_destroys_at_once() {
     let hv = FakeHypervisor::new();
     hv.create_transient(&c.xml).unwrap();
     assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv)), Ok(OcfStatus::Success));
-    assert!(!hv.calls().iter().any(|c| c.starts_with("shutdown")));
-    assert!(hv.calls().contains(&format!("destroy {NAME}")));
+    assert!(!hv.calls().iter().any(|c| matches!(c, Call::Shutdown(..))));
+    assert!(hv.calls().contains(&Call::Destroy(NAME.into())));
 }
 
 #[test]
@@ -277,9 +280,9 @@ fn migrate_from_waits_for_the_domain_to_arrive_within_its_deadline() {
 
     let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "1500")]);
     let hv = FakeHypervisor::new();
-    let began = Instant::now();
-    let err = migrate_from::migrate_from(&vm(&c, Action::MigrateFrom, &hv)).unwrap_err();
-    assert!(began.elapsed() < Duration::from_millis(1500));
+    let v = vm(&c, Action::MigrateFrom, &hv);
+    let err = migrate_from::migrate_from(&v).unwrap_err();
+    assert!(!v.deadline.expired(), "{:?}", v.deadline.elapsed());
     assert!(err.reason.contains("did not become healthy"), "{}", err.reason);
 }
 
@@ -288,11 +291,23 @@ fn stop_destroys_a_paused_guest_that_libvirt_will_not_shut_down() {
     let c = case(&[], &[("OCF_RESKEY_CRM_meta_timeout", "20000")]);
     let hv = FakeHypervisor::new()
         .with_domain(NAME, paused(5), false);
-    let began = Instant::now();
-    assert_eq!(stop::stop(&vm(&c, Action::Stop, &hv)), Ok(OcfStatus::Success));
-    assert!(began.elapsed() < Duration::from_secs(2), "no graceful budget for a paused guest: {:?}", began.elapsed());
-    assert!(hv.calls().contains(&format!("destroy {NAME}")));
+    let v = vm(&c, Action::Stop, &hv);
+    assert_eq!(stop::stop(&v), Ok(OcfStatus::Success));
+    assert!(v.deadline.elapsed() < Duration::from_secs(1), "no graceful budget for a paused guest: {:?}", v.deadline.elapsed());
+    assert!(hv.calls().contains(&Call::Destroy(NAME.into())));
     assert!(hv.domain(NAME).is_none());
 }
 
 mod ownership;
+
+#[test]
+fn missing_drbd_tools_are_not_installed_and_a_refusal_is_a_failure() {
+    use crate::drbd::{DrbdError, ReadError};
+    let missing = super::drbd_refusal(DrbdError::Read(ReadError::NotInstalled("no drbdsetup".into())));
+    assert_eq!(missing.status, OcfStatus::ErrInstalled);
+    assert_eq!(missing.reason, "cannot read DRBD state: no drbdsetup");
+    let refused = super::drbd_refusal(DrbdError::Refused(vec!["r0: a".into(), "r1: b".into()]));
+    assert_eq!((refused.status, refused.reason.as_str()), (OcfStatus::ErrGeneric, "r0: a; r1: b"));
+    let unreadable = super::drbd_refusal(DrbdError::Read(ReadError::Unreadable("garbage".into())));
+    assert_eq!(unreadable.status, OcfStatus::ErrGeneric);
+}

@@ -8,8 +8,11 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+pub mod cluster;
+mod drbd;
 mod guest;
 pub mod host_files;
+pub mod sampler;
 mod private;
 mod run;
 mod virsh;
@@ -19,6 +22,7 @@ pub use guest::{
     acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, kvm_usable, xml_escape, GuestGuard,
     GuestMode, READY_MARKER,
 };
+pub use drbd::{fixtures, fixture_text, state9, state9_text, state84, edited, names, XorShift};
 pub use private::PrivateHypervisor;
 pub use run::{describe, run_bounded};
 
