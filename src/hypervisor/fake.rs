@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::domain_xml::DomainConfig;
 use super::state::{DomainState, StateKind};
@@ -19,6 +20,22 @@ pub struct FakeDomain {
     pub obeys_shutdown: bool,
 }
 
+/// How a fake domain's QEMU guest agent behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeAgent {
+    /// The domain has no guest agent channel.
+    NoChannel,
+    /// The channel exists and an agent answers every command.
+    Answering,
+    /// The agent answers, but reports its file systems frozen.
+    FsFrozen,
+    /// The channel exists but no agent holds it (killed, never installed).
+    NotConnected,
+    /// The agent holds the channel but answers nothing (SIGSTOP, hung OS):
+    /// libvirt gives up when the bound ends.
+    Frozen,
+}
+
 #[derive(Default)]
 struct World {
     domains: BTreeMap<String, FakeDomain>,
@@ -30,6 +47,7 @@ struct World {
     obeys_shutdown_on_create: bool,
     /// The state a created or started domain is in (running unless set).
     boot_state: Option<DomainState>,
+    agents: BTreeMap<String, FakeAgent>,
 }
 
 #[derive(Default)]
@@ -92,6 +110,11 @@ impl FakeHypervisor {
         if let Some(d) = self.world.borrow_mut().domains.get_mut(name) {
             d.xml = xml.to_owned();
         }
+    }
+
+    /// How the guest agent of domain `name` behaves from now on.
+    pub fn set_guest_agent(&self, name: &str, agent: FakeAgent) {
+        self.world.borrow_mut().agents.insert(name.to_owned(), agent);
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -257,5 +280,27 @@ impl Hypervisor for FakeHypervisor {
 
     fn ensure_network_active(&self, network: &str) -> HvResult<()> {
         self.enter(format!("network {network}"), "network")
+    }
+
+    fn guest_agent_command(&self, name: &str, command: &str, bound: Duration) -> HvResult<String> {
+        let execute = serde_json::from_str::<serde_json::Value>(command)
+            .ok()
+            .and_then(|v| v.get("execute").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| command.to_owned());
+        self.enter(format!("agent {name} {execute} bound={}s", bound.as_secs().max(1)), "agent")?;
+        self.active(name)?;
+        let agent = self.world.borrow().agents.get(name).copied().unwrap_or(FakeAgent::NoChannel);
+        let unresponsive = |why: &str| Err(HvError::other(format!("Guest agent is not responding: {why}")));
+        match agent {
+            FakeAgent::NoChannel => Err(HvError::other("argument unsupported: QEMU guest agent is not configured")),
+            FakeAgent::NotConnected => unresponsive("QEMU guest agent is not connected"),
+            FakeAgent::Frozen => unresponsive("Guest agent not available for now"),
+            FakeAgent::Answering | FakeAgent::FsFrozen => Ok(match execute.as_str() {
+                "guest-fsfreeze-status" if agent == FakeAgent::FsFrozen => r#"{"return":"frozen"}"#.into(),
+                "guest-fsfreeze-status" => r#"{"return":"thawed"}"#.into(),
+                "guest-get-fsinfo" => r#"{"return":[{"name":"vda1","mountpoint":"/","type":"ext4","disk":[]}]}"#.into(),
+                _ => r#"{"return":{}}"#.into(),
+            }),
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod state;
 
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 pub use state::{DomainState, Health, StateKind};
 
@@ -96,4 +97,12 @@ pub trait Hypervisor {
     /// Starts the storage pool if inactive, refreshes it if active.
     fn ensure_pool_active(&self, pool: &str) -> HvResult<()>;
     fn ensure_network_active(&self, network: &str) -> HvResult<()>;
+    /// Sends one QEMU guest agent command (JSON text) to the domain and
+    /// returns the agent's JSON answer. `bound` limits the wait for the agent
+    /// (libvirt counts whole seconds, at least one). A backend without a path
+    /// to the guest agent answers with an error, which reads as a silent agent.
+    fn guest_agent_command(&self, name: &str, command: &str, bound: Duration) -> HvResult<String> {
+        let _ = (command, bound);
+        Err(HvError::other(format!("{}: no guest agent path through {}", name, self.uri())))
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod config_file;
 pub mod cow;
+pub mod guest_health;
 pub mod migrate_from;
 pub mod monitor;
 pub mod observe;
@@ -109,6 +110,7 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
     check_params(&params).map_err(invalid)?;
     let config = load_config(&path).map_err(invalid)?;
     check_node(&params, &config).map_err(invalid)?;
+    guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).map_err(invalid)?;
     if action == Action::ValidateAll {
         return Ok(OcfStatus::Success);
     }

@@ -2,13 +2,13 @@
 //! (define + start in copy-on-write mode), then wait until it is healthy.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::hypervisor::{Health, Hypervisor};
 use crate::ocf::{OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
-use super::{config_file, cow, monitor, systemd, utilization, Vm};
+use super::{config_file, cow, guest_health, monitor, systemd, utilization, Vm};
 
 pub fn snapshot_file(dir: &str, name: &str) -> PathBuf {
     PathBuf::from(dir).join(format!("{name}.state"))
@@ -52,6 +52,7 @@ pub fn start(vm: &Vm) -> OcfResult {
     }
     vm.remember();
     monitor::wait_until_healthy(vm, &vm.deadline.before(Duration::from_millis(500)), true)?;
+    guest_health::after_start(vm, &vm.deadline.before(Duration::from_millis(500)), SystemTime::now)?;
     utilization::publish(vm, &vm.deadline);
     tracing::info!("{} started", vm.name());
     Ok(OcfStatus::Success)
