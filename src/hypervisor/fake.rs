@@ -5,7 +5,6 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::domain_xml::DomainConfig;
 use super::state::{DomainState, StateKind};
@@ -27,12 +26,13 @@ pub enum FakeAgent {
     NoChannel,
     /// The channel exists and an agent answers every command.
     Answering,
-    /// The agent answers, but reports its file systems frozen.
-    FsFrozen,
+    /// The agent answers a ping, but listing the file systems hangs (a
+    /// wedged mount): libvirt gives up after its bound.
+    FilesystemsHung,
     /// The channel exists but no agent holds it (killed, never installed).
     NotConnected,
     /// The agent holds the channel but answers nothing (SIGSTOP, hung OS):
-    /// libvirt gives up when the bound ends.
+    /// libvirt gives up after its bound.
     Frozen,
 }
 
@@ -282,25 +282,33 @@ impl Hypervisor for FakeHypervisor {
         self.enter(format!("network {network}"), "network")
     }
 
-    fn guest_agent_command(&self, name: &str, command: &str, bound: Duration) -> HvResult<String> {
-        let execute = serde_json::from_str::<serde_json::Value>(command)
-            .ok()
-            .and_then(|v| v.get("execute").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| command.to_owned());
-        self.enter(format!("agent {name} {execute} bound={}s", bound.as_secs().max(1)), "agent")?;
+    fn guest_agent_ping(&self, name: &str) -> HvResult<()> {
+        self.ask_agent(name, "ping").map(drop)
+    }
+
+    fn guest_filesystems(&self, name: &str) -> HvResult<usize> {
+        match self.ask_agent(name, "fsinfo")? {
+            FakeAgent::FilesystemsHung => Err(Self::unresponsive("Guest agent not available for now")),
+            _ => Ok(1),
+        }
+    }
+}
+
+impl FakeHypervisor {
+    fn unresponsive(why: &str) -> HvError {
+        HvError::other(format!("Guest agent is not responding: {why}"))
+    }
+
+    /// The agent of a running domain, when it answers at all.
+    fn ask_agent(&self, name: &str, question: &str) -> HvResult<FakeAgent> {
+        self.enter(format!("agent {name} {question}"), "agent")?;
         self.active(name)?;
         let agent = self.world.borrow().agents.get(name).copied().unwrap_or(FakeAgent::NoChannel);
-        let unresponsive = |why: &str| Err(HvError::other(format!("Guest agent is not responding: {why}")));
         match agent {
             FakeAgent::NoChannel => Err(HvError::other("argument unsupported: QEMU guest agent is not configured")),
-            FakeAgent::NotConnected => unresponsive("QEMU guest agent is not connected"),
-            FakeAgent::Frozen => unresponsive("Guest agent not available for now"),
-            FakeAgent::Answering | FakeAgent::FsFrozen => Ok(match execute.as_str() {
-                "guest-fsfreeze-status" if agent == FakeAgent::FsFrozen => r#"{"return":"frozen"}"#.into(),
-                "guest-fsfreeze-status" => r#"{"return":"thawed"}"#.into(),
-                "guest-get-fsinfo" => r#"{"return":[{"name":"vda1","mountpoint":"/","type":"ext4","disk":[]}]}"#.into(),
-                _ => r#"{"return":{}}"#.into(),
-            }),
+            FakeAgent::NotConnected => Err(Self::unresponsive("QEMU guest agent is not connected")),
+            FakeAgent::Frozen => Err(Self::unresponsive("Guest agent not available for now")),
+            FakeAgent::Answering | FakeAgent::FilesystemsHung => Ok(agent),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The real backend: one libvirt connection per agent call.
 
 use std::path::Path;
-use std::time::Duration;
 
 use virt::connect::Connect;
 use virt::domain::Domain;
@@ -164,10 +163,11 @@ impl Hypervisor for LibvirtHypervisor {
         }
     }
 
-    fn guest_agent_command(&self, name: &str, command: &str, bound: Duration) -> HvResult<String> {
-        // libvirt's own default is 5 s and blocks that long on a frozen agent;
-        // the caller's bound (whole seconds, at least one) replaces it.
-        let seconds = bound.as_secs().clamp(1, i32::MAX as u64) as i32;
-        self.domain(name)?.qemu_agent_command(command, seconds, 0).map_err(hv_error)
+    fn guest_agent_ping(&self, name: &str) -> HvResult<()> {
+        libvirt_raw::guest_agent_answers(&self.domain(name)?)
+    }
+
+    fn guest_filesystems(&self, name: &str) -> HvResult<usize> {
+        libvirt_raw::guest_filesystems(&self.domain(name)?)
     }
 }

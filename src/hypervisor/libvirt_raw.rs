@@ -103,3 +103,49 @@ pub fn job_stats(domain: &Domain) -> HvResult<JobFigures> {
     }
     Ok(JobFigures { job_type, figures })
 }
+
+/// `virDomainGetTime` (the agent's guest-get-time), for whether the guest
+/// agent answers at all. Chosen over `virDomainQemuAgentCommand` with
+/// guest-ping: that call lives in the separate libvirt-qemu library and
+/// marks the domain "tainted: custom-ga-command" in libvirt's log, and its
+/// timeout argument does not shorten libvirt's 5 s wait for the agent's
+/// sync answer anyway. An agent that answers with an error (a command
+/// disabled in its configuration) has answered.
+pub fn guest_agent_answers(domain: &Domain) -> HvResult<()> {
+    let mut seconds: std::os::raw::c_longlong = 0;
+    let mut nanos: std::os::raw::c_uint = 0;
+    // SAFETY: valid domain reference and out-parameters that live through the call.
+    let rc = unsafe { sys::virDomainGetTime(domain.as_ptr(), &mut seconds, &mut nanos, 0) };
+    if rc >= 0 {
+        return Ok(());
+    }
+    let error = VirtError::last_error();
+    let refused = matches!(
+        error.code(),
+        virt::enumutil::Enum::Known(virt::error::ErrorNumber::AgentCommandFailed)
+    );
+    if refused {
+        Ok(())
+    } else {
+        Err(hv_error(error))
+    }
+}
+
+/// `virDomainGetFSInfo` (the agent's guest-get-fsinfo): the number of file
+/// systems the guest lists; each entry and the array are freed as libvirt
+/// documents (`virDomainFSInfoFree`, then `free`).
+pub fn guest_filesystems(domain: &Domain) -> HvResult<usize> {
+    let mut list: *mut sys::virDomainFSInfoPtr = std::ptr::null_mut();
+    // SAFETY: valid domain reference; libvirt allocates `list` for us.
+    let count = unsafe { sys::virDomainGetFSInfo(domain.as_ptr(), &mut list, 0) };
+    check(count)?;
+    if !list.is_null() {
+        for index in 0..count as usize {
+            // SAFETY: libvirt returned `count` entries at `list`; each is freed once.
+            unsafe { sys::virDomainFSInfoFree(*list.add(index)) };
+        }
+        // SAFETY: the array itself was allocated by libvirt with malloc.
+        unsafe { nix::libc::free(list.cast()) };
+    }
+    Ok(count as usize)
+}

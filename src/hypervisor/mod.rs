@@ -12,7 +12,6 @@ pub mod state;
 
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
 pub use state::{DomainState, Health, StateKind};
 
@@ -97,12 +96,18 @@ pub trait Hypervisor {
     /// Starts the storage pool if inactive, refreshes it if active.
     fn ensure_pool_active(&self, pool: &str) -> HvResult<()>;
     fn ensure_network_active(&self, network: &str) -> HvResult<()>;
-    /// Sends one QEMU guest agent command (JSON text) to the domain and
-    /// returns the agent's JSON answer. `bound` limits the wait for the agent
-    /// (libvirt counts whole seconds, at least one). A backend without a path
-    /// to the guest agent answers with an error, which reads as a silent agent.
-    fn guest_agent_command(&self, name: &str, command: &str, bound: Duration) -> HvResult<String> {
-        let _ = (command, bound);
-        Err(HvError::other(format!("{}: no guest agent path through {}", name, self.uri())))
+    /// Asks the domain's QEMU guest agent a question only the agent itself
+    /// answers (the guest's clock): an answer proves that the agent, and the
+    /// guest OS that schedules it, run. libvirt bounds the wait (about 5 s
+    /// when the agent holds its port but answers nothing). An agent that
+    /// answers with an error still answered. A backend without a path to the
+    /// guest agent answers with an error, which reads as a silent agent.
+    fn guest_agent_ping(&self, name: &str) -> HvResult<()> {
+        Err(HvError::other(format!("{name}: no guest agent path through {}", self.uri())))
+    }
+    /// How many file systems the guest agent lists (guest-get-fsinfo: the
+    /// guest kernel walks its mounts and stats each one). Same bound.
+    fn guest_filesystems(&self, name: &str) -> HvResult<usize> {
+        Err(HvError::other(format!("{name}: no guest agent path through {}", self.uri())))
     }
 }
