@@ -5,10 +5,11 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::domain_xml::DomainConfig;
 use super::state::{DomainState, StateKind};
-use super::{HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
+use super::{GuestFilesystems, HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
 
 #[derive(Debug, Clone)]
 pub struct FakeDomain {
@@ -29,6 +30,8 @@ pub enum FakeAgent {
     /// The agent answers a ping, but listing the file systems hangs (a
     /// wedged mount): libvirt gives up after its bound.
     FilesystemsHung,
+    /// The agent answers and reports its file systems frozen.
+    FilesystemsFrozen,
     /// The channel exists but no agent holds it (killed, never installed).
     NotConnected,
     /// The agent holds the channel but answers nothing (SIGSTOP, hung OS):
@@ -282,14 +285,15 @@ impl Hypervisor for FakeHypervisor {
         self.enter(format!("network {network}"), "network")
     }
 
-    fn guest_agent_ping(&self, name: &str) -> HvResult<()> {
-        self.ask_agent(name, "ping").map(drop)
+    fn guest_agent_ping(&self, name: &str, bound: Duration) -> HvResult<()> {
+        self.ask_agent(name, "ping", bound).map(drop)
     }
 
-    fn guest_filesystems(&self, name: &str) -> HvResult<usize> {
-        match self.ask_agent(name, "fsinfo")? {
+    fn guest_filesystems(&self, name: &str, bound: Duration) -> HvResult<GuestFilesystems> {
+        match self.ask_agent(name, "filesystems", bound)? {
             FakeAgent::FilesystemsHung => Err(Self::unresponsive("Guest agent not available for now")),
-            _ => Ok(1),
+            FakeAgent::FilesystemsFrozen => Ok(GuestFilesystems { count: 1, frozen: true }),
+            _ => Ok(GuestFilesystems { count: 1, frozen: false }),
         }
     }
 }
@@ -300,15 +304,15 @@ impl FakeHypervisor {
     }
 
     /// The agent of a running domain, when it answers at all.
-    fn ask_agent(&self, name: &str, question: &str) -> HvResult<FakeAgent> {
-        self.enter(format!("agent {name} {question}"), "agent")?;
+    fn ask_agent(&self, name: &str, question: &str, bound: Duration) -> HvResult<FakeAgent> {
+        self.enter(format!("agent {name} {question} bound={}s", bound.as_secs().max(1)), "agent")?;
         self.active(name)?;
         let agent = self.world.borrow().agents.get(name).copied().unwrap_or(FakeAgent::NoChannel);
         match agent {
             FakeAgent::NoChannel => Err(HvError::other("argument unsupported: QEMU guest agent is not configured")),
             FakeAgent::NotConnected => Err(Self::unresponsive("QEMU guest agent is not connected")),
             FakeAgent::Frozen => Err(Self::unresponsive("Guest agent not available for now")),
-            FakeAgent::Answering | FakeAgent::FilesystemsHung => Ok(agent),
+            FakeAgent::Answering | FakeAgent::FilesystemsHung | FakeAgent::FilesystemsFrozen => Ok(agent),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod domain_xml;
 pub mod fake;
+pub mod guest_agent;
 pub mod libvirt;
 pub mod libvirt_migrate;
 pub mod libvirt_raw;
@@ -12,7 +13,9 @@ pub mod state;
 
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
+pub use guest_agent::GuestFilesystems;
 pub use state::{DomainState, Health, StateKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,18 +99,20 @@ pub trait Hypervisor {
     /// Starts the storage pool if inactive, refreshes it if active.
     fn ensure_pool_active(&self, pool: &str) -> HvResult<()>;
     fn ensure_network_active(&self, network: &str) -> HvResult<()>;
-    /// Asks the domain's QEMU guest agent a question only the agent itself
-    /// answers (the guest's clock): an answer proves that the agent, and the
-    /// guest OS that schedules it, run. libvirt bounds the wait (about 5 s
-    /// when the agent holds its port but answers nothing). An agent that
-    /// answers with an error still answered. A backend without a path to the
-    /// guest agent answers with an error, which reads as a silent agent.
-    fn guest_agent_ping(&self, name: &str) -> HvResult<()> {
+    /// Whether the domain's QEMU guest agent answers `guest-ping` within
+    /// `bound` (whole seconds, at least one; libvirt's first exchange with
+    /// an agent it is not yet in step with takes up to 5 s whatever the
+    /// bound). An agent that answers with an error has answered. A backend
+    /// without a path to the guest agent errs, which reads as a silent agent.
+    fn guest_agent_ping(&self, name: &str, bound: Duration) -> HvResult<()> {
+        let _ = bound;
         Err(HvError::other(format!("{name}: no guest agent path through {}", self.uri())))
     }
-    /// How many file systems the guest agent lists (guest-get-fsinfo: the
-    /// guest kernel walks its mounts and stats each one). Same bound.
-    fn guest_filesystems(&self, name: &str) -> HvResult<usize> {
+    /// The guest's file systems as its agent sees them (two agent commands,
+    /// each within `bound`): listing them makes the guest kernel walk its
+    /// mounts and stat each one.
+    fn guest_filesystems(&self, name: &str, bound: Duration) -> HvResult<GuestFilesystems> {
+        let _ = bound;
         Err(HvError::other(format!("{name}: no guest agent path through {}", self.uri())))
     }
 }

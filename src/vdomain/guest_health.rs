@@ -1,12 +1,10 @@
 //! Guest health: whether the OS inside a running domain still serves, as the
 //! QEMU guest agent answers through libvirt (no helper process).
 //!
-//! - monitor at `OCF_CHECK_LEVEL` 10 asks the agent for the guest's clock
-//!   (`virDomainGetTime`, why not guest-ping: see `libvirt_raw`); at 20 also
-//!   for the guest's file systems (`virDomainGetFSInfo`: the guest kernel
-//!   walks its mounts and stats each one, which a wedged OS or a hung mount
-//!   does not answer). Frozen file systems are not looked at: their status
-//!   is only reachable through the tainting custom agent command;
+//! - monitor at `OCF_CHECK_LEVEL` 10 asks `guest-ping`; at 20 also whether
+//!   the guest's file systems are frozen (`guest-fsfreeze-status`) and for
+//!   their list (`guest-get-fsinfo`: the guest kernel walks its mounts and
+//!   stats each one, which a wedged OS or a hung mount does not answer);
 //! - a missed answer starts a grace period (`guest_agent_grace`), remembered
 //!   under HA_RSCTMP because every monitor is a new process; monitor fails
 //!   only once the silence outlasts it;
@@ -29,8 +27,8 @@ use super::Vm;
 pub const AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
 /// What to add to `<devices>` when the channel is missing.
 const CHANNEL_XML: &str = "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>";
-/// The longest a single agent call takes: libvirt's own wait for the agent
-/// (not settable per call), which a frozen agent uses up in full. A call is
+/// The bound of one agent command, and also the longest libvirt waits when
+/// it first gets in step with an agent (not settable per call). A call is
 /// only made while the operation has this much time left, plus a margin.
 pub const CALL_BOUND: Duration = Duration::from_secs(5);
 const CALL_MARGIN: Duration = Duration::from_secs(1);
@@ -80,7 +78,8 @@ pub fn judge(name: &str, memory: Memory, probe: &Probe, now_ms: u64, grace: Dura
     let since = memory.silent_since_ms.unwrap_or(now_ms).min(now_ms);
     let memory = Memory { silent_since_ms: Some(since), ..memory };
     let silent_for = Duration::from_millis(now_ms - since);
-    let secs = silent_for.as_secs();
+    // Rounded up: a silence that outlasted a 10 s grace never reads "10 s".
+    let secs = silent_for.as_millis().div_ceil(1000);
     if !grace.is_zero() && silent_for <= grace {
         let what = if matches!(probe, Probe::Unwell(_)) { "guest agent answers but" } else { "guest agent did not answer:" };
         let warning = format!("{name}: {what} {detail}; silent for {secs} s of the {} s grace", grace.as_secs());
@@ -126,13 +125,14 @@ pub fn probe(hv: &dyn Hypervisor, name: &str, level: u32, deadline: &Deadline) -
     if !time_for_a_call(deadline) {
         return None;
     }
-    if let Err(e) = hv.guest_agent_ping(name) {
+    if let Err(e) = hv.guest_agent_ping(name, CALL_BOUND) {
         return Some(Probe::Silent(e.message));
     }
-    if level < FILESYSTEM_LEVEL || !time_for_a_call(deadline) {
+    if level < FILESYSTEM_LEVEL || deadline.remaining() < 2 * CALL_BOUND + CALL_MARGIN {
         return Some(Probe::Answered);
     }
-    Some(match hv.guest_filesystems(name) {
+    Some(match hv.guest_filesystems(name, CALL_BOUND) {
+        Ok(fs) if fs.frozen => Probe::Unwell("its file systems are frozen".into()),
         Ok(_) => Probe::Answered,
         Err(e) => Probe::Unwell(format!("cannot list its file systems ({e})")),
     })

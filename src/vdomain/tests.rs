@@ -343,7 +343,7 @@ mod guest_agent {
         let hv = FakeHypervisor::new().with_domain(NAME, running(), false);
         hv.set_guest_agent(NAME, FakeAgent::Answering);
         assert_eq!(monitor::monitor(&vm(&c, Action::Monitor, &hv)), Ok(OcfStatus::Success));
-        assert_eq!(agent_calls(&hv), vec![format!("agent {NAME} ping")]);
+        assert_eq!(agent_calls(&hv), vec![format!("agent {NAME} ping bound=5s")]);
     }
 
     #[test]
@@ -419,11 +419,17 @@ mod guest_agent {
         hv.set_guest_agent(NAME, FakeAgent::Answering);
         assert_eq!(check(&c, &hv, at(0)), Ok(()));
         let asked: Vec<String> = agent_calls(&hv).iter().map(|c| c.split(' ').nth(2).unwrap().to_owned()).collect();
-        assert_eq!(asked, ["ping", "fsinfo"]);
+        assert_eq!(asked, ["ping", "filesystems"]);
         hv.set_guest_agent(NAME, FakeAgent::FilesystemsHung);
         assert_eq!(check(&c, &hv, at(5)), Ok(()));
         let reason = check(&c, &hv, at(20)).unwrap_err();
         assert!(reason.contains("cannot list its file systems") && reason.contains("for 15 s"), "{reason}");
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(check(&c, &hv, at(21)), Ok(()));
+        hv.set_guest_agent(NAME, FakeAgent::FilesystemsFrozen);
+        assert_eq!(check(&c, &hv, at(22)), Ok(()));
+        let reason = check(&c, &hv, at(40)).unwrap_err();
+        assert!(reason.contains("its file systems are frozen for 18 s"), "{reason}");
         // Level 10 does not look at the file systems.
         let c10 = leveled_case("10", &[]);
         assert_eq!(check(&c10, &hv, at(100)), Ok(()));
@@ -436,7 +442,7 @@ mod guest_agent {
         // The fake creates the domain inside start; its agent answers from the first ping.
         hv.set_guest_agent(NAME, FakeAgent::Answering);
         assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
-        assert!(agent_calls(&hv).iter().any(|c| c.ends_with(" ping")));
+        assert!(agent_calls(&hv).iter().any(|c| c.contains(" ping ")));
     }
 
     #[test]

@@ -111,13 +111,14 @@ say "VGLAB-AGENT-UP pid=$agent_pid"
 [ -e "$control" ] || exit 0
 while :; do
     while read -r word; do
-        say "VGLAB-CONTROL $word"
+        # The marker follows the deed, so the host can act on it at once.
         case "$word" in
             agent-kill) $bb kill -KILL "$agent_pid" ;;
             agent-stop) $bb kill -STOP "$agent_pid" ;;
             agent-cont) $bb kill -CONT "$agent_pid" ;;
-            panic) echo c > /proc/sysrq-trigger ;;
+            panic) say "VGLAB-CONTROL $word"; echo c > /proc/sysrq-trigger ;;
         esac
+        say "VGLAB-CONTROL $word"
     done < "$control"
     # Nobody connected on the host side: reads end at once; try again soon.
     $bb usleep 200000

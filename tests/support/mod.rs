@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+mod agent_guest;
 mod guest;
 mod private;
 mod run;
@@ -18,6 +19,7 @@ pub use guest::{
     acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, kvm_usable, xml_escape, GuestGuard,
     GuestMode, READY_MARKER,
 };
+pub use agent_guest::{agent_guest, AgentGuest, GuestAgentKind, AGENT_UP_MARKER};
 pub use private::PrivateHypervisor;
 pub use run::{describe, run_bounded};
 
