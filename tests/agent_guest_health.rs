@@ -1,8 +1,9 @@
 //! Guest health against a real QEMU guest agent (qemu-ga from Debian's
 //! package, inside the lab guest): monitor at OCF_CHECK_LEVEL 10 with a
 //! killed and a frozen agent, the grace, level 0 unchanged, start that waits
-//! for the agent, a missing channel, and a real kernel panic seen through
-//! pvpanic.
+//! for the agent, a missing channel, a real kernel panic seen through
+//! pvpanic, and an i6300esb watchdog that fires (pause: failure; reset: the
+//! guest boots again and counts as running).
 
 mod support;
 
@@ -174,4 +175,51 @@ fn a_kernel_panic_through_pvpanic_fails_the_monitor_as_crashed_panicked() {
     let run = agent("monitor", &monitor_env(&env, "0"));
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.exit_reason().unwrap_or_default().contains("crashed (panicked)"), "{}", run.stderr);
+}
+
+/// Starts a guest whose i6300esb watchdog does `action`, arms the watchdog
+/// from inside the guest and never feeds it.
+fn watchdog_fired(label: &str, action: &str) -> AgentGuest {
+    let guest = agent_guest(label, GuestAgentKind::Running, &format!("<watchdog model='i6300esb' action='{action}'/>"));
+    let env = env_for(&guest, "90000", &[]);
+    let start = agent("start", &env);
+    assert_eq!(start.code, 0, "start: {}", start.stderr);
+    assert!(guest.wait_agent(BOOT), "qemu-ga never answered; console:\n{}", guest.guard.console_text());
+    guest.control("watchdog-arm");
+    guest
+}
+
+#[test]
+fn a_watchdog_that_pauses_the_guest_fails_the_monitor() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    let guest = watchdog_fired("vg-ga-wdpause", "pause");
+    let paused = wait_for(Duration::from_secs(60), Duration::from_millis(200), || {
+        domstate(HOST_URI, &guest.guard.name).is_some_and(|(state, reason)| state == "paused" && reason == "watchdog")
+    });
+    assert!(paused, "not paused by the watchdog: {:?}", domstate(HOST_URI, &guest.guard.name));
+    let env = env_for(&guest, "30000", &[]);
+    let run = agent("monitor", &monitor_env(&env, "0"));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.exit_reason().unwrap_or_default().contains("paused (watchdog)"), "{}", run.stderr);
+}
+
+#[test]
+fn a_watchdog_reset_counts_as_running_again() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    let guest = watchdog_fired("vg-ga-wdreset", "reset");
+    // The guest boots a second time inside the same QEMU.
+    let rebooted = wait_for(Duration::from_secs(90), Duration::from_millis(200), || {
+        guest.guard.console_text().matches(support::AGENT_UP_MARKER).count() >= 2
+    });
+    assert!(rebooted, "no second boot after the watchdog reset; console:\n{}", guest.guard.console_text());
+    assert_eq!(domstate(HOST_URI, &guest.guard.name).map(|s| s.0).as_deref(), Some("running"));
+    let env = env_for(&guest, "30000", &[]);
+    let run = agent("monitor", &monitor_env(&env, "0"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(guest.wait_agent(BOOT), "the agent did not come back after the reset");
+    assert_eq!(agent("monitor", &monitor_env(&env, "10")).code, 0);
 }

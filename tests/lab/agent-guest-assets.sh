@@ -11,8 +11,9 @@
 # org.qemu.guest_agent.0 (prints "VGLAB-AGENT-UP pid=N" on ttyS0), and a
 # control loop on the port org.virtguard.lab.0 that takes one word a line
 # from the host: agent-kill, agent-stop, agent-cont (SIGKILL/SIGSTOP/SIGCONT
-# to qemu-ga), panic (a kernel panic through sysrq); then it runs the plain
-# /init (acpid, ready marker, idle).
+# to qemu-ga), panic (a kernel panic through sysrq), watchdog-arm (starts an
+# i6300esb watchdog that nobody feeds: it fires about 2 s later); then it runs
+# the plain /init (acpid, ready marker, idle).
 # Prints the cache directory on stdout.
 set -eu
 
@@ -103,6 +104,25 @@ $bb mkdir -p /dev/virtio-ports
 for port in /sys/class/virtio-ports/*; do
     $bb ln -sf "/dev/$($bb basename "$port")" "/dev/virtio-ports/$($bb cat "$port/name")"
 done
+# The cloud kernel has no i6300esb driver: program the device directly, as
+# its driver would, and never feed it. Registers: reload at BAR0+0xc (16 bit,
+# unlocked by writing 0x80 then 0x86 before every other write), the two
+# stage preloads at BAR0+0 and +4 (1000 ticks of the 1 kHz scale: about 1 s
+# each), enable bit 0x02 in PCI config byte 0x68.
+watchdog_arm() {
+    for dev in /sys/bus/pci/devices/*; do
+        [ "$($bb cat "$dev/vendor")" = 0x8086 ] && [ "$($bb cat "$dev/device")" = 0x25ab ] || continue
+        base=$(( $($bb head -n 1 "$dev/resource" | $bb cut -d' ' -f1) ))
+        for reg in 0 4; do
+            $bb devmem $((base + 12)) 16 0x80
+            $bb devmem $((base + 12)) 16 0x86
+            $bb devmem $((base + reg)) 32 1000
+        done
+        $bb printf '\002' | $bb dd of="$dev/config" bs=1 seek=104 count=1 conv=notrunc 2>/dev/null
+        return 0
+    done
+    say "VGLAB-WARN no i6300esb watchdog device"
+}
 agent=/dev/virtio-ports/org.qemu.guest_agent.0
 control=/dev/virtio-ports/org.virtguard.lab.0
 /usr/sbin/qemu-ga -m virtio-serial -p "$agent" -t /tmp -f /tmp/qemu-ga.pid &
@@ -117,6 +137,7 @@ while :; do
             agent-stop) $bb kill -STOP "$agent_pid" ;;
             agent-cont) $bb kill -CONT "$agent_pid" ;;
             panic) say "VGLAB-CONTROL $word"; echo c > /proc/sysrq-trigger ;;
+            watchdog-arm) watchdog_arm ;;
         esac
         say "VGLAB-CONTROL $word"
     done < "$control"
