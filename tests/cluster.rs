@@ -13,6 +13,10 @@
 
 #[path = "cluster/lab.rs"]
 mod lab;
+// Shared with tests/support; the cluster boots only the guest with an agent.
+#[allow(dead_code)]
+#[path = "support/agent_guest_xml.rs"]
+mod agent_guest_xml;
 
 use lab::{other, progress, Lab, Op, NODES};
 use std::io::Write;
@@ -679,34 +683,7 @@ fn agent_guest_config(lab: &Lab) -> String {
     std::fs::create_dir_all(&dir).expect("creating the guests directory");
     let config = dir.join(format!("{GUEST_WITH_AGENT}.xml"));
     let console = dir.join(format!("{GUEST_WITH_AGENT}.console"));
-    let xml = format!(
-        "<domain type='qemu'>
-  <name>{GUEST_WITH_AGENT}</name>
-  <memory unit='MiB'>160</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel>
-    <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0 rdinit=/init.agent vglab=idle</cmdline>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>preserve</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
-    <channel type='unix'><target type='virtio' name='org.virtguard.lab.0'/></channel>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-",
-        kernel = lab_dir.join("vmlinuz").display(),
-        initrd = lab_dir.join("initrd-agent.img").display(),
-        console = console.display(),
-    );
+    let xml = agent_guest_xml::agent_guest_xml(GUEST_WITH_AGENT, &lab_dir, &console, agent_guest_xml::GuestAgentKind::Running, "");
     std::fs::write(&config, xml).expect("writing the agent guest config");
     config.to_string_lossy().into_owned()
 }
@@ -720,7 +697,7 @@ fn agent_guest_control(lab: &Lab, node: &str, word: &str) {
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(&format!("-{GUEST_WITH_AGENT}")))
-        .map(|e| e.path().join("org.virtguard.lab.0"))
+        .map(|e| e.path().join(agent_guest_xml::CONTROL_PORT))
         .find(|p| p.exists())
         .unwrap_or_else(|| lab.fail(&format!("no control socket of {GUEST_WITH_AGENT} under {}", channels.display())));
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connecting the control socket");

@@ -9,22 +9,15 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::guest::{xml_escape, GuestGuard};
+use super::agent_guest_xml::{agent_guest_xml, CONTROL_PORT};
+pub use super::agent_guest_xml::GuestAgentKind;
+use super::guest::GuestGuard;
 use super::run::{describe, run_bounded};
 use super::virsh::{virsh_ok, virsh_timeout, HOST_URI};
 use super::{ensure_assets, lab_dir, lab_script, wait_for};
 
 /// Printed on ttyS0 once qemu-ga runs in the guest.
 pub const AGENT_UP_MARKER: &str = "VGLAB-AGENT-UP";
-const CONTROL_PORT: &str = "org.virtguard.lab.0";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestAgentKind {
-    /// qemu-ga runs in the guest.
-    Running,
-    /// The channel exists, but the guest has no agent (the plain initramfs).
-    NotInstalled,
-}
 
 /// A guest built by [`agent_guest`]; dropping it removes the domain.
 pub struct AgentGuest {
@@ -45,47 +38,12 @@ fn ensure_agent_assets() -> PathBuf {
         .clone()
 }
 
-/// A TCG guest (160 MiB) with the guest agent channel, a control port, a
-/// pvpanic device (`on_crash` preserve, so a panic stays visible) and
-/// `extra_devices` (a watchdog, say).
+/// The lab guest with a real qemu-ga (see `agent_guest_xml`), plus `extra_devices`
+/// (a watchdog, say).
 pub fn agent_guest(label: &str, kind: GuestAgentKind, extra_devices: &str) -> AgentGuest {
     let guard = GuestGuard::new(label);
     let assets = ensure_agent_assets();
-    let (initrd, rdinit) = match kind {
-        GuestAgentKind::Running => ("initrd-agent.img", " rdinit=/init.agent"),
-        GuestAgentKind::NotInstalled => ("initrd.img", ""),
-    };
-    let xml = format!(
-        "<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>160</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel>
-    <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0{rdinit} vglab=idle</cmdline>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>preserve</on_crash>
-  <devices>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
-    <channel type='unix'><target type='virtio' name='{CONTROL_PORT}'/></channel>
-    <panic model='isa'/>
-    {extra_devices}
-    <memballoon model='none'/>
-  </devices>
-</domain>
-",
-        name = xml_escape(&guard.name),
-        kernel = xml_escape(&assets.join("vmlinuz").to_string_lossy()),
-        initrd = xml_escape(&assets.join(initrd).to_string_lossy()),
-        console = xml_escape(&guard.console.to_string_lossy()),
-    );
-    guard.write_xml(&xml);
+    guard.write_xml(&agent_guest_xml(&guard.name, &assets, &guard.console, kind, extra_devices));
     AgentGuest { guard }
 }
 

@@ -9,6 +9,7 @@
 
 mod agent;
 mod agent_guest;
+mod agent_guest_xml;
 mod guest;
 mod private;
 mod run;
