@@ -8,6 +8,7 @@ pub mod guest_agent;
 pub mod libvirt;
 pub mod libvirt_migrate;
 pub mod libvirt_raw;
+pub mod owner_tag;
 pub mod process;
 pub mod state;
 
@@ -99,6 +100,12 @@ pub trait Hypervisor {
     /// Starts the storage pool if inactive, refreshes it if active.
     fn ensure_pool_active(&self, pool: &str) -> HvResult<()>;
     fn ensure_network_active(&self, network: &str) -> HvResult<()>;
+    /// Names of the domains that are active (running, paused, ...) here.
+    fn active_domains(&self) -> HvResult<Vec<String>>;
+    /// The resource instance the domain's owner tag names (`owner_tag`).
+    fn owner(&self, name: &str) -> HvResult<Option<String>>;
+    /// Tags the running domain with its owner, live: the tag migrates with it.
+    fn set_owner(&self, name: &str, instance: &str) -> HvResult<()>;
     /// Whether the domain's QEMU guest agent answers `guest-ping` within
     /// `bound` (whole seconds, at least one; libvirt's first exchange with
     /// an agent it is not yet in step with takes up to 5 s whatever the

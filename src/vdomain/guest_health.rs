@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::hypervisor::{DomainState, Hypervisor, StateKind};
 use crate::ocf::{Action, Deadline, OcfEnv, OcfError, Params};
 
+use super::state_files::StateKey;
 use super::Vm;
 
 /// The virtio-serial port name qemu-ga listens on.
@@ -37,8 +38,6 @@ pub const AGENT_LEVEL: u32 = 10;
 /// The monitor depth from which the guest's file systems are asked too.
 pub const FILESYSTEM_LEVEL: u32 = 20;
 
-const ANSWERED: &str = "agent-answered";
-const SILENT_SINCE: &str = "agent-silent-since";
 
 /// What one round of questions to the agent found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,12 +183,12 @@ pub fn check_config(params: &Params, env: &OcfEnv, action: Action, name: &str, x
 fn load(vm: &Vm) -> Memory {
     let files = vm.files();
     let read = |what| files.read(what).and_then(|text| text.parse().ok());
-    Memory { answered_ms: read(ANSWERED), silent_since_ms: read(SILENT_SINCE) }
+    Memory { answered_ms: read(StateKey::AgentAnswered), silent_since_ms: read(StateKey::AgentSilentSince) }
 }
 
 fn store(vm: &Vm, memory: Memory) {
     let files = vm.files();
-    for (what, value) in [(ANSWERED, memory.answered_ms), (SILENT_SINCE, memory.silent_since_ms)] {
+    for (what, value) in [(StateKey::AgentAnswered, memory.answered_ms), (StateKey::AgentSilentSince, memory.silent_since_ms)] {
         let result = match value {
             Some(ms) => files.write(what, &ms.to_string()),
             None => {

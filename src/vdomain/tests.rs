@@ -295,6 +295,8 @@ fn stop_destroys_a_paused_guest_that_libvirt_will_not_shut_down() {
     assert!(hv.domain(NAME).is_none());
 }
 
+mod ownership;
+
 mod guest_agent {
     //! Guest health against the fake: the clock is the `now` passed in.
     use super::*;
