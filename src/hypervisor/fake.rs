@@ -15,7 +15,7 @@ use super::domain_xml::DomainConfig;
 use super::migration::{JobSample, LiveMigration, MigrationCall, MigrationPlan, SharedHypervisor};
 use super::owner_tag::owner_in_domain_xml;
 use super::state::{reason, DomainState, StateKind};
-use super::{HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
+use super::{GuestFilesystems, HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
 
 #[derive(Debug, Clone)]
 pub struct FakeDomain {
@@ -26,6 +26,25 @@ pub struct FakeDomain {
     pub obeys_shutdown: bool,
     /// The owner tag: read from the XML it was created from, or set live.
     pub owner: Option<String>,
+}
+
+/// How a fake domain's QEMU guest agent behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeAgent {
+    /// The domain has no guest agent channel.
+    NoChannel,
+    /// The channel exists and an agent answers every command.
+    Answering,
+    /// The agent answers a ping, but listing the file systems hangs (a
+    /// wedged mount): libvirt gives up after its bound.
+    FilesystemsHung,
+    /// The agent answers and reports its file systems frozen.
+    FilesystemsFrozen,
+    /// The channel exists but no agent holds it (killed, never installed).
+    NotConnected,
+    /// The agent holds the channel but answers nothing (SIGSTOP, hung OS):
+    /// libvirt gives up after its bound.
+    Frozen,
 }
 
 /// One call made on the fake, with its arguments.
@@ -53,6 +72,8 @@ pub enum Call {
     ActiveDomains,
     Owner(String),
     SetOwner(String, String),
+    /// A guest agent command (`ping`, `filesystems`) with its bound.
+    GuestAgent { name: String, question: &'static str, bound: Duration },
 }
 
 impl Call {
@@ -81,6 +102,7 @@ impl Call {
             Call::ActiveDomains => "list",
             Call::Owner(_) => "owner",
             Call::SetOwner(..) => "set_owner",
+            Call::GuestAgent { .. } => "agent",
         }
     }
 }
@@ -145,6 +167,7 @@ struct World {
     lost_at: Option<Instant>,
     script: MigrationScript,
     migration: Option<Migration>,
+    agents: BTreeMap<String, FakeAgent>,
 }
 
 /// The fake; clones share one world (like two connections to one host).
@@ -179,6 +202,7 @@ impl FakeHypervisor {
             lost_at: None,
             script: MigrationScript::default(),
             migration: None,
+            agents: BTreeMap::new(),
         };
         FakeHypervisor { world: Arc::new(Mutex::new(world)) }
     }
@@ -270,6 +294,11 @@ impl FakeHypervisor {
         if let Some(d) = self.world().domains.get_mut(name) {
             d.xml = xml.to_owned();
         }
+    }
+
+    /// How the guest agent of domain `name` behaves from now on.
+    pub fn set_guest_agent(&self, name: &str, agent: FakeAgent) {
+        self.world().agents.insert(name.to_owned(), agent);
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -467,6 +496,38 @@ impl Hypervisor for FakeHypervisor {
             d.owner = Some(instance.to_owned());
         }
         Ok(())
+    }
+
+    fn guest_agent_ping(&self, name: &str, bound: Duration) -> HvResult<()> {
+        self.ask_agent(name, "ping", bound).map(drop)
+    }
+
+    fn guest_filesystems(&self, name: &str, bound: Duration) -> HvResult<GuestFilesystems> {
+        match self.ask_agent(name, "filesystems", bound)? {
+            FakeAgent::FilesystemsHung => Err(Self::unresponsive("Guest agent not available for now")),
+            FakeAgent::FilesystemsFrozen => Ok(GuestFilesystems { count: 1, frozen: true }),
+            _ => Ok(GuestFilesystems { count: 1, frozen: false }),
+        }
+    }
+}
+
+
+impl FakeHypervisor {
+    fn unresponsive(why: &str) -> HvError {
+        HvError::other(format!("Guest agent is not responding: {why}"))
+    }
+
+    /// The agent of a running domain, when it answers at all.
+    fn ask_agent(&self, name: &str, question: &'static str, bound: Duration) -> HvResult<FakeAgent> {
+        self.enter(Call::GuestAgent { name: name.to_owned(), question, bound })?;
+        self.active(name)?;
+        let agent = self.world().agents.get(name).copied().unwrap_or(FakeAgent::NoChannel);
+        match agent {
+            FakeAgent::NoChannel => Err(HvError::other("argument unsupported: QEMU guest agent is not configured")),
+            FakeAgent::NotConnected => Err(Self::unresponsive("QEMU guest agent is not connected")),
+            FakeAgent::Frozen => Err(Self::unresponsive("Guest agent not available for now")),
+            FakeAgent::Answering | FakeAgent::FilesystemsHung | FakeAgent::FilesystemsFrozen => Ok(agent),
+        }
     }
 }
 

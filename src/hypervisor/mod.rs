@@ -5,6 +5,7 @@
 pub mod domain_xml;
 #[cfg(test)]
 pub(crate) mod fake;
+pub(crate) mod guest_agent;
 mod libvirt;
 mod libvirt_error;
 mod libvirt_migrate;
@@ -16,8 +17,10 @@ pub mod state;
 
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 pub use migration::{LiveMigration, SharedHypervisor};
+pub use guest_agent::GuestFilesystems;
 pub use state::{DomainState, Health, StateKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,4 +118,20 @@ pub trait Hypervisor: LiveMigration {
     fn owner(&self, name: &str) -> HvResult<Option<String>>;
     /// Tags the running domain with its owner, live: the tag migrates with it.
     fn set_owner(&self, name: &str, instance: &str) -> HvResult<()>;
+    /// Whether the domain's QEMU guest agent answers `guest-ping` within
+    /// `bound` (whole seconds, at least one; libvirt's first exchange with
+    /// an agent it is not yet in step with takes up to 5 s whatever the
+    /// bound). An agent that answers with an error has answered. A backend
+    /// without a path to the guest agent errs, which reads as a silent agent.
+    fn guest_agent_ping(&self, name: &str, bound: Duration) -> HvResult<()> {
+        let _ = bound;
+        Err(HvError::other(format!("{name}: no guest agent path through {}", self.uri())))
+    }
+    /// The guest's file systems as its agent sees them (two agent commands,
+    /// each within `bound`): listing them makes the guest kernel walk its
+    /// mounts and stat each one.
+    fn guest_filesystems(&self, name: &str, bound: Duration) -> HvResult<GuestFilesystems> {
+        let _ = bound;
+        Err(HvError::other(format!("{name}: no guest agent path through {}", self.uri())))
+    }
 }

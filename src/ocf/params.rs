@@ -200,6 +200,12 @@ parameters! {
     monitor_scripts: Text;
         short: "Extra health checks run by monitor";
         long: "Space-separated list of commands run after the domain state check succeeded. Any non-zero exit (or a command that does not finish before the operation deadline) fails the monitor; start and migrate_from wait, within their own deadline, until they all pass.";
+    guest_agent_grace: Number = "30";
+        short: "Seconds the guest agent may stay silent before monitor fails";
+        long: "At monitor depth OCF_CHECK_LEVEL=10 or more, monitor asks the QEMU guest agent inside a running domain to answer (guest-ping; at 20 also the guest's file systems). One missed answer is only a warning: monitor fails once the agent has been silent for longer than this many seconds, counted from the first monitor that got no answer (remembered under HA_RSCTMP). 0 fails at the first missed answer. Needs the guest agent channel in the domain XML and qemu-guest-agent in the guest.";
+    wait_for_guest_agent: Flag = "false";
+        short: "start and migrate_from wait until the guest agent answers";
+        long: "start and migrate_from return only once the QEMU guest agent in the guest answers guest-ping (within the operation's timeout), so that an ordering constraint on this resource means that the guest OS is up. Needs the guest agent channel in the domain XML, else it is a configuration error.";
     autoset_utilization_cpu: Flag = "true";
         short: "Publish the vCPU count as the cpu utilization";
         long: "Publish the domain's vCPU count as the resource's cpu utilization attribute (for placement-strategy). Written only when the value differs from what this node last published.";

@@ -4,6 +4,7 @@
 
 pub(crate) mod config_file;
 pub(crate) mod cow;
+pub(crate) mod guest_health;
 pub(crate) mod migrate_from;
 pub(crate) mod missing_config;
 pub(crate) mod monitor;
@@ -114,6 +115,7 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
         Err(unreadable) => return missing_config::run(action, env, &params, &path, unreadable),
     };
     check_node(&params, &config).map_err(invalid)?;
+    guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).map_err(invalid)?;
     if action == Action::ValidateAll {
         return Ok(OcfStatus::Success);
     }

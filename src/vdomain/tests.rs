@@ -311,3 +311,193 @@ fn missing_drbd_tools_are_not_installed_and_a_refusal_is_a_failure() {
     let unreadable = super::drbd_refusal(DrbdError::Read(ReadError::Unreadable("garbage".into())));
     assert_eq!(unreadable.status, OcfStatus::ErrGeneric);
 }
+
+mod guest_agent {
+    //! Guest health against the fake: the clock is the `now` passed in.
+    use super::*;
+    use crate::hypervisor::fake::FakeAgent;
+    use crate::vdomain::guest_health::{self, check_config};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn level(n: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("OCF_CHECK_LEVEL", n.to_owned()),
+            ("OCF_RESKEY_CRM_meta_interval", "10000".into()),
+            ("OCF_RESKEY_CRM_meta_timeout", "30000".into()),
+        ]
+    }
+
+    fn leveled_case(n: &str, params: &[(&str, &str)]) -> Case {
+        let meta = level(n);
+        let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        case(params, &meta)
+    }
+
+    fn check(c: &Case, hv: &FakeHypervisor, now: SystemTime) -> Result<(), String> {
+        guest_health::monitor_check(&vm(c, Action::Monitor, hv), Some(running()), now).map_err(|e| e.reason)
+    }
+
+    fn agent_calls(hv: &FakeHypervisor) -> Vec<Call> {
+        hv.calls().into_iter().filter(|c| matches!(c, Call::GuestAgent { .. })).collect()
+    }
+
+    #[test]
+    fn level_zero_never_asks_the_agent() {
+        let c = case(&[], &[]);
+        let hv = FakeHypervisor::new().with_domain(NAME, running(), false);
+        hv.set_guest_agent(NAME, FakeAgent::Frozen);
+        assert_eq!(monitor::monitor(&vm(&c, Action::Monitor, &hv)), Ok(OcfStatus::Success));
+        assert!(agent_calls(&hv).is_empty());
+    }
+
+    #[test]
+    fn level_ten_pings_with_a_bound_and_passes_when_the_agent_answers() {
+        let c = leveled_case("10", &[]);
+        let hv = FakeHypervisor::new().with_domain(NAME, running(), false);
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(monitor::monitor(&vm(&c, Action::Monitor, &hv)), Ok(OcfStatus::Success));
+        assert_eq!(agent_calls(&hv), vec![Call::GuestAgent { name: NAME.to_owned(), question: "ping", bound: Duration::from_secs(5) }]);
+    }
+
+    #[test]
+    fn a_killed_agent_warns_until_the_grace_runs_out_then_fails_with_the_last_answer() {
+        let c = leveled_case("10", &[("guest_agent_grace", "30")]);
+        let hv = FakeHypervisor::new().with_domain(NAME, running(), false);
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(check(&c, &hv, at(0)), Ok(()));
+        hv.set_guest_agent(NAME, FakeAgent::NotConnected);
+        assert_eq!(check(&c, &hv, at(10)), Ok(()));
+        assert_eq!(check(&c, &hv, at(40)), Ok(()));
+        let reason = check(&c, &hv, at(52)).unwrap_err();
+        assert_eq!(reason, format!("{NAME}: guest agent silent for 42 s (last answer 22:13:20 UTC); the guest OS is not responding"));
+        // The agent is back: healthy at once, and the silence is forgotten.
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(check(&c, &hv, at(60)), Ok(()));
+        hv.set_guest_agent(NAME, FakeAgent::Frozen);
+        assert_eq!(check(&c, &hv, at(70)), Ok(()), "a new silence gets a new grace");
+    }
+
+    #[test]
+    fn a_frozen_agent_is_a_silence_too() {
+        let c = leveled_case("10", &[("guest_agent_grace", "5")]);
+        let hv = FakeHypervisor::new().with_domain(NAME, running(), false);
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(check(&c, &hv, at(0)), Ok(()));
+        hv.set_guest_agent(NAME, FakeAgent::Frozen);
+        assert_eq!(check(&c, &hv, at(10)), Ok(()));
+        assert!(check(&c, &hv, at(16)).unwrap_err().contains("silent for 6 s"));
+    }
+
+    #[test]
+    fn an_agent_that_never_answered_since_start_is_reported_as_not_installed() {
+        let c = leveled_case("10", &[]);
+        let hv = FakeHypervisor::new();
+        assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
+        hv.set_guest_agent(NAME, FakeAgent::NotConnected);
+        assert_eq!(check(&c, &hv, at(0)), Ok(()));
+        let reason = check(&c, &hv, at(31)).unwrap_err();
+        assert!(reason.contains("never answered since"), "{reason}");
+    }
+
+    #[test]
+    fn start_forgets_what_the_previous_life_of_the_guest_said() {
+        let c = leveled_case("10", &[]);
+        let hv = FakeHypervisor::new();
+        assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
+        hv.set_guest_agent(NAME, FakeAgent::NotConnected);
+        assert_eq!(check(&c, &hv, at(0)), Ok(()));
+        hv.destroy(NAME).unwrap();
+        assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
+        hv.set_guest_agent(NAME, FakeAgent::NotConnected);
+        assert_eq!(check(&c, &hv, at(40)), Ok(()), "the old silence must not count against the new guest");
+    }
+
+    #[test]
+    fn a_deliberately_paused_guest_is_not_asked_and_restarts_the_grace() {
+        let c = leveled_case("10", &[]);
+        let hv = FakeHypervisor::new().with_domain(NAME, running(), false);
+        hv.set_guest_agent(NAME, FakeAgent::NotConnected);
+        assert_eq!(check(&c, &hv, at(0)), Ok(()));
+        let before = agent_calls(&hv).len();
+        let v = vm(&c, Action::Monitor, &hv);
+        assert_eq!(guest_health::monitor_check(&v, Some(paused(1)), at(100)), Ok(()));
+        assert_eq!(agent_calls(&hv).len(), before);
+        assert_eq!(check(&c, &hv, at(110)), Ok(()));
+    }
+
+    #[test]
+    fn level_twenty_fails_hung_file_systems_after_the_grace() {
+        let c = leveled_case("20", &[("guest_agent_grace", "10")]);
+        let hv = FakeHypervisor::new().with_domain(NAME, running(), false);
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(check(&c, &hv, at(0)), Ok(()));
+        let asked: Vec<&str> = agent_calls(&hv).iter().filter_map(|c| match c { Call::GuestAgent { question, .. } => Some(*question), _ => None }).collect();
+        assert_eq!(asked, ["ping", "filesystems"]);
+        hv.set_guest_agent(NAME, FakeAgent::FilesystemsHung);
+        assert_eq!(check(&c, &hv, at(5)), Ok(()));
+        let reason = check(&c, &hv, at(20)).unwrap_err();
+        assert!(reason.contains("cannot list its file systems") && reason.contains("for 15 s"), "{reason}");
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(check(&c, &hv, at(21)), Ok(()));
+        hv.set_guest_agent(NAME, FakeAgent::FilesystemsFrozen);
+        assert_eq!(check(&c, &hv, at(22)), Ok(()));
+        let reason = check(&c, &hv, at(40)).unwrap_err();
+        assert!(reason.contains("its file systems are frozen for 18 s"), "{reason}");
+        // Level 10 does not look at the file systems.
+        let c10 = leveled_case("10", &[]);
+        assert_eq!(check(&c10, &hv, at(100)), Ok(()));
+    }
+
+    #[test]
+    fn start_with_wait_returns_once_the_agent_answers() {
+        let c = case(&[("wait_for_guest_agent", "true")], &[("OCF_RESKEY_CRM_meta_timeout", "20000")]);
+        let hv = FakeHypervisor::new();
+        // The fake creates the domain inside start; its agent answers from the first ping.
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
+        assert!(agent_calls(&hv).iter().any(|c| matches!(c, Call::GuestAgent { question: "ping", .. })));
+    }
+
+    #[test]
+    fn start_with_wait_fails_within_its_deadline_without_an_agent() {
+        let c = case(&[("wait_for_guest_agent", "true")], &[("OCF_RESKEY_CRM_meta_timeout", "8000")]);
+        let hv = FakeHypervisor::new();
+        hv.set_guest_agent(NAME, FakeAgent::NotConnected);
+        let vm = vm(&c, Action::Start, &hv);
+        let err = start::start(&vm).unwrap_err();
+        let took = vm.deadline.elapsed();
+        assert!(took < Duration::from_secs(8), "took {took:?} of the manual clock");
+        assert!(agent_calls(&hv).len() > 1, "asked again while time was left");
+        assert_eq!(err.status, OcfStatus::ErrGeneric);
+        assert!(err.reason.contains("guest agent did not answer within"), "{}", err.reason);
+    }
+
+    #[test]
+    fn migrate_from_with_wait_waits_for_the_agent_too() {
+        let c = case(&[("wait_for_guest_agent", "true")], &[("OCF_RESKEY_CRM_meta_timeout", "8000")]);
+        let hv = FakeHypervisor::new().with_domain(NAME, running(), false);
+        hv.set_guest_agent(NAME, FakeAgent::Frozen);
+        let err = migrate_from::migrate_from(&vm(&c, Action::MigrateFrom, &hv)).unwrap_err();
+        assert!(err.reason.contains("guest agent did not answer"), "{}", err.reason);
+        hv.set_guest_agent(NAME, FakeAgent::Answering);
+        assert_eq!(migrate_from::migrate_from(&vm(&c, Action::MigrateFrom, &hv)), Ok(OcfStatus::Success));
+    }
+
+    #[test]
+    fn a_missing_channel_is_a_configuration_error_only_when_the_agent_is_asked() {
+        let no_channel = "<domain><name>vm1</name></domain>";
+        let c0 = case(&[], &[]);
+        assert!(check_config(&c0.params, &c0.env, Action::Monitor, "vm1", no_channel).is_ok());
+        let c10 = leveled_case("10", &[]);
+        let err = check_config(&c10.params, &c10.env, Action::ValidateAll, "vm1", no_channel).unwrap_err();
+        assert_eq!(err.status, OcfStatus::ErrConfigured);
+        assert!(err.reason.contains("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/>"), "{}", err.reason);
+        assert!(check_config(&c10.params, &c10.env, Action::Start, "vm1", no_channel).is_ok());
+        let wait = case(&[("wait_for_guest_agent", "yes")], &[]);
+        assert!(check_config(&wait.params, &wait.env, Action::Start, "vm1", no_channel).unwrap_err().reason.contains("wait_for_guest_agent"));
+    }
+}

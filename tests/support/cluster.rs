@@ -123,6 +123,11 @@ impl Lab {
         self.harness_ok(&["pids", node]).split_whitespace().map(str::to_owned).collect()
     }
 
+    /// The harness's state directory ($VG_CLUSTER_STATE), seen from the host.
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
     pub fn guest(&self, name: &str) -> String {
         self.harness_ok(&["guest", name]).trim().to_owned()
     }

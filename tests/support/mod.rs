@@ -8,6 +8,8 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+mod agent_guest;
+pub mod agent_guest_xml;
 pub mod cluster;
 mod drbd;
 mod guest;
@@ -23,6 +25,7 @@ pub use guest::{
     GuestMode, READY_MARKER,
 };
 pub use drbd::{fixtures, fixture_text, state9, state9_text, state84, edited, names, XorShift};
+pub use agent_guest::{agent_guest, AgentGuest, GuestAgentKind, AGENT_UP_MARKER};
 pub use private::PrivateHypervisor;
 pub use run::{describe, run_bounded};
 
