@@ -579,4 +579,7 @@ main() {
     esac
 }
 
-main "$@"
+# Sourced by systemd-harness.sh for its building blocks; run, it is the lab.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
