@@ -149,25 +149,34 @@ run_container() {
         rc=0
         wait $! || rc=$?
         log "$node: systemd-nspawn exited with $rc"
-        echo "$rc" >"$d/last-exit"
+        # One line per shutdown of the node: 0 poweroff, 133 reboot, else a crash.
+        echo "$rc" >>"$d/exits"
         ((rc == 133)) || break
     done
     rm -f "$d/nspawn.pid" "$d/runner.pid"
 }
 
+runner_alive() {
+    local runner_file
+    runner_file=$(node_dir "$1")/runner.pid
+    [[ -s $runner_file ]] && grep -qs __run-container "/proc/$(<"$runner_file")/cmdline"
+}
+
+# Powers a node on, unless its runner still runs (a node that is rebooting:
+# the runner boots it again by itself); then waits for it.
 start_node() {
     local node=$1 d
     is_node "$node"
     d=$(node_dir "$node")
-    if init_pid "$node" >/dev/null; then
-        log "$node is already running"
-        return 0
+    if runner_alive "$node"; then
+        log "$node is running or rebooting"
+    else
+        [[ -e /run/netns/$node ]] || die "network namespace $node is missing (run 'up' first)"
+        rm -f "$d/powered-off" "$d/nspawn.pid"
+        setsid bash "$SYSTEMD_HARNESS" __run-container "$node" </dev/null >>"$d/logs/console.log" 2>&1 &
+        echo $! >"$d/runner.pid"
     fi
-    [[ -e /run/netns/$node ]] || die "network namespace $node is missing (run 'up' first)"
-    rm -f "$d/powered-off" "$d/nspawn.pid" "$d/last-exit"
-    setsid bash "$SYSTEMD_HARNESS" __run-container "$node" </dev/null >>"$d/logs/console.log" 2>&1 &
-    echo $! >"$d/runner.pid"
-    wait_for "$node's systemd" 30 init_pid "$node"
+    wait_for "$node's systemd" 60 init_pid "$node"
     wait_for "corosync on $node" 60 in_node "$node" corosync-cfgtool -s
 }
 
@@ -178,7 +187,7 @@ wait_node_services() {
 # A power cut: the container's init is killed, and with it every process of
 # the node's PID namespace; the runner does not boot it again.
 poweroff_node() {
-    local node=$1 d pid runner cg
+    local node=$1 d pid cg
     is_node "$node"
     d=$(node_dir "$node")
     [[ -d $d ]] || return 0
@@ -186,15 +195,15 @@ poweroff_node() {
     if pid=$(init_pid "$node"); then
         kill -KILL "$pid"
     fi
-    if [[ -s $d/runner.pid ]]; then
-        runner=$(<"$d/runner.pid")
-        wait_for "$node's runner to end" 30 bash -c "! grep -qs __run-container /proc/$runner/cmdline"
-    fi
+    wait_for "$node's runner to end" 30 eval '! runner_alive "$node"'
+    # systemd-nspawn leaves its (empty) propagation directory behind on a volatile boot.
+    rmdir "/run/systemd/nspawn/propagate/$node" 2>/dev/null || true
     while read -r cg; do
         [[ -d $cg ]] || continue
         # Leaf first; a cgroup with processes left refuses, and says so.
         find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || log "cannot remove $cg yet"
     done < <(cgroup_dirs "$node")
+    rmdir "/sys/fs/cgroup/systemd/$CGROUP_PARENT" "/sys/fs/cgroup/unified/$CGROUP_PARENT" 2>/dev/null || true
 }
 
 install_agents() {
