@@ -223,6 +223,12 @@ impl Lab {
         panic!("{message}\n{}", self.diagnostics());
     }
 
+    pub fn check(&self, condition: bool, message: impl FnOnce() -> String) {
+        if !condition {
+            self.fail(&message());
+        }
+    }
+
     pub fn diagnostics(&self) -> String {
         let mut text = String::from("---------------- cluster state ----------------\n");
         let off = self.off.borrow().clone();

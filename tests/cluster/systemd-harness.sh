@@ -216,28 +216,9 @@ install_agents() {
     fi
 }
 
-cmd_up_systemd() {
-    local node start=$SECONDS
-    [[ $(id -u) == 0 ]] || die "must run as root"
-    command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (package systemd-container)"
-    claim_cluster
-    cmd_down --purge
-    log "state in $STATE"
-    mkdir -p "$STATE/guests"
-    record_owner
-    unlock_state
-    for node in "${NODES[@]}"; do
-        prepare_node_state "$node"
-        prepare_node_etc "$node"
-    done
-    install_agents
-    create_network
-    for node in "${NODES[@]}"; do start_node "$node"; done
-    for node in "${NODES[@]}"; do wait_node_services "$node"; done
-    save_capabilities_cache
-    wait_cluster 180
-    in_node "${NODES[0]}" crm_attribute -t crm_config -n stonith-enabled -v false
-    log "systemd cluster up in $((SECONDS - start))s"
+prepare_node() {
+    prepare_node_state "$1"
+    prepare_node_etc "$1"
 }
 
 cmd_status_systemd() {
@@ -256,7 +237,10 @@ main_systemd() {
     local cmd=${1:-}
     shift || true
     case $cmd in
-        up) cmd_up_systemd ;;
+        up)
+            command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (package systemd-container)"
+            cmd_up
+            ;;
         down) cmd_down "$@" ;;
         status) cmd_status_systemd ;;
         wait) wait_cluster "${1:-120}" ;;
