@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use crate::ocf::{OcfResult, OcfStatus};
 
-use super::{config_file, monitor, systemd, utilization, Vm};
+use super::{config_file, monitor, ownership, systemd, utilization, Vm};
 
 pub fn migrate_from(vm: &Vm) -> OcfResult {
     let source = vm.env.migrate_source.as_deref().unwrap_or("the source node");
     super::drbd_gate(vm, &crate::drbd::Purpose::MigrateTarget { source: source.to_owned() })?;
+    // Before the wait: should it fail, the stop that follows must still find the guest.
+    ownership::remember(vm)?;
     // A node that only ever received guests by migration (one just rebooted:
     // the drop-in lives in /run) needs the shutdown ordering as much as one that started them.
     systemd::ensure_ordering(&vm.deadline);
@@ -17,7 +19,7 @@ pub fn migrate_from(vm: &Vm) -> OcfResult {
         e.reason = format!("migration from {source}: {}", e.reason);
         e
     })?;
-    vm.remember();
+    ownership::remember_emulator_from_libvirt(vm);
     config_file::save_if_asked(vm);
     utilization::publish(vm, &vm.deadline);
     tracing::info!("{} arrived from {source}", vm.name());
