@@ -13,6 +13,7 @@ packages=(
   busybox-static cpio linux-image-cloud-amd64             # test guests
   libguestfs-tools csync2                                 # copyindirs (virt-copy-in), sync_config_on_stop
   libxml2-utils iproute2 procps psmisc util-linux         # xmllint, namespaces, /proc tools
+  systemd-container                                       # systemd-nspawn: the systemd lab's nodes
 )
 
 apt-get update -qq

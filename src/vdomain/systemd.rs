@@ -10,6 +10,9 @@ use crate::ocf::Deadline;
 pub const RUNTIME_UNIT_DIR: &str = "/run/systemd/system";
 const DROP_IN_DIR: &str = "resource-agents-deps.target.d";
 const DROP_IN_FILE: &str = "99-virtguard-VirtualDomain.conf";
+/// libvirt orders every guest's machine scope before this target; the drop-in
+/// makes resource-agents-deps.target (and so Pacemaker) wait for it.
+const GUEST_SHUTDOWN_TARGET: &str = "virt-guest-shutdown.target";
 
 pub fn drop_in_text() -> String {
     "# Written by virtguard: stop cluster-managed guests before libvirt goes away.\n\
@@ -36,7 +39,13 @@ pub fn write_drop_in(unit_dir: &Path) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Called before a guest starts or arrives here: from then on a shutdown of
+/// this host stops Pacemaker (which migrates the guest away) before systemd
+/// stops the guest's machine scope or the libvirt daemons.
 pub fn ensure_ordering(deadline: &Deadline) {
+    if !Path::new(RUNTIME_UNIT_DIR).is_dir() {
+        return;
+    }
     match write_drop_in(Path::new(RUNTIME_UNIT_DIR)) {
         Ok(true) => {
             if let Err(e) = exec::run("systemctl", &["daemon-reload"], deadline) {
@@ -45,6 +54,15 @@ pub fn ensure_ordering(deadline: &Deadline) {
         }
         Ok(false) => {}
         Err(e) => tracing::warn!("cannot write the systemd ordering drop-in: {e}"),
+    }
+    // An ordering binds only units that get a stop job at shutdown, and an
+    // inactive target gets none: without this, systemd stops the machine
+    // scopes (SIGTERM to QEMU) while Pacemaker is still migrating the guests
+    // away (seen in the systemd lab, tests/cluster_systemd.rs). The drop-in's
+    // Wants= cannot start it: resource-agents-deps.target started at boot,
+    // long before the drop-in (in /run) was written.
+    if let Err(e) = exec::run("systemctl", &["start", GUEST_SHUTDOWN_TARGET], deadline) {
+        tracing::warn!("cannot start {GUEST_SHUTDOWN_TARGET}; a host shutdown may stop guests before Pacemaker moves them: {e}");
     }
 }
 

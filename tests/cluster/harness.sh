@@ -159,6 +159,9 @@ prepare_node_state() {
     install -d -m 0755 "$d/logs"
 }
 
+# What `up` prepares per node (systemd-harness.sh adds the node's /etc).
+prepare_node() { prepare_node_state "$1"; }
+
 # ------------------------------------------------------------ node init ----
 
 # Runs as the node-init process, already inside the node's network namespace
@@ -446,7 +449,7 @@ cmd_up() {
     # From here the owner record keeps others away; the daemons about to start
     # must not inherit (and hold) the lock.
     unlock_state
-    for node in "${NODES[@]}"; do prepare_node_state "$node"; done
+    for node in "${NODES[@]}"; do prepare_node "$node"; done
     echo "$HERE/harness.sh" >"$STATE/harness"
     start_anchor
     install_agents
@@ -579,4 +582,7 @@ main() {
     esac
 }
 
-main "$@"
+# Sourced by systemd-harness.sh for its building blocks; run, it is the lab.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

@@ -2,6 +2,9 @@
 //! inside its nodes, and what the scenarios read back from it (operation history,
 //! placement, fencing history). The cluster is torn down when the `Lab` is dropped.
 
+// Shared by tests/cluster.rs and tests/cluster_systemd.rs: each uses a part.
+#![allow(dead_code)]
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 pub const NODES: [&str; 2] = ["vg-node1", "vg-node2"];
+/// The nodes of the systemd lab (tests/cluster/systemd-harness.sh).
+pub const SYSTEMD_NODES: [&str; 2] = ["vgsd-node1", "vgsd-node2"];
 const IDLE_TIMEOUT_S: u32 = 240;
 
 pub fn other(node: &str) -> &'static str {
@@ -28,6 +33,7 @@ fn clock() -> String {
 pub struct Lab {
     harness: PathBuf,
     state: PathBuf,
+    nodes: [&'static str; 2],
     /// Nodes that are powered off (fenced) right now.
     off: RefCell<Vec<&'static str>>,
 }
@@ -35,9 +41,21 @@ pub struct Lab {
 impl Lab {
     /// Brings the cluster up; `agent` is bound into both nodes as ocf:virtguard:VirtualDomain.
     pub fn up(agent: Option<&Path>) -> Lab {
+        let state = std::env::var("VG_CLUSTER_STATE").unwrap_or_else(|_| "/var/tmp/vg-cluster".into());
+        Lab::up_with("harness.sh", &state, NODES, agent)
+    }
+
+    /// The same cluster with nodes that boot systemd (tests/cluster/systemd-harness.sh).
+    pub fn up_systemd(agent: Option<&Path>) -> Lab {
+        let state = std::env::var("VG_SYSTEMD_CLUSTER_STATE").unwrap_or_else(|_| "/var/tmp/vgsd-cluster".into());
+        Lab::up_with("systemd-harness.sh", &state, SYSTEMD_NODES, agent)
+    }
+
+    fn up_with(script: &str, state: &str, nodes: [&'static str; 2], agent: Option<&Path>) -> Lab {
         let lab = Lab {
-            harness: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/harness.sh"),
-            state: PathBuf::from(std::env::var("VG_CLUSTER_STATE").unwrap_or_else(|_| "/var/tmp/vg-cluster".into())),
+            harness: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster").join(script),
+            state: PathBuf::from(state),
+            nodes,
             off: RefCell::new(Vec::new()),
         };
         let mut up = Command::new("bash");
@@ -49,6 +67,20 @@ impl Lab {
         let status = up.status().expect("cannot run the cluster harness");
         assert!(status.success(), "cluster harness 'up' failed ({status}); see its output above");
         lab
+    }
+
+    pub fn nodes(&self) -> [&'static str; 2] {
+        self.nodes
+    }
+
+    /// The other node of the two.
+    pub fn other(&self, node: &str) -> &'static str {
+        if node == self.nodes[0] { self.nodes[1] } else { self.nodes[0] }
+    }
+
+    /// Where a node keeps what survives its reboots (logs, journal, Pacemaker's state).
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.state.join("nodes").join(node)
     }
 
     pub fn harness(&self, args: &[&str]) -> Output {
@@ -88,7 +120,7 @@ impl Lab {
     /// A node that is up, for cluster-wide commands.
     pub fn any_node(&self) -> &'static str {
         let off = self.off.borrow();
-        NODES.iter().copied().find(|n| !off.contains(n)).expect("no node is up")
+        self.nodes.iter().copied().find(|n| !off.contains(n)).expect("no node is up")
     }
 
     /// Cluster-wide command, run on any node that is up.
@@ -141,7 +173,7 @@ impl Lab {
     /// Nodes (that are up) where libvirt runs the domain.
     pub fn running_on(&self, domain: &str) -> Vec<&'static str> {
         let off = self.off.borrow().clone();
-        NODES
+        self.nodes
             .iter()
             .copied()
             .filter(|n| !off.contains(n))
@@ -200,14 +232,20 @@ impl Lab {
         panic!("{message}\n{}", self.diagnostics());
     }
 
+    pub fn check(&self, condition: bool, message: impl FnOnce() -> String) {
+        if !condition {
+            self.fail(&message());
+        }
+    }
+
     pub fn diagnostics(&self) -> String {
         let mut text = String::from("---------------- cluster state ----------------\n");
         let off = self.off.borrow().clone();
-        if let Some(node) = NODES.iter().find(|n| !off.contains(n)) {
+        if let Some(node) = self.nodes.iter().find(|n| !off.contains(n)) {
             let out = self.run(node, &["crm_mon", "-1", "-r", "-f", "--include=failures,fencing"]);
             text += &String::from_utf8_lossy(&out.stdout);
         }
-        for node in NODES {
+        for node in self.nodes {
             let log = self.state.join("nodes").join(node).join("var-log-pacemaker/pacemaker.log");
             let content = std::fs::read_to_string(&log).unwrap_or_default();
             let interesting: Vec<&str> = content
