@@ -86,3 +86,36 @@ fn frozen_libvirtd_cannot_carry_stop_or_monitor_past_the_timeout() {
     assert!(stop.stderr.contains("stopping its emulator process directly"), "{}", stop.stderr);
     assert!(wait_for(Duration::from_secs(5), Duration::from_millis(50), || !process_alive(qemu)), "qemu {qemu} survived");
 }
+
+/// A node that has neither the config nor any memory of the guest looks for
+/// a guest carrying the resource's owner tag before it may answer "not
+/// running". That look-up happens before the watchdog is armed, so it is
+/// bounded on its own: a frozen libvirtd must not turn a probe into a
+/// timeout, nor a stop into fencing.
+#[test]
+fn frozen_libvirtd_cannot_hold_the_owner_tag_lookup_past_the_timeout() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    let hv = PrivateHypervisor::start("frozentag");
+    let (guest, _qemu) = started_guest(&hv, "vg-frztag");
+    let daemon = hv.libvirtd_pid().expect("libvirtd pid") as i32;
+    kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
+    let frozen = Frozen(daemon);
+
+    let missing = guest.dir.join("not-mounted-here.xml");
+    let mut env = env_for(&guest, &hv, "8000");
+    env.retain(|(k, _)| !matches!(*k, "OCF_RESKEY_config" | "OCF_RESOURCE_INSTANCE" | "OCF_RESKEY_CRM_meta_interval"));
+    // Another resource name: nothing is remembered for it on this node.
+    env.extend([("OCF_RESKEY_config", missing.to_str().unwrap()), ("OCF_RESOURCE_INSTANCE", "never-here"), ("OCF_RESKEY_CRM_meta_interval", "0")]);
+
+    let probe = agent("monitor", &env);
+    assert_eq!(probe.code, 7, "no config, no memory, libvirt silent: the OCF probe rule: {}", probe.stderr);
+    assert!(probe.elapsed < Duration::from_secs(8), "the probe must beat its 8 s timeout: {:?}", probe.elapsed);
+    assert!(probe.stderr.contains("cannot look for a guest tagged with never-here"), "{}", probe.stderr);
+
+    let stop = agent("stop", &env);
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    assert!(stop.elapsed < Duration::from_secs(8), "stop must beat its 8 s timeout: {:?}", stop.elapsed);
+    drop(frozen);
+}

@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use crate::hypervisor::domain_xml::DomainConfig;
+use crate::hypervisor::migration::within;
 use crate::hypervisor::Hypervisor;
 use crate::ocf::dispatch::invalid_environment;
 use crate::ocf::{Action, OcfEnv, OcfError, OcfResult, Params};
@@ -43,17 +44,36 @@ fn known_domain(action: Action, env: &OcfEnv, params: &Params) -> Option<String>
     if let Some(name) = StateFiles::new(&env.state_dir, &env.instance).read(StateKey::Domain) {
         return Some(name);
     }
-    let hv = match crate::hypervisor::connect(params.hypervisor.as_deref()) {
-        Ok(hv) => hv,
-        Err(e) => {
-            tracing::warn!("cannot look for a guest tagged with {}: {e}", env.instance);
-            return None;
-        }
-    };
-    if action == Action::MigrateFrom {
-        return ownership::wait_for_owned(&hv, &env.instance, &env.deadline(action).fraction(0.5));
-    }
-    tagged_here(&hv, &env.instance)
+    // Asked before the watchdog is armed: a frozen libvirtd must not hold
+    // the action past its deadline, so the whole look-up is bounded.
+    let deadline = env.deadline(action);
+    let budget = deadline.fraction(0.6).remaining();
+    let uri = params.hypervisor.clone();
+    let instance = env.instance.clone();
+    let wait = deadline.fraction(0.5);
+    let found = within(budget, move || {
+        let hv = crate::hypervisor::connect(uri.as_deref())?;
+        Ok(if action == Action::MigrateFrom {
+            ownership::wait_for_owned(&hv, &instance, &wait)
+        } else {
+            tagged_here(&hv, &instance)
+        })
+    });
+    found.unwrap_or_else(|e| {
+        tracing::warn!("cannot look for a guest tagged with {}: {e}", env.instance);
+        None
+    })
+}
+
+/// [`tagged_here`] on a connection of its own, given up after `budget`
+/// (stop uses it before the watchdog is armed).
+pub fn tagged_here_within(uri: Option<&str>, instance: &str, budget: std::time::Duration) -> Option<String> {
+    let uri = uri.map(str::to_owned);
+    let owner = instance.to_owned();
+    within(budget, move || Ok(tagged_here(&crate::hypervisor::connect(uri.as_deref())?, &owner))).unwrap_or_else(|e| {
+        tracing::warn!("cannot look for a guest tagged with {instance}: {e}");
+        None
+    })
 }
 
 /// The first active domain here tagged with `instance` (one, normally).

@@ -175,8 +175,9 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
         }
         Err(e) => {
             let found = remembered.map(|name| (name, "which this resource runs here")).or_else(|| {
-                let hv = crate::hypervisor::connect(params.hypervisor.as_deref()).ok()?;
-                missing_config::tagged_here(&hv, &env.instance).map(|name| (name, "which carries this resource's owner tag"))
+                let budget = env.deadline(Action::Stop).fraction(0.3).remaining();
+                missing_config::tagged_here_within(params.hypervisor.as_deref(), &env.instance, budget)
+                    .map(|name| (name, "which carries this resource's owner tag"))
             });
             let Some((name, why)) = found else {
                 tracing::info!("{}; no guest of this resource is known here: it cannot be running", e.reason);
