@@ -150,3 +150,29 @@ fn a_test_binary_that_changes_etc_fails_and_names_the_file() {
     assert_eq!(output.status.code(), Some(101), "the guard must fail the binary: {stderr}");
     assert!(stderr.contains("/etc/csync2.cfg"), "the guard must name the file: {stderr}");
 }
+
+#[test]
+fn definitions_of_other_running_test_processes_are_theirs_to_judge() {
+    let own = std::process::id();
+    let facts = host_files::Facts::Directory { mode: 0o755 };
+    let found: host_files::Fingerprint = [
+        format!("/etc/libvirt/qemu/vgt-a-{own}-0.xml"),
+        // PID 1 runs as long as the machine does.
+        "/etc/libvirt/qemu/vgt-b-1-0.xml".to_owned(),
+        // No process has this pid (above the kernel's pid_max).
+        "/etc/libvirt/qemu/vgt-c-99999999-0.xml".to_owned(),
+        "/etc/libvirt/libvirtd.conf".to_owned(),
+    ]
+    .into_iter()
+    .map(|p| (PathBuf::from(p), facts.clone()))
+    .collect();
+    let kept: Vec<String> = host_files::not_of_other_tests(&found).keys().map(|p| p.display().to_string()).collect();
+    assert_eq!(
+        kept,
+        [
+            "/etc/libvirt/libvirtd.conf".to_owned(),
+            format!("/etc/libvirt/qemu/vgt-a-{own}-0.xml"),
+            "/etc/libvirt/qemu/vgt-c-99999999-0.xml".to_owned()
+        ]
+    );
+}
