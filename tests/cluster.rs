@@ -13,6 +13,8 @@
 
 #[path = "cluster/lab.rs"]
 mod lab;
+#[path = "cluster/adopt.rs"]
+mod adopt;
 
 use lab::{other, progress, Lab, Op, NODES};
 use std::io::Write;
@@ -62,6 +64,9 @@ fn cluster_scenarios() {
         ("6 misconfiguration: config missing on one node, bad parameter", Run::s6_misconfiguration),
         ("7 standby/unstandby moves the guest live and back", Run::s7_standby),
         ("8 DRBD gate refuses a node with stale data", Run::s8_drbd_gate),
+        ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
+        ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
+        ("32 virtguard adopt killed half way, then run again", Run::s32_adopt_killed_then_rerun),
     ];
     // Every scenario runs even when an earlier one failed (after a repair of the
     // cluster), so that one run tells everything that is wrong.
