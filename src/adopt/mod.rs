@@ -20,6 +20,13 @@ use std::time::{Duration, Instant};
 use plan::{Decision, Marker, ProbeVerdict, MARKER};
 use state::{Cib, Monitor};
 
+/// Captured lab-cluster XML (tests/fixtures/adopt/), for the parsers' tests.
+#[cfg(test)]
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/adopt/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 pub struct Request {
     /// "virtguard" or "heartbeat".
     pub to: String,

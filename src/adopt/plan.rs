@@ -158,11 +158,7 @@ pub fn probe_verdict(id: &str, to: &str, expected: Option<&str>, cib: &Cib, mon:
 mod tests {
     use super::*;
     use crate::adopt::state::{parse_cib, parse_crm_mon};
-
-    fn fixture(name: &str) -> String {
-        let path = format!("{}/tests/fixtures/adopt/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::adopt::fixture;
 
     fn running() -> (Cib, Monitor) {
         (parse_cib(&fixture("cib-classic-running.xml")).unwrap(), parse_crm_mon(&fixture("crm_mon-classic-running.xml")).unwrap())

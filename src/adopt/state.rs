@@ -197,11 +197,7 @@ pub fn parse_crm_mon(xml: &str) -> Result<Monitor, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let path = format!("{}/tests/fixtures/adopt/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::adopt::fixture;
 
     #[test]
     fn reads_primitives_groups_and_parameters_of_a_real_cib() {

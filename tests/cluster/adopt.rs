@@ -76,14 +76,16 @@ impl Run<'_> {
         let lab = self.lab;
         for (i, guest) in GUESTS.iter().enumerate() {
             let config = format!("config={}", lab.guest(guest));
-            let common = ["hypervisor=qemu:///system", "migration_transport=tcp"];
+            // force_stop: the firmware guests ignore ACPI, and the final delete
+            // need not wait out a graceful shutdown.
+            let common = ["hypervisor=qemu:///system", "migration_transport=tcp", "force_stop=true"];
             if *guest == "vga-3" {
                 lab.crm(&[
-                    "crm", "configure", "primitive", guest, CLASSIC, "params", &config, common[0], common[1], "op", "monitor",
+                    "crm", "configure", "primitive", guest, CLASSIC, "params", &config, common[0], common[1], common[2], "op", "monitor",
                     "interval=10s", "timeout=30s", "meta", "allow-migrate=true", "target-role=Stopped",
                 ]);
             } else {
-                let mut args = vec!["pcs", "resource", "create", guest, CLASSIC, &config, common[0], common[1]];
+                let mut args = vec!["pcs", "resource", "create", guest, CLASSIC, &config, common[0], common[1], common[2]];
                 args.extend_from_slice(&["op", "monitor", "interval=10s", "timeout=30s", "meta", "allow-migrate=true", "--disabled"]);
                 if *guest == "vga-2" {
                     args.extend_from_slice(&["--group", GROUP]);
@@ -186,7 +188,8 @@ impl Run<'_> {
 
         let since = lab.call_ids();
         let t = Instant::now();
-        self.watching_bystanders(|| self.adopt_ok(&["--to", "heartbeat", "--all"]));
+        let out = self.watching_bystanders(|| self.adopt_ok(&["--to", "heartbeat", "--all"]));
+        progress(&format!("  adopt --to heartbeat said:\n{out}"));
         self.figure("adopt --to heartbeat --all: 4 guests back", format!("{:.1}s", t.elapsed().as_secs_f64()));
         self.assert_switched_without_restart("heartbeat", &before, &since, "adopt --to heartbeat --all");
         self.assert_no_fencing_since(fences, "scenario 30");
@@ -248,10 +251,12 @@ impl Run<'_> {
         self.check(out.status.success(), || format!("setup: {}", String::from_utf8_lossy(&out.stderr)));
         let before = self.qemu_pids();
 
-        for (to, back) in [("virtguard", "heartbeat"), ("heartbeat", "virtguard")] {
+        // Killed once right after its first mark, once right after its first
+        // provider change; finished the first time, rolled back the second.
+        for (to, back, after_switch) in [("virtguard", "heartbeat", false), ("heartbeat", "virtguard", true)] {
             let since = lab.call_ids();
-            let marks = self.kill_adopt_half_way(to);
-            progress(&format!("  adopt --to {to} killed with {marks} resource(s) marked"));
+            let marks = self.kill_adopt_half_way(to, after_switch);
+            progress(&format!("  adopt --to {to} killed with {marks} resource(s) marked (after a provider change: {after_switch})"));
             // The state adopt reports for itself: marked and unmanaged.
             let shown = lab.crm(&["cibadmin", "--query", "--scope", "resources"]);
             self.check(shown.contains("virtguard-adopt"), || "the killed run left no mark to resume from".to_owned());
@@ -267,8 +272,9 @@ impl Run<'_> {
     }
 
     /// Runs `adopt --all --to TO` and kills it as soon as the CIB shows its
-    /// first mark. Returns how many resources were marked then.
-    fn kill_adopt_half_way(&self, to: &str) -> usize {
+    /// first mark (or, with `after_switch`, its first marked resource on the
+    /// new provider). Returns how many resources were marked then.
+    fn kill_adopt_half_way(&self, to: &str, after_switch: bool) -> usize {
         let harness = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/harness.sh");
         let binary = virtguard_binary();
         let mut child = Command::new("bash")
@@ -282,7 +288,8 @@ impl Run<'_> {
         let marks = self.lab.poll("adopt's first mark", Duration::from_secs(60), || {
             let resources = self.lab.crm(&["cibadmin", "--query", "--scope", "resources"]);
             let marks = resources.matches("name=\"virtguard-adopt\"").count();
-            (marks > 0).then_some(marks)
+            let switched = resources.contains(&format!("provider=\"{to}\""));
+            (marks > 0 && (switched || !after_switch)).then_some(marks)
         });
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
         let _ = child.wait();
