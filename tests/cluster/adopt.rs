@@ -225,6 +225,19 @@ impl Run<'_> {
         // --all refuses as a whole when one resource is refused.
         self.assert_refused(&["--all"], "vga-bad");
 
+        // The guard of the provider change: the modification adopt writes,
+        // made against a CIB one epoch older than the live one, fails
+        // (cibadmin exit 105, the XPath matches nothing) and writes nothing.
+        let version = self.configuration_epoch();
+        let (admin_epoch, epoch) = version.split_once('.').expect("admin_epoch.epoch");
+        let stale: u64 = epoch.parse::<u64>().expect("numeric epoch") - 1;
+        let xpath = format!("/cib[@admin_epoch='{admin_epoch}' and @epoch='{stale}']/configuration/resources//primitive[@id='{}']", GUESTS[0]);
+        let xml = format!("<primitive id=\"{}\" provider=\"virtguard\"/>", GUESTS[0]);
+        let out = lab.run(NODES[0], &["cibadmin", "--modify", "--xpath", &xpath, "--xml-text", &xml]);
+        self.check(out.status.code() == Some(105), || format!("a stale epoch must fail the change: {out:?}"));
+        self.check(self.provider_of(GUESTS[0]) == "heartbeat" && self.configuration_epoch() == version, || "the stale change was written".to_owned());
+        progress(&format!("  a provider change guarded by epoch {stale} (live {epoch}) failed with exit 105 and changed nothing"));
+
         // A failed guest: its QEMU killed behind the cluster's back; Pacemaker
         // recovers it and keeps the failed monitor on record.
         let (node, pid) = self.qemu_pids().remove(GUESTS[0]).expect("vga-1 runs");
