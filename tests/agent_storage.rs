@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{agent, describe, domstate, ensure_libvirtd, firmware_guest, run_bounded, virsh, virsh_ok, GuestGuard, HOST_URI};
+use support::{agent, agent_wrapped, describe, domstate, ensure_libvirtd, firmware_guest, run_bounded, virsh, virsh_ok, GuestGuard, HOST_URI};
 
 fn env_for<'a>(guest: &'a GuestGuard, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
@@ -280,29 +280,60 @@ fn copyindirs_lands_in_a_fresh_stateless_overlay() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "copied by virtguard\n", "{}", describe(&out));
 }
 
-/// A csync2 configuration for this host alone, removed again on drop.
-struct Csync2Config {
-    _lock: nix::fcntl::Flock<std::fs::File>,
+/// A csync2 world of the test's own: `/etc` and csync2's database directory
+/// seen through overlays whose upper layers live in the test's directory, in
+/// a private mount namespace per command. The host's `/etc/csync2.cfg` (which
+/// Debian's package ships) and `/var/lib/csync2` are never written.
+struct PrivateCsync2 {
+    /// Runs the rest of its arguments inside the private namespace.
+    wrapper: Vec<String>,
 }
 
-impl Csync2Config {
-    const PATH: &'static str = "/etc/csync2.cfg";
+impl PrivateCsync2 {
+    const SETUP: &'static str = r#"set -e
+dir=$1; shift
+mount -t overlay vg-etc -o "lowerdir=/etc,upperdir=$dir/etc-upper,workdir=$dir/etc-work" /etc
+mount -t overlay vg-csync2 -o "lowerdir=/var/lib/csync2,upperdir=$dir/db-upper,workdir=$dir/db-work" /var/lib/csync2
+exec "$@""#;
 
-    fn for_dir(dir: &std::path::Path) -> Csync2Config {
-        let lock = support::lab_lock("csync2-cfg");
-        assert!(!std::path::Path::new(Self::PATH).exists(), "{} exists already; not touching it", Self::PATH);
+    /// One group with this host alone, syncing `dir`.
+    fn for_dir(dir: &std::path::Path) -> PrivateCsync2 {
+        let root = dir.join("csync2-ns");
+        for sub in ["etc-upper", "etc-work", "db-upper", "db-work"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
         let key = dir.join("csync2.key");
         sh(&format!("csync2 -k '{}'", key.display()));
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
-        std::fs::write(Self::PATH, format!("group vgtest {{\n  host {host};\n  key {};\n  include {};\n}}\n", key.display(), dir.display())).unwrap();
-        Csync2Config { _lock: lock }
+        std::fs::write(
+            root.join("etc-upper/csync2.cfg"),
+            format!("group vgtest {{\n  host {host};\n  key {};\n  include {};\n}}\n", key.display(), dir.display()),
+        )
+        .unwrap();
+        let wrapper = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", Self::SETUP, "sh"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([root.to_string_lossy().into_owned()])
+            .collect();
+        PrivateCsync2 { wrapper }
+    }
+
+    fn wrapper(&self) -> Vec<&str> {
+        self.wrapper.iter().map(String::as_str).collect()
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let wrapper = self.wrapper();
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(program).args(args);
+        command
     }
 }
 
-impl Drop for Csync2Config {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(Self::PATH);
-    }
+/// Bytes and inode of a host file, or None when it does not exist.
+fn host_file(path: &str) -> Option<(Vec<u8>, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((std::fs::read(path).unwrap(), meta.ino()))
 }
 
 #[test]
@@ -314,20 +345,20 @@ fn sync_config_on_stop_saves_and_hands_the_config_to_csync2() {
         support::skip_or_fail("csync2 is not installed");
         return;
     }
+    let host_config = host_file("/etc/csync2.cfg");
     let guest = firmware_guest("vg-csync");
-    let _csync = Csync2Config::for_dir(&guest.dir);
+    let csync2 = PrivateCsync2::for_dir(&guest.dir);
     let env = env_for(&guest, &[("OCF_RESKEY_sync_config_on_stop", "true"), ("OCF_RESKEY_force_stop", "true")]);
     assert_eq!(agent("start", &env).code, 0);
-    let stop = agent("stop", &env);
+    let stop = agent_wrapped(&csync2.wrapper(), "stop", &env);
     assert_eq!(stop.code, 0, "{}", stop.stderr);
     assert!(std::fs::read_to_string(&guest.xml).unwrap().contains("<uuid>"), "sync_config_on_stop implies saving the config");
-    let mut list = Command::new("csync2");
-    list.arg("-L");
-    let listed = run_bounded(list, Duration::from_secs(30));
+    let listed = run_bounded(csync2.command("csync2", &["-L"]), Duration::from_secs(30));
     assert!(
         String::from_utf8_lossy(&listed.stdout).contains(guest.xml.to_str().unwrap()),
         "csync2 never checked the config: {}\nagent: {}",
         describe(&listed),
         stop.stderr
     );
+    assert!(host_file("/etc/csync2.cfg") == host_config, "the host's /etc/csync2.cfg changed (bytes or inode)");
 }

@@ -13,10 +13,15 @@
 
 #[path = "cluster/lab.rs"]
 mod lab;
+#[path = "cluster/sampler.rs"]
+mod sampler;
+#[path = "support/host_files.rs"]
+mod host_files;
 #[path = "cluster/adopt.rs"]
 mod adopt;
 
 use lab::{other, progress, Lab, Op, NODES};
+use sampler::{Sampler, Verdict};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,6 +52,7 @@ fn cluster_scenarios() {
         return;
     }
 
+    host_files::watch_host_files();
     let start = Instant::now();
     progress(&format!("bringing the two-node cluster up (agent ocf:{provider}:VirtualDomain)"));
     let lab = Lab::up((provider == "virtguard").then_some(agent_binary.as_path()));
@@ -64,6 +70,8 @@ fn cluster_scenarios() {
         ("6 misconfiguration: config missing on one node, bad parameter", Run::s6_misconfiguration),
         ("7 standby/unstandby moves the guest live and back", Run::s7_standby),
         ("8 DRBD gate refuses a node with stale data", Run::s8_drbd_gate),
+        ("9 config disappears on the running node, cluster reprobes: never on both nodes", Run::s9_config_vanishes),
+        ("10 live move to a node without the config: never on both nodes", Run::s10_move_to_node_without_config),
         ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
         ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
         ("32 virtguard adopt killed half way, then run again", Run::s32_adopt_killed_then_rerun),
@@ -154,8 +162,11 @@ impl<'a> Run<'a> {
             }
         }
         let any = lab.any_node();
-        for rsc in ["vgc-b", "vgc-c", "vgc-d", "vgc-e"] {
+        for rsc in ["vgc-b", "vgc-c", "vgc-d", "vgc-e", "vgc-f", "vgc-g"] {
             let _ = lab.run(any, &["pcs", "resource", "delete", rsc, "--force"]);
+        }
+        for rsc in ["vgc-f", "vgc-g"] {
+            self.remove_everywhere(rsc);
         }
         let _ = lab.run(any, &["pcs", "node", "unstandby", "--all"]);
         let _ = lab.run(any, &["crm_resource", "--clear", "-r", GUEST]);
@@ -601,6 +612,145 @@ impl<'a> Run<'a> {
         lab.wait_idle();
         self.remove_fake_drbd(fresh);
         self.remove_fake_drbd(stale);
+    }
+
+    /// A node-local copy of the guest's config (as on storage only that node mounts).
+    fn local_config(&self, rsc: &str, nodes: &[&str]) -> String {
+        let shared = self.lab.guest(rsc);
+        let local = format!("/var/lib/libvirt/vgc-local/{rsc}.xml");
+        for node in nodes {
+            self.lab.must(node, &["install", "-D", "-m", "0644", &shared, &local]);
+        }
+        local
+    }
+
+    /// Whatever a scenario left of `rsc` on the nodes: its guest, its configs.
+    fn remove_everywhere(&self, rsc: &str) {
+        for node in NODES {
+            if self.lab.is_off(node) {
+                continue;
+            }
+            let _ = self.lab.run(node, &["virsh", "-c", "qemu:///system", "destroy", rsc]);
+            let _ = self.lab.run(node, &["virsh", "-c", "qemu:///system", "undefine", rsc]);
+            let _ = self.lab.run(node, &["rm", "-f", &format!("/var/lib/libvirt/vgc-local/{rsc}.xml"), &format!("/var/lib/libvirt/vgc-local/{rsc}.xml.away")]);
+        }
+    }
+
+    /// The invariant over the samples, the end state (running exactly once,
+    /// where Pacemaker says), and the figures of both.
+    fn judge(&mut self, label: &str, rsc: &str, verdict: &Verdict) {
+        self.figure(&format!("{label}: libvirt sampled on both nodes"), verdict.describe());
+        let running = self.lab.running_on(rsc);
+        let located = self.lab.located(rsc);
+        self.figure(&format!("{label}: at the end libvirt runs it on / Pacemaker locates it on"), format!("{running:?} / {located:?}"));
+        self.check(!verdict.violated(), || format!("{label}: the guest ran on both nodes: {}", verdict.describe()));
+        self.check(verdict.samples >= 10 && verdict.per_second >= 2.0, || format!("{label}: the sampler did not sample: {}", verdict.describe()));
+        self.check(running.len() == 1 && located == running, || {
+            format!("{label}: the guest must end running exactly once, where Pacemaker says: libvirt {running:?}, Pacemaker {located:?}")
+        });
+    }
+
+    fn s9_config_vanishes(&mut self) {
+        let lab = self.lab;
+        let fences = self.fence_count();
+        let rsc = "vgc-f";
+        let (home, peer) = (NODES[0], NODES[1]);
+        // Node-local configs on both nodes; it starts on the first.
+        let local = self.local_config(rsc, &NODES);
+        // No force_stop: the guest ignores ACPI, so the stop takes its graceful
+        // budget, and crm_mon shows the failed probe while it runs.
+        self.create_with_pcs(rsc, &local, &["--disabled"]);
+        lab.crm(&["pcs", "constraint", "location", rsc, "prefers", &format!("{home}=50")]);
+        lab.crm(&["pcs", "resource", "enable", rsc]);
+        lab.wait_idle();
+        self.assert_runs_only_on(rsc, rsc, home);
+
+        let sampler = Sampler::start(rsc, Duration::from_secs(300));
+        std::thread::sleep(Duration::from_secs(2));
+        // The share is no longer mounted on the running node; the cluster reprobes.
+        lab.must(home, &["mv", &local, &format!("{local}.away")]);
+        lab.crm(&["crm_resource", "--refresh", "-r", rsc]);
+        // What crm_mon shows while the cluster recovers. Pacemaker keeps one
+        // last failure per resource and node: the probe's reason shows until
+        // the start it retries on the same node fails ("not installed") and
+        // replaces it.
+        let failures_shown = || -> Vec<String> {
+            let mon = lab.crm(&["crm_mon", "-1", "--output-as=xml"]);
+            lab::parse_elements(&mon, "failure")
+                .iter()
+                .filter(|f| f.get("op_key").is_some_and(|k| k.starts_with(&format!("{rsc}_"))))
+                .map(|f| {
+                    let field = |name: &str| f.get(name).cloned().unwrap_or_default();
+                    format!("{} on {}: {}", field("op_key"), field("node"), lab::unescape(&field("exitreason")))
+                })
+                .collect()
+        };
+        let expected = format!("{rsc}_monitor_0 on {home}: {rsc} runs here but its config {local} is missing");
+        let mut seen = Vec::new();
+        if self.provider == "virtguard" {
+            seen = lab.poll("crm_mon to show the failed probe with its reason", Duration::from_secs(60), || {
+                let shown = failures_shown();
+                shown.contains(&expected).then_some(shown)
+            });
+        }
+        lab.wait_idle();
+        std::thread::sleep(Duration::from_secs(3));
+        let verdict = Verdict::of(&sampler.finish(lab));
+        self.figure("config gone: failures crm_mon showed during the recovery", format!("{seen:?}"));
+        self.figure("config gone: failures crm_mon shows at the end", format!("{:?}", failures_shown()));
+        self.judge("config gone on the running node", rsc, &verdict);
+        if self.provider == "virtguard" {
+            self.assert_runs_only_on(rsc, rsc, peer);
+        }
+        self.assert_no_fencing_since(fences, "scenario 9");
+        lab.must(home, &["mv", &format!("{local}.away"), &local]);
+        self.delete(rsc);
+        self.remove_everywhere(rsc);
+        lab.crm(&["crm_resource", "--cleanup"]);
+        lab.wait_idle();
+    }
+
+    fn s10_move_to_node_without_config(&mut self) {
+        let lab = self.lab;
+        let fences = self.fence_count();
+        let rsc = "vgc-g";
+        let (home, bare) = (NODES[0], NODES[1]);
+        let local = self.local_config(rsc, &[home]);
+        self.create_with_pcs(rsc, &local, &["force_stop=true", "--disabled"]);
+        lab.crm(&["pcs", "constraint", "location", rsc, "prefers", &format!("{home}=50")]);
+        lab.crm(&["pcs", "resource", "enable", rsc]);
+        lab.wait_idle();
+        self.assert_runs_only_on(rsc, rsc, home);
+
+        let log_before = lab.pacemaker_log(bare).len();
+        let sampler = Sampler::start(rsc, Duration::from_secs(300));
+        std::thread::sleep(Duration::from_secs(2));
+        lab.crm(&["crm_resource", "--move", "-r", rsc, "-N", bare]);
+        lab.wait_idle();
+        std::thread::sleep(Duration::from_secs(3));
+        let verdict = Verdict::of(&sampler.finish(lab));
+
+        let history = lab.history();
+        for (node, operation) in [(home, "migrate_to"), (bare, "migrate_from"), (bare, "stop")] {
+            let op = history.iter().filter(|o| o.resource() == rsc && o.node() == node && o.operation() == operation).max_by_key(|o| o.call_id());
+            self.figure(&format!("move to a node without the config: {operation} on {node}"), op.map(Op::describe).unwrap_or_else(|| "none".into()));
+        }
+        self.judge("move to a node without the config", rsc, &verdict);
+        if self.provider == "virtguard" {
+            let migrate_from = history.iter().find(|o| o.resource() == rsc && o.node() == bare && o.operation() == "migrate_from");
+            self.check(migrate_from.is_some_and(|o| o.rc() == 1), || format!("migrate_from on {bare} must fail (1):\n{}", describe_history(&history, rsc)));
+            // Pacemaker 2.1 keeps no exit reason in a migrate_from record: its log has it.
+            let expected = format!("Result of migrate_from operation for {rsc} on {bare}: error ({rsc} arrived from {home} but its config {local} is missing here; it must be stopped here)");
+            let log = lab.pacemaker_log(bare);
+            self.check(log.get(log_before..).is_some_and(|new| new.contains(&expected)), || format!("{bare}'s Pacemaker log lacks {expected:?}"));
+            self.assert_runs_only_on(rsc, rsc, home);
+        }
+        self.assert_no_fencing_since(fences, "scenario 10");
+        lab.crm(&["crm_resource", "--clear", "-r", rsc]);
+        self.delete(rsc);
+        self.remove_everywhere(rsc);
+        lab.crm(&["crm_resource", "--cleanup"]);
+        lab.wait_idle();
     }
 }
 

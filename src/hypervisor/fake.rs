@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use super::domain_xml::DomainConfig;
+use super::owner_tag::owner_in_domain_xml;
 use super::state::{DomainState, StateKind};
 use super::{HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
 
@@ -17,6 +18,8 @@ pub struct FakeDomain {
     pub xml: String,
     /// Whether a shutdown request stops it (a firmware-only guest ignores ACPI).
     pub obeys_shutdown: bool,
+    /// The owner tag: read from the XML it was created from, or set live.
+    pub owner: Option<String>,
 }
 
 #[derive(Default)]
@@ -51,7 +54,13 @@ impl FakeHypervisor {
     pub fn with_domain(self, name: &str, state: DomainState, persistent: bool) -> Self {
         self.world.borrow_mut().domains.insert(
             name.to_owned(),
-            FakeDomain { state, persistent, xml: format!("<domain><name>{name}</name></domain>"), obeys_shutdown: true },
+            FakeDomain {
+                state,
+                persistent,
+                xml: format!("<domain><name>{name}</name></domain>"),
+                obeys_shutdown: true,
+                owner: None,
+            },
         );
         self
     }
@@ -165,7 +174,7 @@ impl Hypervisor for FakeHypervisor {
         let state = w.boot_state.unwrap_or_else(running);
         w.domains.insert(
             config.name,
-            FakeDomain { state, persistent: false, xml: xml.to_owned(), obeys_shutdown },
+            FakeDomain { state, persistent: false, xml: xml.to_owned(), obeys_shutdown, owner: owner_in_domain_xml(xml) },
         );
         Ok(())
     }
@@ -180,9 +189,11 @@ impl Hypervisor for FakeHypervisor {
             persistent: true,
             xml: xml.to_owned(),
             obeys_shutdown,
+            owner: None,
         });
         entry.persistent = true;
         entry.xml = xml.to_owned();
+        entry.owner = owner_in_domain_xml(xml);
         Ok(())
     }
 
@@ -257,5 +268,24 @@ impl Hypervisor for FakeHypervisor {
 
     fn ensure_network_active(&self, network: &str) -> HvResult<()> {
         self.enter(format!("network {network}"), "network")
+    }
+
+    fn active_domains(&self) -> HvResult<Vec<String>> {
+        self.enter("list".into(), "list")?;
+        Ok(self.world.borrow().domains.iter().filter(|(_, d)| d.state.is_active()).map(|(n, _)| n.clone()).collect())
+    }
+
+    fn owner(&self, name: &str) -> HvResult<Option<String>> {
+        self.enter(format!("owner {name}"), "owner")?;
+        self.domain(name).map(|d| d.owner).ok_or_else(|| Self::no_domain(name))
+    }
+
+    fn set_owner(&self, name: &str, instance: &str) -> HvResult<()> {
+        self.enter(format!("set_owner {name} {instance}"), "set_owner")?;
+        self.active(name)?;
+        if let Some(d) = self.world.borrow_mut().domains.get_mut(name) {
+            d.owner = Some(instance.to_owned());
+        }
+        Ok(())
     }
 }

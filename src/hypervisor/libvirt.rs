@@ -8,7 +8,7 @@ use virt::error::{Error as VirtError, ErrorNumber};
 use virt::storage_pool::StoragePool;
 use virt::sys;
 
-use super::libvirt_raw;
+use super::{libvirt_raw, owner_tag};
 use super::state::{DomainState, StateKind};
 use super::{HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
 
@@ -161,5 +161,29 @@ impl Hypervisor for LibvirtHypervisor {
         } else {
             n.create().map(drop).map_err(hv_error)
         }
+    }
+
+    fn active_domains(&self) -> HvResult<Vec<String>> {
+        let domains = self.conn.list_all_domains(sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE).map_err(hv_error)?;
+        // A domain that stops between the listing and the name is no longer active.
+        Ok(domains.iter().filter_map(|d| d.name().ok()).collect())
+    }
+
+    fn owner(&self, name: &str) -> HvResult<Option<String>> {
+        use virt::enumutil::Enum;
+        let kind = sys::VIR_DOMAIN_METADATA_ELEMENT as i32;
+        match self.domain(name)?.metadata(kind, Some(owner_tag::NAMESPACE), sys::VIR_DOMAIN_AFFECT_CURRENT) {
+            Ok(xml) => Ok(owner_tag::owner_of_element(&xml)),
+            Err(e) if matches!(e.code(), Enum::Known(ErrorNumber::NoDomainMetadata)) => Ok(None),
+            Err(e) => Err(hv_error(e)),
+        }
+    }
+
+    fn set_owner(&self, name: &str, instance: &str) -> HvResult<()> {
+        let kind = sys::VIR_DOMAIN_METADATA_ELEMENT as i32;
+        let element = owner_tag::element(instance);
+        self.domain(name)?
+            .set_metadata(kind, Some(&element), Some(owner_tag::PREFIX), Some(owner_tag::NAMESPACE), sys::VIR_DOMAIN_AFFECT_LIVE)
+            .map_err(hv_error)
     }
 }

@@ -7,6 +7,7 @@ pub mod fake;
 pub mod libvirt;
 pub mod libvirt_migrate;
 pub mod libvirt_raw;
+pub mod owner_tag;
 pub mod process;
 pub mod state;
 
@@ -96,4 +97,10 @@ pub trait Hypervisor {
     /// Starts the storage pool if inactive, refreshes it if active.
     fn ensure_pool_active(&self, pool: &str) -> HvResult<()>;
     fn ensure_network_active(&self, network: &str) -> HvResult<()>;
+    /// Names of the domains that are active (running, paused, ...) here.
+    fn active_domains(&self) -> HvResult<Vec<String>>;
+    /// The resource instance the domain's owner tag names (`owner_tag`).
+    fn owner(&self, name: &str) -> HvResult<Option<String>>;
+    /// Tags the running domain with its owner, live: the tag migrates with it.
+    fn set_owner(&self, name: &str, instance: &str) -> HvResult<()>;
 }

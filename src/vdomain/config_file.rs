@@ -46,6 +46,11 @@ pub fn save_if_asked(vm: &Vm) {
     if !(vm.params.save_config_on_stop || vm.params.sync_config_on_stop) {
         return;
     }
+    // A domain known only by name (config gone, or naming another domain
+    // now) is not what the config path holds: never write it there.
+    if vm.config_xml.is_empty() {
+        return;
+    }
     if let Ok(hv) = &vm.hv {
         if let Err(e) = save_if_changed(*hv, vm.name(), &vm.config_path) {
             tracing::warn!("{e}");

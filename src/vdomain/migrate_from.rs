@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use crate::ocf::{OcfResult, OcfStatus};
 
-use super::{config_file, monitor, utilization, Vm};
+use super::{config_file, monitor, ownership, utilization, Vm};
 
 pub fn migrate_from(vm: &Vm) -> OcfResult {
     let source = vm.env.migrate_source.as_deref().unwrap_or("the source node");
     super::drbd_gate(vm, &crate::drbd::Purpose::MigrateTarget { source: source.to_owned() })?;
+    // Before the wait: should it fail, the stop that follows must still find the guest.
+    ownership::remember(vm)?;
     monitor::wait_until_healthy(vm, &vm.deadline.before(Duration::from_millis(500)), false).map_err(|mut e| {
         e.reason = format!("migration from {source}: {}", e.reason);
         e
     })?;
-    vm.remember();
+    ownership::remember_emulator_from_libvirt(vm);
     config_file::save_if_asked(vm);
     utilization::publish(vm, &vm.deadline);
     tracing::info!("{} arrived from {source}", vm.name());

@@ -5,8 +5,10 @@
 pub mod config_file;
 pub mod cow;
 pub mod migrate_from;
+pub mod missing_config;
 pub mod monitor;
 pub mod observe;
+pub mod ownership;
 pub mod scripts;
 pub mod start;
 pub mod state_files;
@@ -30,7 +32,7 @@ use crate::ocf::dispatch::{finish, invalid_environment, USAGE};
 use crate::ocf::params::{ParamType, TABLE};
 use crate::ocf::{env, metadata, Action, Deadline, OcfError, OcfEnv, OcfResult, OcfStatus, Params};
 
-use state_files::StateFiles;
+use state_files::{StateFiles, StateKey};
 use validate::{check_node, check_params, config_path, load_config, param_errors, LoadedConfig};
 
 /// Everything an action needs about the resource it manages, built once per
@@ -49,7 +51,7 @@ pub struct Vm<'a> {
     pub hv: Result<&'a dyn Hypervisor, HvError>,
 }
 
-impl Vm<'_> {
+impl<'a> Vm<'a> {
     pub fn name(&self) -> &str {
         &self.domain.name
     }
@@ -58,17 +60,18 @@ impl Vm<'_> {
         StateFiles::new(&self.env.state_dir, &self.env.instance)
     }
 
-    /// Remembers the domain name and its emulator under HA_RSCTMP, for the
-    /// stop and /proc paths that must work even when the config is gone.
-    pub fn remember(&self) {
-        let files = self.files();
-        let _ = files.write("domain", self.name());
-        let emulator = self.domain.emulator.clone().or_else(|| {
-            let xml = self.hv.as_ref().ok()?.inactive_xml(self.name()).ok()?;
-            DomainConfig::parse(&xml).ok()?.emulator
-        });
-        if let Some(emulator) = emulator {
-            let _ = files.write("emulator", &emulator);
+    /// The same call for another domain of this resource (an old name
+    /// remembered after the config was replaced).
+    pub fn for_domain(&self, name: &str) -> Vm<'a> {
+        Vm {
+            action: self.action,
+            params: self.params,
+            env: self.env,
+            deadline: self.deadline,
+            config_path: self.config_path.clone(),
+            config_xml: String::new(),
+            domain: DomainConfig::named(name),
+            hv: self.hv.clone(),
         }
     }
 }
@@ -107,7 +110,10 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
     let params = params.map_err(|e| invalid(param_errors(&e)))?;
     let path = config_path(&params).map_err(invalid)?;
     check_params(&params).map_err(invalid)?;
-    let config = load_config(&path).map_err(invalid)?;
+    let config = match load_config(&path) {
+        Ok(config) => config,
+        Err(unreadable) => return missing_config::run(action, env, &params, &path, unreadable),
+    };
     check_node(&params, &config).map_err(invalid)?;
     if action == Action::ValidateAll {
         return Ok(OcfStatus::Success);
@@ -132,7 +138,7 @@ fn with_vm(
 ) -> OcfResult {
     let deadline = env.deadline(action);
     let files = StateFiles::new(&env.state_dir, &env.instance);
-    let emulator = config.domain.emulator.clone().or_else(|| files.read("emulator")).map(PathBuf::from);
+    let emulator = config.domain.emulator.clone().or_else(|| files.read(StateKey::Emulator)).map(PathBuf::from);
     watchdog::arm(action, deadline, config.domain.name.clone(), emulator);
     let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
     let vm = Vm {
@@ -149,33 +155,43 @@ fn with_vm(
 }
 
 /// Stop never gives up on a broken environment: it stops the domain named by
-/// the config, or, when the config is gone, the one this resource started
-/// (remembered under HA_RSCTMP). Only when neither is known can nothing be
-/// running, and that is success.
+/// the config and, when the config is gone or names another domain, the one
+/// this resource runs here (remembered under HA_RSCTMP, or else found by its
+/// owner tag). Only when none is known can nothing be running: success.
 fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfResult {
     let params = params.unwrap_or_else(|e| {
         tracing::warn!("{}; stopping with default settings", e.reason);
         text_params_only()
     });
-    let files = StateFiles::new(&env.state_dir, &env.instance);
-    let config = match config_path(&params).and_then(|p| load_config(&p)) {
-        Ok(config) => config,
-        Err(e) => match files.read("domain") {
-            Some(name) => {
-                tracing::warn!("{}; stopping {name}, which this resource started", e.reason);
-                LoadedConfig {
-                    path: params.config.clone().unwrap_or_default().into(),
-                    xml: String::new(),
-                    domain: DomainConfig::named(&name),
-                }
+    let remembered = StateFiles::new(&env.state_dir, &env.instance).read(StateKey::Domain);
+    let (config, others) = match config_path(&params).and_then(|p| load_config(&p)) {
+        Ok(config) => {
+            let old = remembered.filter(|old| *old != config.domain.name);
+            if let Some(old) = &old {
+                tracing::warn!("config {} now names {}; stopping {old} too, which this resource ran here", config.path.display(), config.domain.name);
             }
-            None => {
-                tracing::info!("{}; this resource cannot be running here", e.reason);
+            (config, old)
+        }
+        Err(e) => {
+            let found = remembered.map(|name| (name, "which this resource runs here")).or_else(|| {
+                let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref()).ok()?;
+                missing_config::tagged_here(&hv, &env.instance).map(|name| (name, "which carries this resource's owner tag"))
+            });
+            let Some((name, why)) = found else {
+                tracing::info!("{}; no guest of this resource is known here: it cannot be running", e.reason);
                 return Ok(OcfStatus::Success);
-            }
-        },
+            };
+            tracing::warn!("{}; stopping {name}, {why}", e.reason);
+            let path = params.config.clone().unwrap_or_default().into();
+            (LoadedConfig { path, xml: String::new(), domain: DomainConfig::named(&name) }, None)
+        }
     };
-    with_vm(Action::Stop, env, &params, config, |vm, _| stop::stop(vm))
+    with_vm(Action::Stop, env, &params, config, |vm, _| {
+        if let Some(old) = &others {
+            stop::stop(&vm.for_domain(old))?;
+        }
+        stop::stop(vm)
+    })
 }
 
 /// The parameters with only the free-text ones taken from the environment
@@ -194,6 +210,10 @@ fn text_params_only() -> Params {
 
 fn migrate_to(vm: &Vm, hv: Result<&LibvirtHypervisor, &HvError>) -> OcfResult {
     let hv = hv.map_err(|e| OcfError::generic(format!("cannot migrate {}: {e}", vm.name())))?;
+    // The target recognises the guest by its tag even without the config.
+    if let Err(e) = ownership::ensure_tagged(vm, hv, true) {
+        tracing::warn!("cannot tag {} with its owner before the migration: {e}", vm.name());
+    }
     // Saved while the domain is still here: after the move it is the target's.
     config_file::save_if_asked(vm);
     migration::migrate_to(vm, hv)

@@ -7,10 +7,11 @@ use crate::hypervisor::Health;
 use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
-use super::{config_file, scripts, utilization, Vm};
+use super::{config_file, ownership, scripts, utilization, Vm};
 
 pub fn monitor(vm: &Vm) -> OcfResult {
     let probe = vm.env.is_probe(vm.action);
+    ownership::check_renamed(vm)?;
     // Leave room after the state query for the scripts and the bookkeeping.
     let observation = observe(vm, &vm.deadline.fraction(0.5));
     match observation {
@@ -18,6 +19,8 @@ pub fn monitor(vm: &Vm) -> OcfResult {
             scripts::run_all(vm.params, &vm.deadline.before(Duration::from_millis(500)))?;
             if matches!(observation, Observation::Libvirt { .. }) {
                 after_healthy(vm);
+            } else if let Err(e) = ownership::remember(vm) {
+                tracing::error!("{}", e.reason);
             }
             drbd_health(vm)
         }
@@ -66,9 +69,12 @@ fn drbd_health(vm: &Vm) -> OcfResult {
     }
 }
 
-/// Bookkeeping of a healthy domain: utilization, the config file (when
-/// asked), DRBD health. None of it fails the monitor.
+/// Bookkeeping of a healthy domain: its memory and owner tag, utilization,
+/// the config file (when asked). None of it fails the monitor.
 fn after_healthy(vm: &Vm) {
+    if let Ok(hv) = &vm.hv {
+        ownership::adopt(vm, *hv);
+    }
     utilization::publish(vm, &vm.deadline.before(Duration::from_millis(500)));
     config_file::save_if_asked(vm);
 }

@@ -9,6 +9,7 @@ use crate::hypervisor::state::classify;
 use crate::hypervisor::{DomainState, Health, HvError, HvErrorKind};
 use crate::ocf::Deadline;
 
+use super::state_files::StateKey;
 use super::Vm;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +31,12 @@ pub const PROC_ROOT: &str = "/proc";
 
 /// The emulator path to match in /proc: the config's, or the one cached at start.
 pub fn emulator_hint(vm: &Vm) -> Option<PathBuf> {
-    vm.domain.emulator.clone().map(PathBuf::from).or_else(|| vm.files().read("emulator").map(PathBuf::from))
+    vm.domain.emulator.clone().map(PathBuf::from).or_else(|| vm.files().read(StateKey::Emulator).map(PathBuf::from))
+}
+
+/// The emulator process running domain `name`, by /proc alone.
+pub fn process_of(name: &str) -> Option<EmulatorProcess> {
+    find_emulator(Path::new(PROC_ROOT), name, None)
 }
 
 /// Asks libvirt, retrying "no state" and passing errors until `deadline`;

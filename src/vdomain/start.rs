@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::hypervisor::{Health, Hypervisor};
+use crate::hypervisor::{owner_tag, Health, Hypervisor};
 use crate::ocf::{OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
-use super::{config_file, cow, monitor, systemd, utilization, Vm};
+use super::{config_file, cow, monitor, ownership, systemd, utilization, Vm};
 
 pub fn snapshot_file(dir: &str, name: &str) -> PathBuf {
     PathBuf::from(dir).join(format!("{name}.state"))
@@ -16,10 +16,12 @@ pub fn snapshot_file(dir: &str, name: &str) -> PathBuf {
 
 pub fn start(vm: &Vm) -> OcfResult {
     let hv = vm.hv.as_ref().map_err(|e| OcfError::generic(format!("cannot start {}: {e}", vm.name())))?;
+    ownership::check_renamed(vm)?;
     match observe(vm, &vm.deadline.fraction(0.2)) {
         Observation::Libvirt { health: Health::Running, .. } => {
+            ownership::refuse_foreign(vm, *hv)?;
             tracing::info!("{} is already running", vm.name());
-            vm.remember();
+            ownership::adopt(vm, *hv);
             return Ok(OcfStatus::Success);
         }
         Observation::Libvirt { health: Health::Failed(reason), state } if state.is_some_and(|s| s.is_active()) => {
@@ -33,6 +35,11 @@ pub fn start(vm: &Vm) -> OcfResult {
         start_pools_and_networks(vm, *hv)?;
     }
 
+    // Remembered before anything runs: a start that fails half way, or a
+    // config that disappears, must not leave a guest nobody knows of.
+    ownership::remember(vm)?;
+    let tagged_xml = owner_tag::tag_domain_xml(&vm.config_xml, &vm.env.instance)
+        .map_err(|e| OcfError::generic(format!("cannot add the owner tag to {}: {e}", vm.config_path.display())))?;
     let restored = match &vm.params.snapshot {
         Some(dir) => restore_snapshot(vm, *hv, &snapshot_file(dir, vm.name()))?,
         None => false,
@@ -41,16 +48,20 @@ pub fn start(vm: &Vm) -> OcfResult {
         ensure_undefined(vm, *hv)?;
         if vm.params.backingfile.is_some() {
             let fresh_overlay = cow::prepare_overlay(vm.params, &vm.config_path, &vm.deadline)?;
-            hv.define(&vm.config_xml).map_err(|e| failed("define", vm, e))?;
+            hv.define(&tagged_xml).map_err(|e| failed("define", vm, e))?;
             if fresh_overlay {
                 cow::copy_in(vm.params, vm.name(), &hv.uri(), &vm.deadline)?;
             }
             hv.start_defined(vm.name()).map_err(|e| failed("start", vm, e))?;
         } else {
-            hv.create_transient(&vm.config_xml).map_err(|e| failed("start", vm, e))?;
+            hv.create_transient(&tagged_xml).map_err(|e| failed("start", vm, e))?;
         }
     }
-    vm.remember();
+    // A restored guest carries the tag it was saved with, or none.
+    if let Err(e) = ownership::ensure_tagged(vm, *hv, restored) {
+        tracing::warn!("cannot tag {} with its owner: {e}", vm.name());
+    }
+    ownership::remember_emulator_from_libvirt(vm);
     monitor::wait_until_healthy(vm, &vm.deadline.before(Duration::from_millis(500)), true)?;
     utilization::publish(vm, &vm.deadline);
     tracing::info!("{} started", vm.name());

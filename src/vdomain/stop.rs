@@ -11,7 +11,7 @@ use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
 use super::observe::{emulator_hint, observe, Observation, PROC_ROOT};
 use super::start::snapshot_file;
-use super::{config_file, Vm};
+use super::{config_file, ownership, Vm};
 
 /// Time kept for destroy after the graceful attempt: a sixth of the
 /// timeout, at least 3 s and at most 15 s.
@@ -22,7 +22,7 @@ pub fn destroy_reserve(total: Duration) -> Duration {
 pub fn stop(vm: &Vm) -> OcfResult {
     let result = stop_domain(vm);
     if result.is_ok() {
-        vm.files().remove("domain");
+        ownership::forget(&vm.files());
         if vm.params.sync_config_on_stop {
             if let Err(e) = cluster::csync2_push(&vm.config_path.to_string_lossy(), &vm.deadline.before(Duration::from_millis(500))) {
                 tracing::warn!("csync2 could not distribute {}: {e}", vm.config_path.display());

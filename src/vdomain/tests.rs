@@ -294,3 +294,5 @@ fn stop_destroys_a_paused_guest_that_libvirt_will_not_shut_down() {
     assert!(hv.calls().contains(&format!("destroy {NAME}")));
     assert!(hv.domain(NAME).is_none());
 }
+
+mod ownership;

@@ -7,7 +7,7 @@ use crate::cluster;
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::ocf::{Deadline, Params};
 
-use super::state_files::StateFiles;
+use super::state_files::{StateFiles, StateKey};
 use super::Vm;
 
 /// One wanted change: `Some(value)` publishes, `None` removes the attribute.
@@ -62,12 +62,8 @@ pub fn pending(wanted: Vec<Wanted>, files: &StateFiles) -> Vec<Wanted> {
     let now = now_secs();
     wanted
         .into_iter()
-        .filter(|w| !settled(files.read(&cache_key(w.attribute)).as_deref(), w.value.as_deref().unwrap_or(REMOVED), now))
+        .filter(|w| !settled(files.read(StateKey::Utilization(w.attribute)).as_deref(), w.value.as_deref().unwrap_or(REMOVED), now))
         .collect()
-}
-
-fn cache_key(attribute: &str) -> String {
-    format!("utilization-{attribute}")
 }
 
 /// Publishes what changed, inside Pacemaker only (it sets
@@ -86,12 +82,12 @@ pub fn publish(vm: &Vm, deadline: &Deadline) {
         };
         match result {
             Ok(()) => {
-                let _ = files.write(&cache_key(change.attribute), change.value.as_deref().unwrap_or(REMOVED));
+                let _ = files.write(StateKey::Utilization(change.attribute), change.value.as_deref().unwrap_or(REMOVED));
                 tracing::info!("utilization {} of {instance}: {}", change.attribute, change.value.as_deref().unwrap_or("removed"));
             }
             Err(e) => {
                 let value = change.value.as_deref().unwrap_or(REMOVED);
-                let _ = files.write(&cache_key(change.attribute), &format!("{value} failed-at={}", now_secs()));
+                let _ = files.write(StateKey::Utilization(change.attribute), &format!("{value} failed-at={}", now_secs()));
                 tracing::warn!("cannot update utilization {} of {instance} (retrying in {RETRY_AFTER_SECS}s): {e}", change.attribute);
             }
         }
@@ -143,12 +139,12 @@ mod tests {
         let files = StateFiles::new(&dir, "vm1");
         let all = wanted(&params(&[]), &domain());
         assert_eq!(pending(all.clone(), &files).len(), 3);
-        files.write("utilization-cpu", "2").unwrap();
-        files.write("utilization-host_memory", "512").unwrap();
+        files.write(StateKey::Utilization("cpu"), "2").unwrap();
+        files.write(StateKey::Utilization("host_memory"), "512").unwrap();
         assert_eq!(pending(all.clone(), &files), vec![all[2].clone()]);
-        files.write("utilization-hv_memory", "512").unwrap();
+        files.write(StateKey::Utilization("hv_memory"), "512").unwrap();
         assert!(pending(all, &files).is_empty());
-        files.write("utilization-cpu", "4").unwrap();
+        files.write(StateKey::Utilization("cpu"), "4").unwrap();
         assert_eq!(pending(wanted(&params(&[]), &domain()), &files).len(), 1, "a changed value is published again");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -167,6 +167,11 @@ impl Lab {
         std::fs::read_to_string(self.state.join("fence-actions.log")).unwrap_or_default().lines().map(str::to_owned).collect()
     }
 
+    /// The node's Pacemaker log (what the controller recorded of each result).
+    pub fn pacemaker_log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.state.join("nodes").join(node).join("var-log-pacemaker/pacemaker.log")).unwrap_or_default()
+    }
+
     pub fn failcount(&self, rsc: &str, node: &str) -> String {
         let out = self.run(self.any_node(), &["crm_failcount", "-G", "-q", "-r", rsc, "-N", node]);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()

@@ -37,7 +37,22 @@ impl AgentRun {
 /// `OCF_RESOURCE_INSTANCE`). `HA_RSCTMP` is a directory per test (per test
 /// thread), so state survives between the calls of one test.
 pub fn agent(action: &str, env: &[(&str, &str)]) -> AgentRun {
-    let mut command = Command::new(agent_symlink());
+    agent_wrapped(&[], action, env)
+}
+
+/// [`agent`], run through `wrapper` (a program and its arguments that end by
+/// executing the agent path and action appended to them, e.g. a private
+/// mount namespace).
+pub fn agent_wrapped(wrapper: &[&str], action: &str, env: &[(&str, &str)]) -> AgentRun {
+    super::host_files::watch_host_files();
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(agent_symlink());
+            command
+        }
+        None => Command::new(agent_symlink()),
+    };
     command
         .arg(action)
         .env_clear()

@@ -9,11 +9,12 @@
 
 mod agent;
 mod guest;
+pub mod host_files;
 mod private;
 mod run;
 mod virsh;
 
-pub use agent::{agent, agent_symlink, exit_reason, rsctmp_for_this_test, AgentRun, DEFAULT_INSTANCE};
+pub use agent::{agent, agent_symlink, agent_wrapped, exit_reason, rsctmp_for_this_test, AgentRun, DEFAULT_INSTANCE};
 pub use guest::{
     acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, kvm_usable, xml_escape, GuestGuard,
     GuestMode, READY_MARKER,
@@ -82,6 +83,7 @@ pub fn skip_or_fail(why: &str) -> bool {
 /// suite). Returns false (after a loud SKIP) when that is impossible; panics
 /// instead under CI.
 pub fn ensure_libvirtd() -> bool {
+    host_files::watch_host_files();
     static CHECKED: Mutex<bool> = Mutex::new(false);
     let mut up = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
     if *up {
@@ -264,6 +266,7 @@ fn sweep_stale(root: &Path) {
 /// Installs the binary under test as ocf:virtguard:VirtualDomain with
 /// ocf/install.sh (once per process; serialized between processes).
 pub fn install_agent() -> bool {
+    host_files::watch_host_files();
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
     if *done {

@@ -1,0 +1,114 @@
+//! monitor, probe and migrate_from when the config file cannot be read
+//! (shared storage not mounted here, yet or any more). The config used to
+//! be the only way to know the domain, so a running guest looked stopped and
+//! Pacemaker started it a second time elsewhere. Now the domain is known
+//! from what this node remembered, or from the owner tag the guest carries,
+//! and a guest that runs here is reported as running-but-failed: Pacemaker
+//! then stops it here (stop finds it the same way) before it starts it
+//! anywhere else. Only when neither knows a guest do the usual
+//! invalid-environment rules apply (a probe answers "not running").
+
+use std::path::Path;
+
+use crate::hypervisor::domain_xml::DomainConfig;
+use crate::hypervisor::libvirt::LibvirtHypervisor;
+use crate::hypervisor::Hypervisor;
+use crate::ocf::dispatch::invalid_environment;
+use crate::ocf::{Action, OcfEnv, OcfError, OcfResult, Params};
+
+use super::observe::{observe, Observation};
+use super::state_files::{StateFiles, StateKey};
+use super::validate::LoadedConfig;
+use super::{ownership, with_vm, Vm};
+
+/// Runs `action` without a config; `unreadable` says why it cannot be read.
+pub fn run(action: Action, env: &OcfEnv, params: &Params, path: &Path, unreadable: OcfError) -> OcfResult {
+    let probe = env.is_probe(action);
+    if !matches!(action, Action::Monitor | Action::Status | Action::MigrateFrom) {
+        return Err(invalid_environment(action, probe, unreadable));
+    }
+    let Some(name) = known_domain(action, env, params) else {
+        return Err(invalid_environment(action, probe, unreadable));
+    };
+    let config = LoadedConfig { path: path.to_path_buf(), xml: String::new(), domain: DomainConfig::named(&name) };
+    with_vm(action, env, params, config, |vm, _| match action {
+        Action::MigrateFrom => Err(arrived(vm)),
+        _ => monitor(vm, probe, unreadable),
+    })
+}
+
+/// The domain of this resource on this node: remembered, or else the one
+/// whose owner tag names the resource (migrate_from waits a while for it
+/// to arrive).
+fn known_domain(action: Action, env: &OcfEnv, params: &Params) -> Option<String> {
+    if let Some(name) = StateFiles::new(&env.state_dir, &env.instance).read(StateKey::Domain) {
+        return Some(name);
+    }
+    let hv = match LibvirtHypervisor::connect(params.hypervisor.as_deref()) {
+        Ok(hv) => hv,
+        Err(e) => {
+            tracing::warn!("cannot look for a guest tagged with {}: {e}", env.instance);
+            return None;
+        }
+    };
+    if action == Action::MigrateFrom {
+        return ownership::wait_for_owned(&hv, &env.instance, &env.deadline(action).fraction(0.5));
+    }
+    tagged_here(&hv, &env.instance)
+}
+
+/// The first active domain here tagged with `instance` (one, normally).
+pub fn tagged_here(hv: &dyn Hypervisor, instance: &str) -> Option<String> {
+    match ownership::owned_by(hv, instance) {
+        Ok(names) => {
+            if names.len() > 1 {
+                tracing::error!("several domains here carry the owner tag of {instance}: {names:?}");
+            }
+            names.into_iter().next()
+        }
+        Err(e) => {
+            tracing::warn!("cannot look for a guest tagged with {instance}: {e}");
+            None
+        }
+    }
+}
+
+/// "vm1 runs here but its config /x/vm1.xml is missing", or why it is unusable.
+fn config_problem(vm: &Vm) -> String {
+    let path = vm.config_path.display();
+    if vm.config_path.exists() {
+        format!("its config {path} cannot be used")
+    } else {
+        format!("its config {path} is missing")
+    }
+}
+
+/// monitor/probe: the known domain runs here (or is active, failed): that
+/// is a failure to recover from, never "not running". Not active: the usual
+/// rules (probe 7, recurring monitor 1).
+pub fn monitor(vm: &Vm, probe: bool, unreadable: OcfError) -> OcfResult {
+    let active = match observe(vm, &vm.deadline.fraction(0.5)) {
+        Observation::Libvirt { state, .. } => state.is_some_and(|s| s.is_active()),
+        Observation::ProcessAlive { .. } => true,
+        Observation::ProcessGone { .. } => false,
+    };
+    if !active {
+        return Err(invalid_environment(vm.action, probe, unreadable));
+    }
+    if let Err(e) = ownership::remember(vm) {
+        tracing::error!("{}", e.reason);
+    }
+    tracing::error!("{}", unreadable.reason);
+    Err(OcfError::generic(format!("{} runs here but {}", vm.name(), config_problem(vm))))
+}
+
+/// migrate_from: the guest arrived but this node cannot manage it. The
+/// migration fails; it is remembered first, so that the stop Pacemaker runs
+/// here next finds and stops it (never left running on both nodes).
+pub fn arrived(vm: &Vm) -> OcfError {
+    let source = vm.env.migrate_source.as_deref().unwrap_or("the source node");
+    if let Err(e) = ownership::remember(vm) {
+        tracing::error!("{}", e.reason);
+    }
+    OcfError::generic(format!("{} arrived from {source} but {} here; it must be stopped here", vm.name(), config_problem(vm)))
+}
