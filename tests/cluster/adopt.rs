@@ -188,7 +188,11 @@ impl Run<'_> {
 
         let since = lab.call_ids();
         let t = Instant::now();
-        let out = self.watching_bystanders(|| self.adopt_ok(&["--to", "heartbeat", "--all"]));
+        // Named, not --all: a VirtualDomain resource of an earlier scenario
+        // (already on virtguard, so left alone by --all above) stays a bystander.
+        let mut back = vec!["--to", "heartbeat"];
+        back.extend_from_slice(&GUESTS);
+        let out = self.watching_bystanders(|| self.adopt_ok(&back));
         progress(&format!("  adopt --to heartbeat said:\n{out}"));
         self.figure("adopt --to heartbeat --all: 4 guests back", format!("{:.1}s", t.elapsed().as_secs_f64()));
         self.assert_switched_without_restart("heartbeat", &before, &since, "adopt --to heartbeat --all");
@@ -259,8 +263,11 @@ impl Run<'_> {
         if self.provider_of(GUESTS[0]).is_empty() {
             self.create_classic_guests();
         }
-        // Start from the classic agent for all four.
-        let out = self.adopt(&["--to", "heartbeat", "--all"]);
+        // Start from the classic agent for all four (named: --all would also
+        // take the virtguard resources of earlier scenarios).
+        let mut to_classic = vec!["--to", "heartbeat"];
+        to_classic.extend_from_slice(&GUESTS);
+        let out = self.adopt(&to_classic);
         self.check(out.status.success(), || format!("setup: {}", String::from_utf8_lossy(&out.stderr)));
         let before = self.qemu_pids();
 
@@ -284,7 +291,7 @@ impl Run<'_> {
         lab.wait_idle();
     }
 
-    /// Runs `adopt --all --to TO` and kills it as soon as the CIB shows its
+    /// Runs `adopt --to TO` (--all, or the four guests toward heartbeat) and kills it as soon as the CIB shows its
     /// first mark (or, with `after_switch`, its first marked resource on the
     /// new provider). Returns how many resources were marked then.
     fn kill_adopt_half_way(&self, to: &str, after_switch: bool) -> usize {
@@ -292,7 +299,8 @@ impl Run<'_> {
         let binary = virtguard_binary();
         let mut child = Command::new("bash")
             .arg(&harness)
-            .args(["exec", NODES[0], &binary, "adopt", "--to", to, "--all"])
+            .args(["exec", NODES[0], &binary, "adopt", "--to", to])
+            .args(if to == "virtguard" { &["--all"][..] } else { &GUESTS[..] })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
