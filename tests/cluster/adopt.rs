@@ -194,7 +194,7 @@ impl Run<'_> {
         back.extend_from_slice(&GUESTS);
         let out = self.watching_bystanders(|| self.adopt_ok(&back));
         progress(&format!("  adopt --to heartbeat said:\n{out}"));
-        self.figure("adopt --to heartbeat --all: 4 guests back", format!("{:.1}s", t.elapsed().as_secs_f64()));
+        self.figure("adopt --to heartbeat vga-1..4: 4 guests back", format!("{:.1}s", t.elapsed().as_secs_f64()));
         self.assert_switched_without_restart("heartbeat", &before, &since, "adopt --to heartbeat --all");
         self.assert_no_fencing_since(fences, "scenario 30");
     }
