@@ -1,11 +1,14 @@
 //! Monitor cost, side by side in one run against the same running guest:
-//! virtguard, the classic ocf:heartbeat:VirtualDomain, and a bare libvirt
-//! client call (`virsh domstate`) as the floor. Calls are interleaved so the
-//! noise of a shared 2-core machine hits all three alike.
+//! virtguard at monitor depth 0, 10 (guest agent ping) and 20 (also the
+//! guest's file systems), the classic ocf:heartbeat:VirtualDomain, and a bare
+//! libvirt client call (`virsh domstate`) as the floor. Calls are interleaved
+//! so the noise of a shared 2-core machine hits all of them alike. The guest
+//! is the lab's guest with a real qemu-ga (tests/lab/agent-guest-assets.sh).
 //!
 //!     cargo build --release && cargo run --release --example monitor_bench -- [ROUNDS]
 //!
-//! Needs root, a running libvirtd (qemu:///system) and resource-agents.
+//! Needs root, a running libvirtd (qemu:///system), resource-agents, and what
+//! the lab guest needs (busybox-static, cpio, the cloud kernel, apt-get).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -55,9 +58,10 @@ fn median_u64(mut values: Vec<u64>) -> u64 {
     values[values.len() / 2]
 }
 
-fn agent_command(program: &Path, config: &Path, state_dir: &Path) -> Command {
+fn agent_command(program: &Path, config: &Path, state_dir: &Path, level: &str) -> Command {
     let mut c = Command::new(program);
     c.arg("monitor")
+        .env("OCF_CHECK_LEVEL", level)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("OCF_ROOT", "/usr/lib/ocf")
@@ -80,35 +84,62 @@ fn main() {
     std::fs::create_dir_all(work.join("rsc-classic")).unwrap();
     let name = format!("vg-bench-{}", std::process::id());
     let config = work.join("bench.xml");
-    let virt_type = if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() { "kvm" } else { "qemu" };
+    let assets = Command::new("sh")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/agent-guest-assets.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running agent-guest-assets.sh");
+    assert!(assets.status.success(), "agent-guest-assets.sh failed");
+    let lab = PathBuf::from(String::from_utf8_lossy(&assets.stdout).trim());
     std::fs::write(
         &config,
         format!(
             // One element per line: the classic agent finds the name with grep.
-            "<domain type='{virt_type}'>\n  <name>{name}</name>\n  <memory unit='MiB'>64</memory>\n  <vcpu>1</vcpu>\n  \
-             <os><type arch='x86_64' machine='pc'>hvm</type></os>\n  <features><acpi/></features>\n  <devices>\n    \
-             <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    <memballoon model='none'/>\n  </devices>\n</domain>\n"
+            "<domain type='qemu'>\n  <name>{name}</name>\n  <memory unit='MiB'>160</memory>\n  <vcpu>1</vcpu>\n  \
+             <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n    <kernel>{kernel}</kernel>\n    \
+             <initrd>{initrd}</initrd>\n    <cmdline>console=ttyS0 rdinit=/init.agent vglab=idle</cmdline>\n  </os>\n  \
+             <features><acpi/></features>\n  <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    \
+             <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n    \
+             <memballoon model='none'/>\n  </devices>\n</domain>\n",
+            kernel = lab.join("vmlinuz").display(),
+            initrd = lab.join("initrd-agent.img").display(),
         ),
     )
     .unwrap();
     let created = Command::new("virsh").args(["-c", URI, "create"]).arg(&config).stdout(Stdio::null()).status().unwrap();
     assert!(created.success(), "virsh create failed");
+    let agent_up = (0..240).any(|_| {
+        std::thread::sleep(Duration::from_millis(500));
+        Command::new("virsh")
+            .args(["-c", URI, "qemu-agent-command", "--timeout", "5", &name, r#"{"execute":"guest-ping"}"#])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(agent_up, "the guest agent of {name} never answered");
 
     let release_dir: PathBuf = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
     let link = work.join("VirtualDomain");
     std::os::unix::fs::symlink(release_dir.join("virtguard"), &link).unwrap();
 
     let mut ours = Vec::new();
+    let mut ours10 = Vec::new();
+    let mut ours20 = Vec::new();
     let mut classic = Vec::new();
     let mut floor = Vec::new();
     let mut virsh = Command::new("virsh");
     virsh.args(["-c", URI, "domstate", &name]);
     for round in 0..rounds + 3 {
-        let a = measure(&mut agent_command(&link, &config, &work.join("rsc-virtguard")), 0);
-        let b = measure(&mut agent_command(Path::new(CLASSIC), &config, &work.join("rsc-classic")), 0);
+        let a = measure(&mut agent_command(&link, &config, &work.join("rsc-virtguard"), "0"), 0);
+        let a10 = measure(&mut agent_command(&link, &config, &work.join("rsc-virtguard"), "10"), 0);
+        let a20 = measure(&mut agent_command(&link, &config, &work.join("rsc-virtguard"), "20"), 0);
+        let b = measure(&mut agent_command(Path::new(CLASSIC), &config, &work.join("rsc-classic"), "0"), 0);
         let c = measure(&mut virsh, 0);
         if round >= 3 {
             ours.push(a);
+            ours10.push(a10);
+            ours20.push(a20);
             classic.push(b);
             floor.push(c);
         }
@@ -124,6 +155,8 @@ fn main() {
         )
     };
     let (ow, oc, of) = summary(&ours);
+    let (tw, tc, tf) = summary(&ours10);
+    let (uw, uc, uf) = summary(&ours20);
     let (cw, cc, cf) = summary(&classic);
     let (fw, fc, ff) = summary(&floor);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -132,8 +165,11 @@ fn main() {
     println!("|---|---:|---:|---:|");
     println!("| classic ocf:heartbeat:VirtualDomain | {:.1} | {:.1} | {cf} |", ms(cw), ms(cc));
     println!("| virtguard | {:.1} | {:.1} | {of} |", ms(ow), ms(oc));
+    println!("| virtguard, OCF_CHECK_LEVEL=10 (guest-ping) | {:.1} | {:.1} | {tf} |", ms(tw), ms(tc));
+    println!("| virtguard, OCF_CHECK_LEVEL=20 (+ file systems) | {:.1} | {:.1} | {uf} |", ms(uw), ms(uc));
     println!("| virsh domstate (floor) | {:.1} | {:.1} | {ff} |", ms(fw), ms(fc));
     println!();
     println!("classic / virtguard: wall {:.1}x, CPU {:.1}x", ms(cw) / ms(ow), ms(cc) / ms(oc).max(0.001));
     println!("virtguard / floor:   wall {:.2}x, CPU {:.2}x", ms(ow) / ms(fw), ms(oc) / ms(fc).max(0.001));
+    println!("level 10 - level 0:  wall {:+.1} ms, CPU {:+.1} ms", ms(tw) - ms(ow), ms(tc) - ms(oc));
 }

@@ -94,8 +94,9 @@ enum CheckPurpose {
 
 fn run_drbd(command: DrbdCommand) -> u8 {
     use crate::drbd::{command, Purpose, Sources};
+    crate::log::init_helper("drbd");
     let sources = Sources::from_env();
-    match command {
+    let result = match command {
         DrbdCommand::Status { resources, json } => command::status(&sources, &resources, json),
         DrbdCommand::Check(check) => {
             let peer = check.peer.unwrap_or_default();
@@ -106,7 +107,11 @@ fn run_drbd(command: DrbdCommand) -> u8 {
             };
             command::check(&sources, &check.resources, &purpose, check.allow_diskless)
         }
-    }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("{e:#}");
+        command::EXIT_UNREADABLE
+    })
 }
 
 pub fn main(args: Vec<String>) -> ExitCode {

@@ -2,7 +2,7 @@
 //! (crm_resource) and config distribution (csync2).
 
 use crate::exec::{self, ExecError};
-use crate::ocf::Deadline;
+use crate::deadline::Deadline;
 
 pub fn set_utilization(instance: &str, attribute: &str, value: &str, deadline: &Deadline) -> Result<(), ExecError> {
     exec::run(

@@ -4,9 +4,11 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::ocf::deadline::Deadline;
+use crate::deadline::Deadline;
 
 #[derive(Debug)]
 pub struct Output {
@@ -96,6 +98,8 @@ pub fn run_unchecked_with_env<S: AsRef<std::ffi::OsStr>>(
 }
 
 fn wait_with_deadline(program: &str, mut child: Child, deadline: &Deadline) -> Result<Output, ExecError> {
+    // A real process runs in real time, whatever clock the caller keeps.
+    let deadline = &deadline.in_real_time();
     let stdout = child.stdout.take().map(spawn_reader);
     let stderr = child.stderr.take().map(spawn_reader);
     let mut step = Duration::from_millis(2);
@@ -115,9 +119,15 @@ fn wait_with_deadline(program: &str, mut child: Child, deadline: &Deadline) -> R
     };
     // A grandchild that keeps the pipes open must not block us past the deadline.
     kill_group(&child);
-    let collect = |h: Option<std::thread::JoinHandle<String>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    // Killing the group closes the pipes, unless something outside it holds
+    // them: then what was read by then is all there is.
+    let readers_done = Deadline::after(READER_WAIT.min(deadline.remaining()));
+    let collect = |reader: Option<OutputReader>| reader.map(|r| r.collect(&readers_done)).unwrap_or_default();
     Ok(Output { status, stdout: collect(stdout), stderr: collect(stderr) })
 }
+
+/// How long the output may stay open after the process group is gone.
+const READER_WAIT: Duration = Duration::from_secs(1);
 
 fn kill_group(child: &Child) {
     use nix::sys::signal::{killpg, Signal};
@@ -125,12 +135,35 @@ fn kill_group(child: &Child) {
     let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
 }
 
-fn spawn_reader<R: Read + Send + 'static>(mut reader: R) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = reader.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
+/// A pipe read on a thread of its own, into a buffer that can be taken at
+/// any time.
+struct OutputReader {
+    data: Arc<Mutex<Vec<u8>>>,
+    /// Disconnects when the reader is done (or could not start).
+    done: Receiver<()>,
+}
+
+fn spawn_reader<R: Read + Send + 'static>(mut reader: R) -> OutputReader {
+    let data = Arc::new(Mutex::new(Vec::new()));
+    let (tx, done) = mpsc::channel::<()>();
+    let sink = Arc::clone(&data);
+    let _ = std::thread::Builder::new().name("exec-output".into()).spawn(move || {
+        let _done = tx;
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = reader.read(&mut chunk) {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&chunk[..n]);
+        }
+    });
+    OutputReader { data, done }
+}
+
+impl OutputReader {
+    /// Everything read once the pipe closed, or at `until`, whichever first.
+    fn collect(self, until: &Deadline) -> String {
+        let _ = self.done.recv_timeout(until.remaining());
+        let data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&data).into_owned()
+    }
 }
 
 /// Finds `program` on PATH (or accepts an explicit path), like `command -v`.
@@ -173,6 +206,16 @@ mod tests {
         let err = run("sh", &["-c", "sleep 30 & sleep 30"], &d).unwrap_err();
         assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn output_held_open_outside_the_group_does_not_hold_us() {
+        let d = Deadline::after(Duration::from_secs(30));
+        // setsid puts the sleeper outside the process group that is killed;
+        // it keeps stdout open for 30 s.
+        let out = run("sh", &["-c", "echo early; setsid sleep 30 &"], &d).unwrap();
+        assert_eq!(out.stdout, "early\n");
+        assert!(d.remaining() > Duration::from_secs(20), "waited for the pipe: {:?}", d.elapsed());
     }
 
     #[test]

@@ -3,9 +3,10 @@
 
 pub mod adopt;
 pub mod cli;
-pub mod cluster;
+pub(crate) mod cluster;
+pub mod deadline;
 pub mod drbd;
-pub mod exec;
+pub(crate) mod exec;
 pub mod hypervisor;
 pub mod log;
 pub mod ocf;

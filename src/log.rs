@@ -31,15 +31,25 @@ where
     }
 }
 
+/// Logging for the agent acting on resource `instance`.
+pub fn init(instance: &str) {
+    init_with_prefix(format!("VirtualDomain({instance})[{}]", std::process::id()));
+}
+
+/// Logging for a helper command (`virtguard drbd ...`): its warnings, e.g.
+/// why a state source was skipped, reach stderr like the agent's.
+pub fn init_helper(command: &str) {
+    init_with_prefix(format!("virtguard-{command}[{}]", std::process::id()));
+}
+
 /// `HA_debug=1` (or `HA_DEBUG`, `OCF_TRACE_RA`) turns on debug messages;
 /// `VIRTGUARD_LOG` takes a full tracing filter.
-pub fn init(instance: &str) {
+fn init_with_prefix(prefix: String) {
     let debug = ["HA_debug", "HA_DEBUG", "OCF_TRACE_RA"]
         .iter()
         .any(|v| std::env::var(v).map(|s| !s.is_empty() && s != "0").unwrap_or(false));
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("VIRTGUARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let prefix = format!("VirtualDomain({instance})[{}]", std::process::id());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

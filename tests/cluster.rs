@@ -11,22 +11,20 @@
 //! VG_CLUSTER_SCENARIOS=3,8 runs only the scenarios with those numbers (the
 //! cluster is still brought up and torn down once).
 
-#[path = "cluster/lab.rs"]
-mod lab;
-#[path = "cluster/sampler.rs"]
-mod sampler;
-#[path = "support/host_files.rs"]
-mod host_files;
+mod support;
 #[path = "cluster/adopt.rs"]
 mod adopt;
 
+use support::cluster as lab;
 use lab::{other, progress, Lab, Op, NODES};
-use sampler::{Sampler, Verdict};
+use support::sampler::{Sampler, Verdict};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const GUEST: &str = "vgc-a";
+/// Scenario 20's guest: the lab guest with a real qemu-ga (issue 11).
+const GUEST_WITH_AGENT: &str = "vgc-ga";
 
 struct Run<'a> {
     lab: &'a Lab,
@@ -41,7 +39,7 @@ fn cluster_scenarios() {
     // VG_CLUSTER_AGENT_BINARY: another build of virtguard (e.g. the installed one).
     let agent_binary = std::env::var_os("VG_CLUSTER_AGENT_BINARY").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_virtguard")), PathBuf::from);
     if let Err(missing) = prerequisites(&provider, &agent_binary) {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if support::in_ci() {
             panic!("cluster test prerequisites missing in CI: {missing}");
         }
         // Straight to stderr: libtest would swallow eprintln! of a passing test.
@@ -52,7 +50,7 @@ fn cluster_scenarios() {
         return;
     }
 
-    host_files::watch_host_files();
+    support::host_files::watch_host_files();
     let start = Instant::now();
     progress(&format!("bringing the two-node cluster up (agent ocf:{provider}:VirtualDomain)"));
     let lab = Lab::up((provider == "virtguard").then_some(agent_binary.as_path()));
@@ -72,6 +70,7 @@ fn cluster_scenarios() {
         ("8 DRBD gate refuses a node with stale data", Run::s8_drbd_gate),
         ("9 config disappears on the running node, cluster reprobes: never on both nodes", Run::s9_config_vanishes),
         ("10 live move to a node without the config: never on both nodes", Run::s10_move_to_node_without_config),
+        ("20 guest OS hangs (guest agent frozen): recovered at OCF_CHECK_LEVEL=10", Run::s20_guest_os_hangs),
         ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
         ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
         ("32 virtguard adopt killed half way, then run again", Run::s32_adopt_killed_then_rerun),
@@ -162,7 +161,7 @@ impl<'a> Run<'a> {
             }
         }
         let any = lab.any_node();
-        for rsc in ["vgc-b", "vgc-c", "vgc-d", "vgc-e", "vgc-f", "vgc-g"] {
+        for rsc in ["vgc-b", "vgc-c", "vgc-d", "vgc-e", "vgc-f", "vgc-g", GUEST_WITH_AGENT] {
             let _ = lab.run(any, &["pcs", "resource", "delete", rsc, "--force"]);
         }
         for rsc in ["vgc-f", "vgc-g"] {
@@ -380,6 +379,74 @@ impl<'a> Run<'a> {
             format!("move constraints left behind:\n{constraints}")
         });
         self.assert_no_fencing_since(fences, "scenario 3");
+    }
+
+    /// A guest whose OS hangs (its guest agent frozen with SIGSTOP) while
+    /// QEMU runs on: at OCF_CHECK_LEVEL=10 virtguard fails the monitor once
+    /// the agent was silent for guest_agent_grace, with the reason in
+    /// crm_mon, and Pacemaker recovers the guest; the classic agent never
+    /// notices.
+    fn s20_guest_os_hangs(&mut self) {
+        const GRACE_S: u64 = 20;
+        let lab = self.lab;
+        let fences = self.fence_count();
+        let config = agent_guest_config(lab);
+        let rsc = GUEST_WITH_AGENT;
+        let grace = format!("guest_agent_grace={GRACE_S}");
+        let config_param = format!("config={config}");
+        let mut args = vec!["pcs", "resource", "create", rsc, &self.agent, &config_param, "hypervisor=qemu:///system"];
+        if self.provider == "virtguard" {
+            args.extend_from_slice(&[&grace, "wait_for_guest_agent=true"]);
+        }
+        args.extend_from_slice(&[
+            "op", "monitor", "interval=10s", "timeout=30s", "OCF_CHECK_LEVEL=10", "op", "start", "timeout=120s", "op", "stop",
+            "timeout=30s",
+        ]);
+        lab.crm(&args);
+        lab.wait_idle();
+        let node = lab.located(rsc).first().cloned().unwrap_or_else(|| self.fail(&format!("{rsc} did not start")));
+        let ping = ["virsh", "-c", "qemu:///system", "qemu-agent-command", "--timeout", "5", rsc, r#"{"execute":"guest-ping"}"#];
+        lab.poll("the guest agent to answer", Duration::from_secs(120), || lab.run(&node, &ping).status.success().then_some(()));
+        let since = lab.call_ids();
+
+        let t = Instant::now();
+        agent_guest_control(lab, &node, "agent-stop");
+        let failed = |lab: &Lab| !lab.failcount(rsc, &node).is_empty() && lab.failcount(rsc, &node) != "0";
+        if self.provider != "virtguard" {
+            // Interval + grace + two more monitors: nothing happens.
+            std::thread::sleep(Duration::from_secs(10 + GRACE_S + 20));
+            self.check(!failed(lab), || format!("the classic agent noticed the hung guest: fail-count {}", lab.failcount(rsc, &node)));
+            self.assert_runs_only_on(rsc, rsc, &node);
+            self.figure("guest OS hung (agent frozen): noticed by the monitor", format!("never within {}s", t.elapsed().as_secs()));
+            // Thawed before the stop: with the agent frozen, the classic stop's
+            // `virsh shutdown` waited on the agent past the stop timeout and
+            // the node was fenced (seen in this lab); that is not what this
+            // scenario compares.
+            agent_guest_control(lab, &node, "agent-cont");
+            self.delete(rsc);
+            self.assert_no_fencing_since(fences, "scenario 20");
+            return;
+        }
+        lab.poll("the monitor to fail on the silent guest agent", Duration::from_secs(10 + GRACE_S + 60), || failed(lab).then_some(()));
+        let noticed = t.elapsed();
+        let shown = lab.crm(&["crm_mon", "-1", "--include=failures"]);
+        self.check(shown.contains("guest agent silent for"), || format!("crm_mon does not show the reason:\n{shown}"));
+        lab.wait_idle();
+        let recovered = t.elapsed();
+        let located = lab.located(rsc);
+        self.check(located.len() == 1, || format!("after recovery Pacemaker locates {rsc} on {located:?}"));
+        self.assert_runs_only_on(rsc, rsc, &located[0]);
+        let start = self.op_since(rsc, "start", &located[0], &since);
+        self.check(start.rc() == 0, || format!("recovery start failed: {}", start.describe()));
+        let reason = shown.lines().find(|l| l.contains("guest agent silent for")).unwrap_or_default().trim().to_owned();
+        self.figure("guest OS hung (agent frozen): the failed monitor in crm_mon", reason);
+        self.figure(
+            "guest OS hung: freeze until monitor failed",
+            format!("{:.1}s (interval 10s, grace {GRACE_S}s)", noticed.as_secs_f64()),
+        );
+        self.figure("guest OS hung: freeze until recovered and idle (agent answering again)", format!("{:.1}s", recovered.as_secs_f64()));
+        self.delete(rsc);
+        self.assert_no_fencing_since(fences, "scenario 20");
     }
 
     fn s4_guest_crash(&mut self) {
@@ -755,6 +822,41 @@ impl<'a> Run<'a> {
 }
 
 /// `drbdsetup events2 --now` of a two-node DRBD 9 resource r0 whose peer is unreachable.
+/// Scenario 20 (issue 11): the lab guest with a real qemu-ga, its config in
+/// the harness's state directory (the nodes see the host's /var/tmp).
+fn agent_guest_config(lab: &Lab) -> String {
+    let assets = std::process::Command::new("sh")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/agent-guest-assets.sh"))
+        .output()
+        .expect("running agent-guest-assets.sh");
+    assert!(assets.status.success(), "agent-guest-assets.sh failed: {}", String::from_utf8_lossy(&assets.stderr));
+    let lab_dir = PathBuf::from(String::from_utf8_lossy(&assets.stdout).trim());
+    let dir = lab.state_dir().join("guests");
+    std::fs::create_dir_all(&dir).expect("creating the guests directory");
+    let config = dir.join(format!("{GUEST_WITH_AGENT}.xml"));
+    let console = dir.join(format!("{GUEST_WITH_AGENT}.console"));
+    let xml = support::agent_guest_xml::agent_guest_xml(GUEST_WITH_AGENT, &lab_dir, &console, support::agent_guest_xml::GuestAgentKind::Running, "");
+    std::fs::write(&config, xml).expect("writing the agent guest config");
+    config.to_string_lossy().into_owned()
+}
+
+/// Sends a control word to the agent guest running on `node`, through the
+/// host side of that node's libvirt directory.
+fn agent_guest_control(lab: &Lab, node: &str, word: &str) {
+    let channels = lab.state_dir().join("nodes").join(node).join("var-lib-libvirt/qemu/channel/target");
+    let socket = std::fs::read_dir(&channels)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(&format!("-{GUEST_WITH_AGENT}")))
+        .map(|e| e.path().join(support::agent_guest_xml::CONTROL_PORT))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| lab.fail(&format!("no control socket of {GUEST_WITH_AGENT} under {}", channels.display())));
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connecting the control socket");
+    stream.write_all(format!("{word}\n").as_bytes()).expect("writing the control word");
+    std::thread::sleep(Duration::from_secs(1));
+}
+
 fn drbd_events2(role: &str, may_promote: &str, disk: &str, peer: &str) -> String {
     format!(
         "exists resource name:r0 role:{role} suspended:no force-io-failures:no may_promote:{may_promote} promotion_score:0\n\

@@ -2,7 +2,6 @@
 //! through their `_with` forms, which take the sources explicitly instead of
 //! from the environment, so tests can run in parallel).
 
-#[path = "drbd_support.rs"]
 mod support;
 
 use std::path::PathBuf;
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::fixtures;
 use virtguard::drbd::{gate_domain, gate_domain_with, monitor_findings_with, Problem, Purpose, Sources};
 use virtguard::hypervisor::domain_xml::DomainConfig;
-use virtguard::ocf::{Deadline, OcfStatus};
+use virtguard::deadline::Deadline;
 
 /// A scratch directory removed on drop, also when the test fails.
 struct Scratch(PathBuf);
@@ -112,60 +111,60 @@ fn allowed_state_lets_the_domain_start() {
 }
 
 #[test]
-fn refusal_is_a_generic_error_with_all_reasons() {
+fn refusal_carries_all_reasons() {
     let s = from_events2("multi-volume-one-outdated");
     let err = gate_domain_with(&s, &["/dev/drbd1"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-    assert_eq!(err.status, OcfStatus::ErrGeneric);
+    assert!(!err.tools_missing());
     assert_eq!(
-        err.reason,
+        err.to_string(),
         "r0/1: local disk Outdated, peer node2 UpToDate: refusing to start on stale data; \
          r0: peer node2 is Primary: refusing to start a second writer"
     );
     // The explicit list replaces detection: web is healthy.
     gate_domain_with(&from_events2("multi-volume"), &["/dev/drbd1"], Some("web"), &Purpose::Start, false, &deadline()).unwrap();
     let err = gate_domain_with(&from_events2("multi-volume"), &[], Some("web r9"), &Purpose::Start, false, &deadline()).unwrap_err();
-    assert!(err.reason.starts_with("r9: not configured on this node"), "{}", err.reason);
+    assert!(err.to_string().starts_with("r9: not configured on this node"), "{}", err);
 }
 
 #[test]
 fn diskless_follows_the_parameter() {
     let s = from_events2("diskless-client");
     let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-    assert!(err.reason.contains("drbd_allow_diskless is off"), "{}", err.reason);
+    assert!(err.to_string().contains("drbd_allow_diskless is off"), "{}", err);
     gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, true, &deadline()).unwrap();
 }
 
 #[test]
 fn a_drbd_disk_that_maps_to_nothing_is_refused() {
     let err = gate_domain_with(&from_events2("healthy-2node"), &["/dev/drbd7"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-    assert_eq!(err.status, OcfStatus::ErrGeneric);
-    assert!(err.reason.contains("/dev/drbd7: no DRBD resource uses minor 7"), "{}", err.reason);
+    assert!(!err.tools_missing());
+    assert!(err.to_string().contains("/dev/drbd7: no DRBD resource uses minor 7"), "{}", err);
 }
 
 #[test]
-fn unreadable_state_is_a_generic_error_never_success() {
+fn unreadable_state_is_an_error_never_success() {
     for bad in ["garbage", "truncated", "empty", "unknown-disk-state", "does-not-exist"] {
         let err = gate_domain_with(&from_events2(bad), &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-        assert_eq!(err.status, OcfStatus::ErrGeneric, "{bad}");
-        assert!(err.reason.starts_with("cannot read DRBD state: "), "{bad}: {}", err.reason);
+        assert!(!err.tools_missing(), "{bad}");
+        assert!(err.to_string().starts_with("cannot read DRBD state: "), "{bad}: {}", err);
     }
     let err = monitor_findings_with(&from_events2("garbage"), &["/dev/drbd0"], None, &deadline()).unwrap_err();
-    assert!(err.reason.starts_with("cannot read DRBD state: "));
+    assert!(err.to_string().starts_with("cannot read DRBD state: "));
 }
 
 #[test]
-fn missing_drbdsetup_is_not_installed() {
+fn missing_drbdsetup_means_tools_missing() {
     let s = Sources {
         drbdsetup: "/nonexistent/drbdsetup".into(),
         proc_drbd: PathBuf::from("/nonexistent/proc/drbd"),
         ..Sources::default()
     };
     let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-    assert_eq!(err.status, OcfStatus::ErrInstalled, "{}", err.reason);
+    assert!(err.tools_missing(), "{err}");
     // DRBD 9 loaded, but no drbdsetup to ask.
     let s = Sources { proc_drbd: fixtures().join("9-loaded.proc"), ..s };
     let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-    assert_eq!(err.status, OcfStatus::ErrInstalled, "{}", err.reason);
+    assert!(err.tools_missing(), "{err}");
 }
 
 #[test]
@@ -175,8 +174,8 @@ fn failing_drbdsetup_without_drbd_8_is_unreadable() {
     for proc in [PathBuf::from("/nonexistent"), fixtures().join("9-loaded.proc"), fixtures().join("garbage.events2")] {
         let s = Sources { drbdsetup: failing.clone(), proc_drbd: proc.clone(), ..Sources::default() };
         let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-        assert_eq!(err.status, OcfStatus::ErrGeneric, "{}", proc.display());
-        assert!(err.reason.starts_with("cannot read DRBD state: "), "{}", err.reason);
+        assert!(!err.tools_missing(), "{}", proc.display());
+        assert!(err.to_string().starts_with("cannot read DRBD state: "), "{}", err);
     }
 }
 
@@ -188,8 +187,8 @@ fn a_hung_drbdsetup_is_killed_at_the_deadline() {
     let started = Instant::now();
     let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &Deadline::after(Duration::from_millis(300)))
         .unwrap_err();
-    assert_eq!(err.status, OcfStatus::ErrGeneric);
-    assert!(err.reason.contains("did not finish"), "{}", err.reason);
+    assert!(!err.tools_missing());
+    assert!(err.to_string().contains("did not finish"), "{}", err);
     assert!(started.elapsed() < Duration::from_secs(20), "returned only after {:?}", started.elapsed());
 }
 
@@ -203,7 +202,7 @@ fn drbd84_from_proc_and_by_res_links() {
     let scratch = Scratch::new("84outdated");
     let s = from_proc84("outdated", &scratch, &[("r0", "0", "../../../drbd0")]);
     let err = gate_domain_with(&s, &["/dev/drbd0"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-    assert_eq!(err.reason, "r0/0: local disk Outdated, no peer known UpToDate: refusing to start on stale data");
+    assert_eq!(err.to_string(), "r0/0: local disk Outdated, no peer known UpToDate: refusing to start on stale data");
 }
 
 #[test]
@@ -224,7 +223,7 @@ fn drbd84_names_from_drbdadm() {
     // Without any names a DRBD disk cannot be checked, so it is refused.
     let s = Sources { drbdadm: "/nonexistent/drbdadm".into(), ..s };
     let err = gate_domain_with(&s, &["/dev/drbd1"], None, &Purpose::Start, false, &deadline()).unwrap_err();
-    assert!(err.reason.contains("resource name is unknown"), "{}", err.reason);
+    assert!(err.to_string().contains("resource name is unknown"), "{}", err);
 }
 
 #[test]
@@ -232,12 +231,12 @@ fn migration_reads_allow_two_primaries() {
     let mut s = from_events2("running-primary");
     let purpose = Purpose::MigrateSource { target: "node2".into() };
     let err = gate_domain_with(&s, &["/dev/drbd0"], None, &purpose, false, &deadline()).unwrap_err();
-    assert!(err.reason.contains("cannot tell whether allow-two-primaries"), "{}", err.reason);
+    assert!(err.to_string().contains("cannot tell whether allow-two-primaries"), "{}", err);
     s.show_file = Some(fixtures().join("to-node2-dual.show"));
     gate_domain_with(&s, &["/dev/drbd0"], None, &purpose, false, &deadline()).unwrap();
     s.show_file = Some(fixtures().join("to-node2-single.show"));
     let err = gate_domain_with(&s, &["/dev/drbd0"], None, &purpose, false, &deadline()).unwrap_err();
-    assert!(err.reason.contains("allow-two-primaries is off"), "{}", err.reason);
+    assert!(err.to_string().contains("allow-two-primaries is off"), "{}", err);
 
     let mut s = from_events2("migration-incoming");
     s.show_file = Some(fixtures().join("to-node1-dual.show"));
@@ -281,6 +280,6 @@ fn disks_come_from_the_domain_xml() {
     let config = DomainConfig::parse(xml).unwrap();
     let disks: Vec<&str> = config.block_devices().collect();
     let err = gate_domain_with(&from_events2("multi-volume-one-outdated"), &disks, None, &Purpose::Start, false, &deadline()).unwrap_err();
-    assert!(err.reason.starts_with("r0/1: local disk Outdated"), "{}", err.reason);
+    assert!(err.to_string().starts_with("r0/1: local disk Outdated"), "{}", err);
     gate_domain_with(&from_events2("multi-volume"), &disks, None, &Purpose::Start, false, &deadline()).unwrap();
 }

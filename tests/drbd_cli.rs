@@ -1,7 +1,6 @@
 //! Black-box: the built binary's `drbd status` and `drbd check`, with the
 //! fake drbdsetup/drbdadm first on PATH or with the file overrides.
 
-#[path = "drbd_support.rs"]
 mod support;
 
 use std::process::{Command, Output};

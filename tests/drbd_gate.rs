@@ -1,7 +1,6 @@
 //! The decision table, row by row, for every purpose, on DRBD 9 and 8.4
 //! fixtures in the real output formats. Row ids follow src/drbd/gate.rs.
 
-#[path = "drbd_support.rs"]
 mod support;
 
 use support::{edited, names, state84, state9, state9_text};

@@ -1,7 +1,6 @@
 //! Bad input: truncated, empty, garbage, unknown fields, and a few thousand
 //! randomly mutated captures. Never a panic; garbage is an error, never "allow".
 
-#[path = "drbd_support.rs"]
 mod support;
 
 use support::{fixture_text, fixtures, names, XorShift};

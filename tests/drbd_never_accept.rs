@@ -1,7 +1,6 @@
 //! States that must never be accepted, for every purpose, and a randomized
 //! cross-check of the whole table against an independent statement of it.
 
-#[path = "drbd_support.rs"]
 mod support;
 
 use support::{edited, names, state9_text, XorShift};

@@ -2,10 +2,9 @@
 //! (tests/support/host_files.rs), proven on a private directory tree: it must
 //! name every kind of change, and nothing else.
 
-#[path = "support/host_files.rs"]
-mod host_files;
+mod support;
 
-use host_files::{differences, fingerprint};
+use support::host_files::{self, differences, fingerprint};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 

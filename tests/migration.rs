@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use virtguard::hypervisor::domain_xml::DomainConfig;
-use virtguard::hypervisor::libvirt::LibvirtHypervisor;
 use virtguard::hypervisor::Hypervisor;
 use virtguard::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
 use virtguard::vdomain::migration::migrate_to;
@@ -64,7 +63,7 @@ impl Call {
         let env = OcfEnv::from_lookup(&|name| env_map.get(name).map(|v| v.to_string()));
         let config_path = PathBuf::from(&map["config"]);
         let config_xml = std::fs::read_to_string(&config_path).expect("the guest's XML");
-        let local = LibvirtHypervisor::connect(Some(HOST_URI)).expect("the host's libvirtd");
+        let local = virtguard::hypervisor::connect(Some(HOST_URI)).expect("the host's libvirtd");
         let started = Instant::now();
         let vm = Vm {
             action: Action::MigrateTo,
@@ -76,7 +75,7 @@ impl Call {
             config_xml,
             hv: Ok(&local),
         };
-        let result = migrate_to(&vm, &local);
+        let result = migrate_to(&vm);
         let took = started.elapsed();
         eprintln!("migrate_to -> {result:?} after {:.2} s", took.as_secs_f64());
         (result, took)
@@ -327,6 +326,6 @@ fn a_local_guest_that_is_not_running_is_refused() {
     let error = result.expect_err("nothing to migrate");
     assert_eq!(error.status, OcfStatus::ErrGeneric);
     assert!(error.reason.contains("not active locally"), "{}", error.reason);
-    let local = LibvirtHypervisor::connect(Some(HOST_URI)).unwrap();
+    let local = virtguard::hypervisor::connect(Some(HOST_URI)).unwrap();
     assert_eq!(local.state(&guest.name).unwrap(), None);
 }

@@ -5,9 +5,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use super::model::{DrbdState, Resource};
 use super::{decide, GateOptions, Purpose, Sources};
-use crate::ocf::Deadline;
+use crate::deadline::Deadline;
 
 pub const EXIT_ALLOWED: u8 = 0;
 pub const EXIT_REFUSED: u8 = 1;
@@ -16,61 +18,42 @@ pub const EXIT_UNREADABLE: u8 = 2;
 /// drbdsetup answers in milliseconds; this only bounds a hung kernel call.
 const COMMAND_BUDGET: Duration = Duration::from_secs(30);
 
-pub fn status(sources: &Sources, resources: &[String], json: bool) -> u8 {
+/// Prints the state; the exit code, or why the state cannot be shown (the
+/// caller prints it and exits with [`EXIT_UNREADABLE`]).
+pub fn status(sources: &Sources, resources: &[String], json: bool) -> anyhow::Result<u8> {
     let deadline = Deadline::after(COMMAND_BUDGET);
-    let mut state = match sources.read(true, &deadline) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_UNREADABLE;
-        }
-    };
+    let mut state = sources.read(true, &deadline)?;
     let missing: Vec<&String> = resources.iter().filter(|n| state.resource(n).is_none()).collect();
     if !resources.is_empty() {
         state.resources.retain(|r| resources.contains(&r.name));
     }
     if json {
-        match serde_json::to_string_pretty(&state) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("cannot write JSON: {e}");
-                return EXIT_UNREADABLE;
-            }
-        }
+        println!("{}", serde_json::to_string_pretty(&state).context("cannot write JSON")?);
     } else {
         print!("{}", render_table(&state));
     }
     for name in &missing {
         eprintln!("{name}: no such DRBD resource on this node");
     }
-    if missing.is_empty() {
-        EXIT_ALLOWED
-    } else {
-        EXIT_REFUSED
-    }
+    Ok(if missing.is_empty() { EXIT_ALLOWED } else { EXIT_REFUSED })
 }
 
-pub fn check(sources: &Sources, resources: &[String], purpose: &Purpose, allow_diskless: bool) -> u8 {
+/// Asks the gate; the exit code, or why the state cannot be read.
+pub fn check(sources: &Sources, resources: &[String], purpose: &Purpose, allow_diskless: bool) -> anyhow::Result<u8> {
     let deadline = Deadline::after(COMMAND_BUDGET);
-    let state = match sources.read(!matches!(purpose, Purpose::Start), &deadline) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_UNREADABLE;
-        }
-    };
+    let state = sources.read(!matches!(purpose, Purpose::Start), &deadline)?;
     let verdict = decide(&state, resources, purpose, &GateOptions { allow_diskless });
     for note in &verdict.notes {
         println!("note: {note}");
     }
     if verdict.allowed {
         println!("{}: {purpose} allowed ({})", resources.join(" "), state.origin.describe());
-        EXIT_ALLOWED
+        Ok(EXIT_ALLOWED)
     } else {
         for reason in &verdict.reasons {
             eprintln!("{reason}");
         }
-        EXIT_REFUSED
+        Ok(EXIT_REFUSED)
     }
 }
 

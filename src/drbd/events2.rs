@@ -55,86 +55,94 @@ pub fn parse(text: &str) -> Result<Vec<Resource>, String> {
 
 fn apply(resources: &mut Vec<Resource>, object: &str, fields: &Fields) -> Result<(), String> {
     match object {
-        "resource" => {
-            let name = fields.require("name")?;
-            if resources.iter().any(|r| r.name == name) {
-                return Err(format!("resource {name} appears twice"));
-            }
-            resources.push(Resource {
-                name: name.to_owned(),
-                role: Role::parse(fields.require("role")?)?,
-                suspended: fields.get("suspended").map(parse_suspended).transpose()?.unwrap_or_default(),
-                force_io_failures: fields.yes_no("force-io-failures")?,
-                may_promote: fields.yes_no("may_promote")?,
-                promotion_score: fields.number::<i64>("promotion_score")?,
-                volumes: Vec::new(),
-                missing_volumes: Vec::new(),
-                peers: Vec::new(),
-            });
-        }
-        "connection" => {
-            let resource = owner(resources, fields, object)?;
-            let conn_name = fields.require("conn-name")?;
-            if resource.peers.iter().any(|p| p.name.as_deref() == Some(conn_name)) {
-                return Err(format!("{}: connection {conn_name} appears twice", resource.name));
-            }
-            resource.peers.push(Peer {
-                name: Some(conn_name.to_owned()),
-                node_id: fields.number("peer-node-id")?,
-                connection: ConnState::parse(fields.require("connection")?)?,
-                role: Role::parse(fields.require("role")?)?,
-                sync_state: fields.get("sync-state").map(SyncVerdict::parse).transpose()?,
-                allow_two_primaries: None,
-                volumes: Vec::new(),
-            });
-        }
-        "device" => {
-            let resource = owner(resources, fields, object)?;
-            let number = fields.require_number::<u32>("volume")?;
-            if resource.volume(number).is_some() {
-                return Err(format!("{}: volume {number} appears twice", resource.name));
-            }
-            resource.volumes.push(Volume {
-                number,
-                minor: fields.require_number("minor")?,
-                disk: DiskState::parse(fields.require("disk")?)?,
-                client: fields.yes_no_unknown("client")?,
-                quorum: fields.yes_no("quorum")?,
-                backing_dev: fields.get("backing_dev").filter(|d| *d != "none").map(str::to_owned),
-            });
-        }
-        "peer-device" => {
-            let resource = owner(resources, fields, object)?;
-            let conn_name = fields.require("conn-name")?;
-            let res_name = resource.name.clone();
-            let peer = resource
-                .peers
-                .iter_mut()
-                .find(|p| p.name.as_deref() == Some(conn_name))
-                .ok_or_else(|| format!("{res_name}: peer-device for connection {conn_name} before its connection line"))?;
-            let node_id = fields.number::<u32>("peer-node-id")?;
-            if node_id.is_some() && peer.node_id.is_some() && node_id != peer.node_id {
-                return Err(format!("{res_name}: peer-device {conn_name} has another peer-node-id than its connection"));
-            }
-            let number = fields.require_number::<u32>("volume")?;
-            if peer.volume(number).is_some() {
-                return Err(format!("{res_name}: peer-device {conn_name} volume {number} appears twice"));
-            }
-            let done = fields.number::<f64>("done")?;
-            if done.is_some_and(|d| !(0.0..=100.0).contains(&d)) {
-                return Err(format!("{res_name}: done:{} is not a percentage", fields.get("done").unwrap_or("")));
-            }
-            peer.volumes.push(PeerVolume {
-                number,
-                replication: ReplState::parse(fields.require("replication")?)?,
-                peer_disk: DiskState::parse(fields.require("peer-disk")?)?,
-                peer_client: fields.yes_no_unknown("peer-client")?,
-                done,
-            });
-        }
+        "resource" => add_resource(resources, fields),
+        "connection" => add_connection(owner(resources, fields, object)?, fields),
+        "device" => add_device(owner(resources, fields, object)?, fields),
+        "peer-device" => add_peer_device(owner(resources, fields, object)?, fields),
         // Network paths and anything newer DRBD reports: not needed for the gate.
-        _ => {}
+        _ => Ok(()),
     }
+}
+
+fn add_resource(resources: &mut Vec<Resource>, fields: &Fields) -> Result<(), String> {
+    let name = fields.require("name")?;
+    if resources.iter().any(|r| r.name == name) {
+        return Err(format!("resource {name} appears twice"));
+    }
+    resources.push(Resource {
+        name: name.to_owned(),
+        role: Role::parse(fields.require("role")?)?,
+        suspended: fields.get("suspended").map(parse_suspended).transpose()?.unwrap_or_default(),
+        force_io_failures: fields.yes_no("force-io-failures")?,
+        may_promote: fields.yes_no("may_promote")?,
+        promotion_score: fields.number::<i64>("promotion_score")?,
+        volumes: Vec::new(),
+        missing_volumes: Vec::new(),
+        peers: Vec::new(),
+    });
+    Ok(())
+}
+
+fn add_connection(resource: &mut Resource, fields: &Fields) -> Result<(), String> {
+    let conn_name = fields.require("conn-name")?;
+    if resource.peers.iter().any(|p| p.name.as_deref() == Some(conn_name)) {
+        return Err(format!("{}: connection {conn_name} appears twice", resource.name));
+    }
+    resource.peers.push(Peer {
+        name: Some(conn_name.to_owned()),
+        node_id: fields.number("peer-node-id")?,
+        connection: ConnState::parse(fields.require("connection")?)?,
+        role: Role::parse(fields.require("role")?)?,
+        sync_state: fields.get("sync-state").map(SyncVerdict::parse).transpose()?,
+        allow_two_primaries: None,
+        volumes: Vec::new(),
+    });
+    Ok(())
+}
+
+fn add_device(resource: &mut Resource, fields: &Fields) -> Result<(), String> {
+    let number = fields.require_number::<u32>("volume")?;
+    if resource.volume(number).is_some() {
+        return Err(format!("{}: volume {number} appears twice", resource.name));
+    }
+    resource.volumes.push(Volume {
+        number,
+        minor: fields.require_number("minor")?,
+        disk: DiskState::parse(fields.require("disk")?)?,
+        client: fields.yes_no_unknown("client")?,
+        quorum: fields.yes_no("quorum")?,
+        backing_dev: fields.get("backing_dev").filter(|d| *d != "none").map(str::to_owned),
+    });
+    Ok(())
+}
+
+fn add_peer_device(resource: &mut Resource, fields: &Fields) -> Result<(), String> {
+    let conn_name = fields.require("conn-name")?;
+    let res_name = resource.name.clone();
+    let peer = resource
+        .peers
+        .iter_mut()
+        .find(|p| p.name.as_deref() == Some(conn_name))
+        .ok_or_else(|| format!("{res_name}: peer-device for connection {conn_name} before its connection line"))?;
+    let node_id = fields.number::<u32>("peer-node-id")?;
+    if node_id.is_some() && peer.node_id.is_some() && node_id != peer.node_id {
+        return Err(format!("{res_name}: peer-device {conn_name} has another peer-node-id than its connection"));
+    }
+    let number = fields.require_number::<u32>("volume")?;
+    if peer.volume(number).is_some() {
+        return Err(format!("{res_name}: peer-device {conn_name} volume {number} appears twice"));
+    }
+    let done = fields.number::<f64>("done")?;
+    if done.is_some_and(|d| !(0.0..=100.0).contains(&d)) {
+        return Err(format!("{res_name}: done:{} is not a percentage", fields.get("done").unwrap_or("")));
+    }
+    peer.volumes.push(PeerVolume {
+        number,
+        replication: ReplState::parse(fields.require("replication")?)?,
+        peer_disk: DiskState::parse(fields.require("peer-disk")?)?,
+        peer_client: fields.yes_no_unknown("peer-client")?,
+        done,
+    });
     Ok(())
 }
 

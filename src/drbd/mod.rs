@@ -8,25 +8,56 @@
 //! - [`monitor`]: findings for a running guest
 //! - [`command`]: `virtguard drbd status|check`
 
-pub mod command;
-pub mod disks;
+pub(crate) mod command;
+pub(crate) mod disks;
 pub mod events2;
-pub mod gate;
+pub(crate) mod gate;
 pub mod model;
-pub mod monitor;
+pub(crate) mod monitor;
 pub mod proc84;
 pub mod show;
-pub mod source;
+pub(crate) mod source;
 
 use tracing::{debug, info, warn};
 
-use crate::ocf::{Deadline, OcfError, OcfStatus};
+use crate::deadline::Deadline;
 
 pub use disks::resources_for_disks;
 pub use gate::{decide, GateOptions, Verdict};
 pub use model::DrbdState;
 pub use monitor::{Finding, Problem};
 pub use source::{ReadError, Sources};
+
+/// Why the gate or the monitor could not give an answer, or said no. The
+/// caller decides what that means for its action (see `vdomain::drbd_gate`).
+#[derive(Debug, Clone)]
+pub enum DrbdError {
+    /// The state could not be read (or the DRBD tools are missing).
+    Read(ReadError),
+    /// The domain's disks or `drbd_resources` name no usable resource.
+    Resources(String),
+    /// The gate refuses, with the reason for each volume.
+    Refused(Vec<String>),
+}
+
+impl DrbdError {
+    /// The DRBD tools are not installed (rather than the data being unusable).
+    pub fn tools_missing(&self) -> bool {
+        matches!(self, DrbdError::Read(ReadError::NotInstalled(_)))
+    }
+}
+
+impl std::fmt::Display for DrbdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DrbdError::Read(e) => e.fmt(f),
+            DrbdError::Resources(message) => f.write_str(message),
+            DrbdError::Refused(reasons) => f.write_str(&reasons.join("; ")),
+        }
+    }
+}
+
+impl std::error::Error for DrbdError {}
 
 /// What this node is about to do with the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +96,7 @@ pub fn gate_domain(
     purpose: &Purpose,
     allow_diskless: bool,
     deadline: &Deadline,
-) -> Result<(), OcfError> {
+) -> Result<(), DrbdError> {
     gate_domain_with(&Sources::from_env(), block_devices, explicit, purpose, allow_diskless, deadline)
 }
 
@@ -76,14 +107,14 @@ pub fn gate_domain_with(
     purpose: &Purpose,
     allow_diskless: bool,
     deadline: &Deadline,
-) -> Result<(), OcfError> {
+) -> Result<(), DrbdError> {
     if !uses_drbd(block_devices, explicit) {
         debug!("DRBD gate: no DRBD disks, nothing to check");
         return Ok(());
     }
-    let state = sources.read(purpose.needs_net_options(), deadline).map_err(read_error)?;
+    let state = sources.read(purpose.needs_net_options(), deadline).map_err(DrbdError::Read)?;
     let resources = resources_for_disks(block_devices, explicit, &state)
-        .map_err(|e| OcfError::generic(format!("DRBD gate: {e}")))?;
+        .map_err(|e| DrbdError::Resources(format!("DRBD gate: {e}")))?;
     let verdict = decide(&state, &resources, purpose, &GateOptions { allow_diskless });
     for note in &verdict.notes {
         info!("DRBD gate: {note}");
@@ -95,14 +126,14 @@ pub fn gate_domain_with(
         for reason in &verdict.reasons {
             warn!("DRBD gate: {reason}");
         }
-        Err(OcfError::generic(verdict.reasons.join("; ")))
+        Err(DrbdError::Refused(verdict.reasons))
     }
 }
 
 /// Problems of the DRBD volumes behind a running guest (see [`monitor`]
 /// for which ones mean the guest can no longer write). Empty without DRBD
 /// disks, without running anything.
-pub fn monitor_findings(block_devices: &[&str], explicit: Option<&str>, deadline: &Deadline) -> Result<Vec<Finding>, OcfError> {
+pub fn monitor_findings(block_devices: &[&str], explicit: Option<&str>, deadline: &Deadline) -> Result<Vec<Finding>, DrbdError> {
     monitor_findings_with(&Sources::from_env(), block_devices, explicit, deadline)
 }
 
@@ -111,13 +142,13 @@ pub fn monitor_findings_with(
     block_devices: &[&str],
     explicit: Option<&str>,
     deadline: &Deadline,
-) -> Result<Vec<Finding>, OcfError> {
+) -> Result<Vec<Finding>, DrbdError> {
     if !uses_drbd(block_devices, explicit) {
         return Ok(Vec::new());
     }
-    let state = sources.read(false, deadline).map_err(read_error)?;
+    let state = sources.read(false, deadline).map_err(DrbdError::Read)?;
     let resources = resources_for_disks(block_devices, explicit, &state)
-        .map_err(|e| OcfError::generic(format!("DRBD monitor: {e}")))?;
+        .map_err(|e| DrbdError::Resources(format!("DRBD monitor: {e}")))?;
     let found = monitor::findings(&state, &resources);
     for f in &found {
         if f.is_failure() {
@@ -131,12 +162,4 @@ pub fn monitor_findings_with(
 
 fn uses_drbd(block_devices: &[&str], explicit: Option<&str>) -> bool {
     disks::explicit_names(explicit).is_some() || block_devices.iter().any(|d| disks::looks_like_drbd(d))
-}
-
-fn read_error(e: ReadError) -> OcfError {
-    let status = match e {
-        ReadError::NotInstalled(_) => OcfStatus::ErrInstalled,
-        ReadError::Unreadable(_) => OcfStatus::ErrGeneric,
-    };
-    OcfError::new(status, e.to_string())
 }

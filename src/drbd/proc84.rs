@@ -197,69 +197,12 @@ pub fn to_state(proc: &ProcDrbd, names: &MinorNames, from: &str) -> DrbdState {
     let mut resources: Vec<Resource> = Vec::new();
     let mut unnamed_minors = Vec::new();
     for m in &proc.minors {
-        let Some((name, volume)) = names.get(&m.minor) else {
-            unnamed_minors.push(m.minor);
-            continue;
-        };
-        let index = match resources.iter().position(|r| &r.name == name) {
-            Some(i) => i,
-            None => {
-                resources.push(Resource {
-                    name: name.clone(),
-                    role: m.role,
-                    suspended: Vec::new(),
-                    force_io_failures: None,
-                    may_promote: None,
-                    promotion_score: None,
-                    volumes: Vec::new(),
-                    missing_volumes: Vec::new(),
-                    peers: vec![Peer {
-                        name: None,
-                        node_id: None,
-                        connection: m.connection,
-                        role: m.peer_role,
-                        sync_state: None,
-                        allow_two_primaries: None,
-                        volumes: Vec::new(),
-                    }],
-                });
-                resources.len() - 1
-            }
-        };
-        let r = &mut resources[index];
-        r.role = merge_role(r.role, m.role);
-        if m.io_suspended && r.suspended.is_empty() {
-            r.suspended.push("io-suspended".to_owned());
-        }
-        r.volumes.push(Volume {
-            number: *volume,
-            minor: m.minor,
-            disk: m.disk,
-            client: None,
-            quorum: None,
-            backing_dev: None,
-        });
-        let peer = &mut r.peers[0];
-        peer.role = merge_role(peer.role, m.peer_role);
-        if peer.connection == ConnState::Connected && m.connection != ConnState::Connected {
-            peer.connection = m.connection;
-        }
-        peer.volumes.push(PeerVolume {
-            number: *volume,
-            replication: m.replication,
-            peer_disk: m.peer_disk,
-            peer_client: None,
-            done: m.done,
-        });
-    }
-    let reported: Vec<u32> = proc.minors.iter().map(|m| m.minor).collect();
-    for (minor, (name, volume)) in names {
-        if let Some(r) = resources.iter_mut().find(|r| &r.name == name) {
-            if !reported.contains(minor) {
-                r.missing_volumes.push(*volume);
-            }
+        match names.get(&m.minor) {
+            Some((name, volume)) => add_minor(resource_for(&mut resources, name, m), *volume, m),
+            None => unnamed_minors.push(m.minor),
         }
     }
+    mark_missing_volumes(&mut resources, proc, names);
     for r in &mut resources {
         r.missing_volumes.sort_unstable();
         r.volumes.sort_by_key(|v| v.number);
@@ -270,6 +213,70 @@ pub fn to_state(proc: &ProcDrbd, names: &MinorNames, from: &str) -> DrbdState {
         origin: StateOrigin::ProcDrbd { version: proc.version.clone(), from: from.to_owned() },
         resources,
         unnamed_minors,
+    }
+}
+
+/// The resource `name`, created from its first minor `m` when new. 8.4 has
+/// one peer per resource, and no names for it.
+fn resource_for<'a>(resources: &'a mut Vec<Resource>, name: &str, m: &ProcMinor) -> &'a mut Resource {
+    let index = match resources.iter().position(|r| r.name == name) {
+        Some(i) => i,
+        None => {
+            resources.push(Resource {
+                name: name.to_owned(),
+                role: m.role,
+                suspended: Vec::new(),
+                force_io_failures: None,
+                may_promote: None,
+                promotion_score: None,
+                volumes: Vec::new(),
+                missing_volumes: Vec::new(),
+                peers: vec![Peer {
+                    name: None,
+                    node_id: None,
+                    connection: m.connection,
+                    role: m.peer_role,
+                    sync_state: None,
+                    allow_two_primaries: None,
+                    volumes: Vec::new(),
+                }],
+            });
+            resources.len() - 1
+        }
+    };
+    &mut resources[index]
+}
+
+/// Minor `m` as volume `volume` of `r`: its own side and the peer's.
+fn add_minor(r: &mut Resource, volume: u32, m: &ProcMinor) {
+    r.role = merge_role(r.role, m.role);
+    if m.io_suspended && r.suspended.is_empty() {
+        r.suspended.push("io-suspended".to_owned());
+    }
+    r.volumes.push(Volume { number: volume, minor: m.minor, disk: m.disk, client: None, quorum: None, backing_dev: None });
+    let peer = &mut r.peers[0];
+    peer.role = merge_role(peer.role, m.peer_role);
+    if peer.connection == ConnState::Connected && m.connection != ConnState::Connected {
+        peer.connection = m.connection;
+    }
+    peer.volumes.push(PeerVolume {
+        number: volume,
+        replication: m.replication,
+        peer_disk: m.peer_disk,
+        peer_client: None,
+        done: m.done,
+    });
+}
+
+/// Volumes the configuration names but /proc/drbd does not report.
+fn mark_missing_volumes(resources: &mut [Resource], proc: &ProcDrbd, names: &MinorNames) {
+    let reported: Vec<u32> = proc.minors.iter().map(|m| m.minor).collect();
+    for (minor, (name, volume)) in names {
+        if let Some(r) = resources.iter_mut().find(|r| &r.name == name) {
+            if !reported.contains(minor) {
+                r.missing_volumes.push(*volume);
+            }
+        }
     }
 }
 

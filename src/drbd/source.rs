@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use super::model::{DrbdState, StateOrigin};
 use super::{events2, proc84, show};
 use crate::exec::{self, ExecError};
-use crate::ocf::Deadline;
+use crate::deadline::Deadline;
 
 pub const ENV_EVENTS2_FILE: &str = "VIRTGUARD_DRBD_EVENTS2_FILE";
 pub const ENV_PROC_DRBD: &str = "VIRTGUARD_PROC_DRBD";

@@ -9,12 +9,19 @@ pub struct DomainConfig {
     pub name: String,
     pub domain_type: String,
     pub emulator: Option<String>,
-    pub vcpus: u64,
-    /// Maximum memory in MiB (rounded up).
-    pub max_memory_mib: u64,
+    /// `None` when only the name is known (the config file is gone).
+    pub sizes: Option<Sizes>,
     pub disks: Vec<DiskSource>,
     /// libvirt virtual networks the interfaces attach to.
     pub networks: Vec<String>,
+}
+
+/// What the guest takes of a host, for Pacemaker's utilization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub vcpus: u64,
+    /// Maximum memory in MiB (rounded up).
+    pub max_memory_mib: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +39,7 @@ impl DomainConfig {
             name: name.to_owned(),
             domain_type: String::new(),
             emulator: None,
-            vcpus: 0,
-            max_memory_mib: 0,
+            sizes: None,
             disks: Vec::new(),
             networks: Vec::new(),
         }
@@ -65,8 +71,7 @@ impl DomainConfig {
             name,
             domain_type: raw.kind.unwrap_or_default(),
             emulator: devices.emulator.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()),
-            vcpus,
-            max_memory_mib,
+            sizes: Some(Sizes { vcpus, max_memory_mib }),
             disks,
             networks,
         })
@@ -220,8 +225,7 @@ mod tests {
         assert_eq!(c.name, "vm1");
         assert_eq!(c.domain_type, "kvm");
         assert_eq!(c.emulator.as_deref(), Some("/usr/bin/qemu-system-x86_64"));
-        assert_eq!(c.vcpus, 4);
-        assert_eq!(c.max_memory_mib, 2048);
+        assert_eq!(c.sizes, Some(Sizes { vcpus: 4, max_memory_mib: 2048 }));
         assert_eq!(c.pools(), vec!["images".to_string()]);
         assert_eq!(c.networks, vec!["default".to_string()]);
         assert_eq!(c.block_devices().collect::<Vec<_>>(), vec!["/dev/drbd/by-res/r0/0"]);
@@ -231,8 +235,7 @@ mod tests {
     #[test]
     fn memory_defaults_to_kib_and_rounds_up() {
         let c = DomainConfig::parse("<domain type='qemu'><name>a</name><memory>65537</memory></domain>").unwrap();
-        assert_eq!(c.max_memory_mib, 65);
-        assert_eq!(c.vcpus, 1);
+        assert_eq!(c.sizes, Some(Sizes { vcpus: 1, max_memory_mib: 65 }));
         assert_eq!(c.emulator, None);
     }
 

@@ -1,51 +1,29 @@
 //! The real backend: one libvirt connection per agent call.
 
 use std::path::Path;
+use std::time::Duration;
 
 use virt::connect::Connect;
 use virt::domain::Domain;
-use virt::error::{Error as VirtError, ErrorNumber};
 use virt::storage_pool::StoragePool;
+use virt::error::{Error as VirtError, ErrorNumber};
 use virt::sys;
 
+use super::libvirt_error::hv_error;
+use super::guest_agent::{self, GuestFilesystems};
 use super::{libvirt_raw, owner_tag};
 use super::state::{DomainState, StateKind};
 use super::{HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
 
-pub struct LibvirtHypervisor {
+pub(crate) struct LibvirtHypervisor {
     conn: Connect,
     uri: String,
-}
-
-/// Maps a libvirt error to ours, keeping libvirt's message for the operator.
-pub fn hv_error(error: VirtError) -> HvError {
-    use virt::enumutil::Enum;
-    let kind = match error.code() {
-        Enum::Known(ErrorNumber::NoDomain) => HvErrorKind::NoDomain,
-        Enum::Known(ErrorNumber::NoConnect | ErrorNumber::InvalidConn | ErrorNumber::AuthFailed) => {
-            HvErrorKind::Unreachable
-        }
-        Enum::Known(ErrorNumber::SystemError | ErrorNumber::Rpc) if is_connection_message(error.message()) => {
-            HvErrorKind::Unreachable
-        }
-        Enum::Known(ErrorNumber::OperationInvalid) if error.message().contains("not running") => {
-            HvErrorKind::NotRunning
-        }
-        _ => HvErrorKind::Other,
-    };
-    HvError::new(kind, error.message().to_owned())
-}
-
-fn is_connection_message(message: &str) -> bool {
-    ["Failed to connect socket", "Cannot recv data", "Cannot write data", "connection", "End of file"]
-        .iter()
-        .any(|m| message.contains(m))
 }
 
 impl LibvirtHypervisor {
     /// Connects to `uri` (libvirt's default when `None`). libvirt's own error
     /// printer is silenced first: its messages reach the log through our errors.
-    pub fn connect(uri: Option<&str>) -> HvResult<LibvirtHypervisor> {
+    pub(crate) fn connect(uri: Option<&str>) -> HvResult<LibvirtHypervisor> {
         virt::error::clear_error_callback();
         let conn = Connect::open(uri).map_err(|e| {
             let mut error = hv_error(e);
@@ -56,12 +34,24 @@ impl LibvirtHypervisor {
         Ok(LibvirtHypervisor { conn, uri })
     }
 
-    pub fn conn(&self) -> &Connect {
+    pub(crate) fn conn(&self) -> &Connect {
         &self.conn
     }
 
-    pub fn domain(&self, name: &str) -> HvResult<Domain> {
+    pub(crate) fn domain(&self, name: &str) -> HvResult<Domain> {
         self.conn.lookup_domain_by_name(name).map_err(hv_error)
+    }
+
+    /// `virDomainQemuAgentCommand`, the one libvirt call that bounds a guest
+    /// agent command: the agent-backed calls of libvirt proper
+    /// (virDomainGetTime, virDomainGetFSInfo, ...) wait for ever on an agent
+    /// that stopped answering after an exchange, and keep the domain's agent
+    /// job, and a libvirtd worker, until it answers. The price: libvirt logs
+    /// the domain as "tainted: custom-ga-command" once.
+    fn agent_command(&self, name: &str, command: &str, bound: Duration) -> Result<String, VirtError> {
+        let seconds = bound.as_secs().clamp(1, i32::MAX as u64) as i32;
+        let domain = self.conn.lookup_domain_by_name(name)?;
+        domain.qemu_agent_command(command, seconds, 0)
     }
 
     fn pool(&self, name: &str) -> HvResult<StoragePool> {
@@ -69,7 +59,7 @@ impl LibvirtHypervisor {
     }
 }
 
-pub fn domain_state(domain: &Domain) -> HvResult<DomainState> {
+fn domain_state(domain: &Domain) -> HvResult<DomainState> {
     let (state, reason) = libvirt_raw::state(domain)?;
     let kind = StateKind::from_libvirt(state).ok_or_else(|| HvError::other(format!("unknown domain state {state}")))?;
     Ok(DomainState::new(kind, reason))
@@ -185,5 +175,20 @@ impl Hypervisor for LibvirtHypervisor {
         self.domain(name)?
             .set_metadata(kind, Some(&element), Some(owner_tag::PREFIX), Some(owner_tag::NAMESPACE), sys::VIR_DOMAIN_AFFECT_LIVE)
             .map_err(hv_error)
+    }
+
+    fn guest_agent_ping(&self, name: &str, bound: Duration) -> HvResult<()> {
+        match self.agent_command(name, guest_agent::PING, bound) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), virt::enumutil::Enum::Known(ErrorNumber::AgentCommandFailed)) => Ok(()),
+            Err(e) => Err(hv_error(e)),
+        }
+    }
+
+    fn guest_filesystems(&self, name: &str, bound: Duration) -> HvResult<GuestFilesystems> {
+        let ask = |command| self.agent_command(name, command, bound).map_err(hv_error);
+        let frozen = guest_agent::parse_freeze_status(&ask(guest_agent::FREEZE_STATUS)?).map_err(HvError::other)?;
+        let count = guest_agent::parse_fsinfo(&ask(guest_agent::FSINFO)?).map_err(HvError::other)?;
+        Ok(GuestFilesystems { count, frozen })
     }
 }

@@ -7,7 +7,7 @@ use virt::domain::Domain;
 use virt::error::Error as VirtError;
 use virt::sys;
 
-use super::libvirt::hv_error;
+use super::libvirt_error::hv_error;
 use super::{HvError, HvResult};
 
 fn check(rc: c_int) -> HvResult<()> {
@@ -20,7 +20,7 @@ fn check(rc: c_int) -> HvResult<()> {
 
 /// `virDomainGetState` as raw codes, so that a state newer than our table
 /// is reported rather than mapped to a guess.
-pub fn state(domain: &Domain) -> HvResult<(u32, u32)> {
+pub(crate) fn state(domain: &Domain) -> HvResult<(u32, u32)> {
     let mut state: c_int = -1;
     let mut reason: c_int = -1;
     // SAFETY: `domain` owns a valid reference for the duration of the call.
@@ -29,20 +29,20 @@ pub fn state(domain: &Domain) -> HvResult<(u32, u32)> {
 }
 
 /// `virDomainSave`: writes the guest's memory to `path` and stops it.
-pub fn save(domain: &Domain, path: &str) -> HvResult<()> {
+pub(crate) fn save(domain: &Domain, path: &str) -> HvResult<()> {
     let path = CString::new(path).map_err(|_| HvError::other("save path contains a NUL byte"))?;
     // SAFETY: valid domain reference and NUL-terminated path that outlives the call.
     check(unsafe { sys::virDomainSave(domain.as_ptr(), path.as_ptr()) })
 }
 
 /// `virDomainAbortJob`: cancels the running job (a migration).
-pub fn abort_job(domain: &Domain) -> HvResult<()> {
+pub(crate) fn abort_job(domain: &Domain) -> HvResult<()> {
     // SAFETY: valid domain reference.
     check(unsafe { sys::virDomainAbortJob(domain.as_ptr()) })
 }
 
 /// `virDomainMigrateStartPostCopy`: switches a running migration to post-copy.
-pub fn migrate_start_postcopy(domain: &Domain) -> HvResult<()> {
+pub(crate) fn migrate_start_postcopy(domain: &Domain) -> HvResult<()> {
     // SAFETY: valid domain reference.
     check(unsafe { sys::virDomainMigrateStartPostCopy(domain.as_ptr(), 0) })
 }
@@ -50,7 +50,7 @@ pub fn migrate_start_postcopy(domain: &Domain) -> HvResult<()> {
 /// The numeric figures of a domain's job, by libvirt's field names
 /// (`VIR_DOMAIN_JOB_*`), and the job type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JobFigures {
+pub(crate) struct JobFigures {
     /// `virDomainJobType`: 0 none, 1 bounded, 2 unbounded, 3 completed, ...
     pub job_type: i32,
     pub figures: Vec<(String, u64)>,
@@ -71,7 +71,7 @@ impl JobFigures {
 /// `virDomainGetJobStats`, read field by field and freed with libvirt's own
 /// `virTypedParamsFree` (the `virt` crate turns the array into a `Vec`,
 /// which is undefined behaviour when libvirt returns none).
-pub fn job_stats(domain: &Domain) -> HvResult<JobFigures> {
+pub(crate) fn job_stats(domain: &Domain) -> HvResult<JobFigures> {
     let mut job_type: c_int = 0;
     let mut params: sys::virTypedParameterPtr = std::ptr::null_mut();
     let mut count: c_int = 0;

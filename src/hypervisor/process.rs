@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::ocf::Deadline;
+use crate::deadline::Deadline;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmulatorProcess {
@@ -97,6 +97,8 @@ fn alive(pid: i32) -> bool {
 /// SIGTERM (QEMU exits cleanly, flushing its disk caches), then SIGKILL
 /// when it has not exited by half of the deadline. True once it is gone.
 pub fn terminate(pid: i32, deadline: &Deadline) -> bool {
+    // A real process exits in real time, whatever clock the caller keeps.
+    let deadline = &deadline.in_real_time();
     let target = Pid::from_raw(pid);
     if kill(target, Signal::SIGTERM).is_err() {
         return !alive(pid);
@@ -152,14 +154,25 @@ mod tests {
 
     #[test]
     fn terminate_stops_a_process_that_ignores_sigterm() {
+        use std::io::BufRead;
+        use std::os::unix::process::ExitStatusExt;
         let d = Deadline::after(Duration::from_secs(10));
-        let mut child = std::process::Command::new("sh").args(["-c", "trap '' TERM; sleep 30"]).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        // The shell says when SIGTERM is ignored, so the signal cannot come first;
+        // the ignored disposition survives the exec.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; echo ignoring; exec sleep 30"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ignoring");
         let pid = child.id() as i32;
         // Reap in the background so that the process does not linger as a zombie.
         let reaper = std::thread::spawn(move || child.wait());
         assert!(terminate(pid, &Deadline::after(Duration::from_millis(600))));
         assert!(!d.expired());
-        reaper.join().unwrap().unwrap();
+        let status = reaper.join().unwrap().unwrap();
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "it took SIGKILL: {status:?}");
     }
 }

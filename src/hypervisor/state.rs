@@ -67,6 +67,32 @@ impl StateKind {
     }
 }
 
+/// libvirt's reason codes (`virDomain<State>Reason`, stable ABI) that a
+/// decision depends on, named once; [`StateKind::reasons`] holds every
+/// code's name.
+pub mod reason {
+    pub const RUNNING_BOOTED: u32 = 1;
+    pub const RUNNING_MIGRATED: u32 = 2;
+    pub const RUNNING_RESTORED: u32 = 3;
+    pub const RUNNING_UNPAUSED: u32 = 5;
+    pub const RUNNING_MIGRATION_CANCELED: u32 = 6;
+    pub const RUNNING_POSTCOPY: u32 = 10;
+    pub const RUNNING_POSTCOPY_FAILED: u32 = 11;
+    pub const PAUSED_MIGRATION: u32 = 2;
+    pub const PAUSED_IOERROR: u32 = 5;
+    pub const PAUSED_WATCHDOG: u32 = 6;
+    pub const PAUSED_CRASHED: u32 = 10;
+    pub const PAUSED_POSTCOPY: u32 = 12;
+    pub const PAUSED_POSTCOPY_FAILED: u32 = 13;
+    pub const PAUSED_API_ERROR: u32 = 14;
+    pub const SHUTOFF_SHUTDOWN: u32 = 1;
+    pub const SHUTOFF_DESTROYED: u32 = 2;
+    pub const SHUTOFF_CRASHED: u32 = 3;
+    pub const SHUTOFF_MIGRATED: u32 = 4;
+    pub const SHUTOFF_SAVED: u32 = 5;
+    pub const SHUTOFF_FAILED: u32 = 6;
+}
+
 /// A domain's state and libvirt's reason code for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DomainState {
@@ -114,17 +140,22 @@ pub fn classify(state: Option<DomainState>) -> Health {
     let failed = || Health::Failed(format!("domain {state}"));
     match state.kind {
         StateKind::Running => match state.reason {
-            11 => failed(), // post-copy failed: neither side has the whole guest
+            // Neither side has the whole guest.
+            reason::RUNNING_POSTCOPY_FAILED => failed(),
             _ => Health::Running,
         },
         StateKind::Blocked | StateKind::Shutdown => Health::Running,
         StateKind::Paused => match state.reason {
-            // I/O error, watchdog, crashed (guest panic), post-copy failed, API error
-            5 | 6 | 10 | 13 | 14 => failed(),
+            reason::PAUSED_IOERROR
+            | reason::PAUSED_WATCHDOG
+            | reason::PAUSED_CRASHED
+            | reason::PAUSED_POSTCOPY_FAILED
+            | reason::PAUSED_API_ERROR => failed(),
             _ => Health::Running,
         },
         StateKind::Shutoff => match state.reason {
-            3 | 6 => failed(), // crashed, or stopped by the hypervisor on an internal failure
+            // Crashed, or stopped by the hypervisor on an internal failure.
+            reason::SHUTOFF_CRASHED | reason::SHUTOFF_FAILED => failed(),
             _ => Health::Stopped,
         },
         StateKind::Crashed => failed(),
@@ -163,6 +194,36 @@ mod tests {
         assert_eq!(classify(None), Health::Stopped);
         for reason in [0, 1, 2, 4, 5, 7, 8] {
             assert_eq!(health(StateKind::Shutoff, reason), Health::Stopped, "shutoff reason {reason}");
+        }
+    }
+
+    #[test]
+    fn named_reasons_match_the_name_table() {
+        use reason::*;
+        let named = [
+            (StateKind::Running, RUNNING_BOOTED, "booted"),
+            (StateKind::Running, RUNNING_MIGRATED, "migrated"),
+            (StateKind::Running, RUNNING_RESTORED, "restored"),
+            (StateKind::Running, RUNNING_UNPAUSED, "unpaused"),
+            (StateKind::Running, RUNNING_MIGRATION_CANCELED, "migration canceled"),
+            (StateKind::Running, RUNNING_POSTCOPY, "post-copy"),
+            (StateKind::Running, RUNNING_POSTCOPY_FAILED, "post-copy failed"),
+            (StateKind::Paused, PAUSED_MIGRATION, "migration"),
+            (StateKind::Paused, PAUSED_IOERROR, "I/O error"),
+            (StateKind::Paused, PAUSED_WATCHDOG, "watchdog"),
+            (StateKind::Paused, PAUSED_CRASHED, "crashed"),
+            (StateKind::Paused, PAUSED_POSTCOPY, "post-copy"),
+            (StateKind::Paused, PAUSED_POSTCOPY_FAILED, "post-copy failed"),
+            (StateKind::Paused, PAUSED_API_ERROR, "API error"),
+            (StateKind::Shutoff, SHUTOFF_SHUTDOWN, "shutdown"),
+            (StateKind::Shutoff, SHUTOFF_DESTROYED, "destroyed"),
+            (StateKind::Shutoff, SHUTOFF_CRASHED, "crashed"),
+            (StateKind::Shutoff, SHUTOFF_MIGRATED, "migrated"),
+            (StateKind::Shutoff, SHUTOFF_SAVED, "saved"),
+            (StateKind::Shutoff, SHUTOFF_FAILED, "failed"),
+        ];
+        for (kind, code, name) in named {
+            assert_eq!(DomainState::new(kind, code).reason_name(), name, "{kind:?} {code}");
         }
     }
 

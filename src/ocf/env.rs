@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::deadline::Deadline;
+use crate::deadline::Deadline;
 use super::params::{ParamError, Params};
 
 /// The environment of one agent call. Built from a lookup function so that

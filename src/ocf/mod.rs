@@ -1,14 +1,14 @@
 //! The OCF protocol, independent of libvirt.
 
-pub mod deadline;
-pub mod dispatch;
-pub mod env;
-pub mod manpage;
-pub mod metadata;
-pub mod params;
-pub mod status;
+pub(crate) mod dispatch;
+pub(crate) mod env;
+pub(crate) mod manpage;
+pub(crate) mod metadata;
+pub(crate) mod params;
+pub(crate) mod status;
 
-pub use deadline::Deadline;
+/// Re-exported: operations are bounded by it, though it is no OCF concept.
+pub use crate::deadline::Deadline;
 pub use env::{Action, OcfEnv};
 pub use params::Params;
 pub use status::{OcfError, OcfResult, OcfStatus};

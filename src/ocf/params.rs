@@ -178,10 +178,10 @@ parameters! {
         long: "Stop destroys the guest at once (the equivalent of pulling the power cord) instead of requesting a graceful shutdown first. Only for guests that tolerate it, or that are known not to react to shutdown requests.";
     migration_transport: Text;
         short: "Transport of the remote hypervisor URI during migration";
-        long: "Appended to the scheme of the computed remote hypervisor URI during live migration, for example ssh gives qemu+ssh://node2/system. Unset, the URI of the local hypervisor is used with the target host name.";
+        long: "Transport of the computed remote hypervisor URI during live migration, for example ssh gives qemu+ssh://node2/system. It replaces a transport the local URI has (qemu+tls with ssh gives qemu+ssh), it is not stacked onto it. Unset, the URI of the local hypervisor is used with the target host name.";
     migration_user: Text;
         short: "User of the computed remote hypervisor URI";
-        long: "User name put into the computed remote hypervisor URI (user@node2). Ignored when remoteuri is set.";
+        long: "User name put into the computed remote hypervisor URI (user@node2); unset, a user in the local URI is kept. A user name that cannot be put into a URI is a configuration error reported by validate-all. Ignored when remoteuri is set.";
     migration_downtime: Number = "0";
         short: "Maximum downtime of a live migration (ms)";
         long: "Maximum tolerable downtime of a live migration in milliseconds, applied before the first byte is sent. 0 keeps libvirt's default.";
@@ -190,16 +190,22 @@ parameters! {
         long: "Maximum bandwidth of a live migration in MiB/s, applied from the first byte. 0 means unlimited.";
     migration_network_suffix: Text;
         short: "Suffix of the migration network host names";
-        long: "Use a dedicated migration network. The suffix is inserted after the first label of the target node name (node2 becomes node2-mig, node2.example.com becomes node2-mig.example.com) for the migration data URI, which then is tcp:<host>:<migrateport>. The hypervisor connection itself still uses the node name.";
+        long: "Use a dedicated migration network. The suffix is inserted after the first label of the target node name (node2 becomes node2-mig, node2.example.com becomes node2-mig.example.com) both for the migration data URI, which then is tcp:<host>:<migrateport>, and for the connection to the target's hypervisor (unless remoteuri is set).";
     migrateuri: Text;
         short: "Explicit migration data URI";
-        long: "Migration data URI, for example tcp://node2-mig:49152; %n is replaced by the target node name. Takes precedence over --migrateuri in migrate_options and over the URI computed from migration_network_suffix.";
+        long: "Migration data URI, for example tcp://node2-mig:49152; %n is replaced by the target node name as Pacemaker gives it (without migration_network_suffix). Takes precedence over --migrateuri in migrate_options and over the URI computed from migration_network_suffix.";
     migrate_options: Text;
         short: "Extra live migration options";
         long: "Extra migration options in virsh syntax, space separated: --p2p --tunnelled --auto-converge --postcopy --postcopy-after-precopy --compressed --unsafe --persistent --undefinesource --abort-on-error --migrateuri=URI --listen-address=ADDR --parallel --parallel-connections=N --bandwidth=MiB. An option that virtguard does not know is a configuration error reported by validate-all.";
     monitor_scripts: Text;
         short: "Extra health checks run by monitor";
         long: "Space-separated list of commands run after the domain state check succeeded. Any non-zero exit (or a command that does not finish before the operation deadline) fails the monitor; start and migrate_from wait, within their own deadline, until they all pass.";
+    guest_agent_grace: Number = "30";
+        short: "Seconds the guest agent may stay silent before monitor fails";
+        long: "At monitor depth OCF_CHECK_LEVEL=10 or more, monitor asks the QEMU guest agent inside a running domain to answer (guest-ping; at 20 also the guest's file systems). One missed answer is only a warning: monitor fails once the agent has been silent for longer than this many seconds, counted from the first monitor that got no answer (remembered under HA_RSCTMP). 0 fails at the first missed answer. Needs the guest agent channel in the domain XML and qemu-guest-agent in the guest.";
+    wait_for_guest_agent: Flag = "false";
+        short: "start and migrate_from wait until the guest agent answers";
+        long: "start and migrate_from return only once the QEMU guest agent in the guest answers guest-ping (within the operation's timeout), so that an ordering constraint on this resource means that the guest OS is up. Needs the guest agent channel in the domain XML, else it is a configuration error.";
     autoset_utilization_cpu: Flag = "true";
         short: "Publish the vCPU count as the cpu utilization";
         long: "Publish the domain's vCPU count as the resource's cpu utilization attribute (for placement-strategy). Written only when the value differs from what this node last published.";
@@ -256,8 +262,9 @@ parameters! {
         long: "Accept a local Diskless DRBD volume when a connected peer has UpToDate data (DRBD 9 diskless clients). Off by default: the guest then only runs where the data is local.";
 }
 
+#[cfg(test)]
 impl ParamSpec {
-    pub fn find(name: &str) -> Option<&'static ParamSpec> {
+    pub(crate) fn find(name: &str) -> Option<&'static ParamSpec> {
         TABLE.iter().find(|p| p.name == name)
     }
 }

@@ -78,9 +78,17 @@ mod tests {
 
     #[test]
     fn a_failed_write_leaves_the_old_file() {
-        let dir = std::env::temp_dir().join(format!("vg-cfg-missing-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("vg-cfg-fail-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
         let path = dir.join("vm.xml");
+        fs::write(&path, "old").unwrap();
+        // A directory where the temporary file must go makes the write fail.
+        let blocker = dir.join(format!(".vm.xml.virtguard-{}", std::process::id()));
+        fs::create_dir(&blocker).unwrap();
         assert!(atomic_write(&path, b"new").is_err());
-        assert!(!path.exists());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 2, "only the old file and the blocker");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,11 +1,11 @@
 //! migrate_from (target side): the migration was driven by the source;
 //! confirm within the deadline that the domain runs here and is healthy.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::ocf::{OcfResult, OcfStatus};
 
-use super::{config_file, monitor, ownership, utilization, Vm};
+use super::{config_file, guest_health, monitor, ownership, utilization, Vm};
 
 pub fn migrate_from(vm: &Vm) -> OcfResult {
     let source = vm.env.migrate_source.as_deref().unwrap_or("the source node");
@@ -16,6 +16,11 @@ pub fn migrate_from(vm: &Vm) -> OcfResult {
         e.reason = format!("migration from {source}: {}", e.reason);
         e
     })?;
+    guest_health::after_start(vm, &vm.deadline.before(Duration::from_millis(500)), SystemTime::now)
+        .map_err(|mut e| {
+            e.reason = format!("migration from {source}: {}", e.reason);
+            e
+        })?;
     ownership::remember_emulator_from_libvirt(vm);
     config_file::save_if_asked(vm);
     utilization::publish(vm, &vm.deadline);

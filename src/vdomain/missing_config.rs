@@ -11,7 +11,6 @@
 use std::path::Path;
 
 use crate::hypervisor::domain_xml::DomainConfig;
-use crate::hypervisor::libvirt::LibvirtHypervisor;
 use crate::hypervisor::Hypervisor;
 use crate::ocf::dispatch::invalid_environment;
 use crate::ocf::{Action, OcfEnv, OcfError, OcfResult, Params};
@@ -31,7 +30,7 @@ pub fn run(action: Action, env: &OcfEnv, params: &Params, path: &Path, unreadabl
         return Err(invalid_environment(action, probe, unreadable));
     };
     let config = LoadedConfig { path: path.to_path_buf(), xml: String::new(), domain: DomainConfig::named(&name) };
-    with_vm(action, env, params, config, |vm, _| match action {
+    with_vm(action, env, params, config, |vm| match action {
         Action::MigrateFrom => Err(arrived(vm)),
         _ => monitor(vm, probe, unreadable),
     })
@@ -44,7 +43,7 @@ fn known_domain(action: Action, env: &OcfEnv, params: &Params) -> Option<String>
     if let Some(name) = StateFiles::new(&env.state_dir, &env.instance).read(StateKey::Domain) {
         return Some(name);
     }
-    let hv = match LibvirtHypervisor::connect(params.hypervisor.as_deref()) {
+    let hv = match crate::hypervisor::connect(params.hypervisor.as_deref()) {
         Ok(hv) => hv,
         Err(e) => {
             tracing::warn!("cannot look for a guest tagged with {}: {e}", env.instance);

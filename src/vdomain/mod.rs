@@ -2,21 +2,22 @@
 //! usage and meta-data before any check, then parameters, validation with
 //! the probe/monitor/stop rules, then the action.
 
-pub mod config_file;
-pub mod cow;
-pub mod migrate_from;
-pub mod missing_config;
-pub mod monitor;
-pub mod observe;
-pub mod ownership;
-pub mod scripts;
-pub mod start;
-pub mod state_files;
-pub mod stop;
-pub mod systemd;
-pub mod utilization;
-pub mod validate;
-pub mod watchdog;
+pub(crate) mod config_file;
+pub(crate) mod cow;
+pub(crate) mod guest_health;
+pub(crate) mod migrate_from;
+pub(crate) mod missing_config;
+pub(crate) mod monitor;
+pub(crate) mod observe;
+pub(crate) mod ownership;
+pub(crate) mod scripts;
+pub(crate) mod start;
+pub(crate) mod state_files;
+pub(crate) mod stop;
+pub(crate) mod systemd;
+pub(crate) mod utilization;
+pub(crate) mod validate;
+pub(crate) mod watchdog;
 
 #[cfg(test)]
 mod tests;
@@ -26,7 +27,6 @@ pub mod migration;
 use std::path::PathBuf;
 
 use crate::hypervisor::domain_xml::DomainConfig;
-use crate::hypervisor::libvirt::LibvirtHypervisor;
 use crate::hypervisor::{HvError, Hypervisor};
 use crate::ocf::dispatch::{finish, invalid_environment, USAGE};
 use crate::ocf::params::{ParamType, TABLE};
@@ -115,14 +115,15 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
         Err(unreadable) => return missing_config::run(action, env, &params, &path, unreadable),
     };
     check_node(&params, &config).map_err(invalid)?;
+    guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).map_err(invalid)?;
     if action == Action::ValidateAll {
         return Ok(OcfStatus::Success);
     }
-    with_vm(action, env, &params, config, |vm, hv| match action {
+    with_vm(action, env, &params, config, |vm| match action {
         Action::Start => start::start(vm),
         Action::Monitor | Action::Status => monitor::monitor(vm),
         Action::MigrateFrom => migrate_from::migrate_from(vm),
-        Action::MigrateTo => migrate_to(vm, hv),
+        Action::MigrateTo => migrate_to(vm),
         Action::Stop | Action::MetaData | Action::ValidateAll | Action::Usage => unreachable!("handled above"),
     })
 }
@@ -134,13 +135,13 @@ fn with_vm(
     env: &OcfEnv,
     params: &Params,
     config: LoadedConfig,
-    act: impl FnOnce(&Vm, Result<&LibvirtHypervisor, &HvError>) -> OcfResult,
+    act: impl FnOnce(&Vm) -> OcfResult,
 ) -> OcfResult {
     let deadline = env.deadline(action);
     let files = StateFiles::new(&env.state_dir, &env.instance);
     let emulator = config.domain.emulator.clone().or_else(|| files.read(StateKey::Emulator)).map(PathBuf::from);
     watchdog::arm(action, deadline, config.domain.name.clone(), emulator);
-    let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref());
+    let hv = crate::hypervisor::connect(params.hypervisor.as_deref());
     let vm = Vm {
         action,
         params,
@@ -151,7 +152,7 @@ fn with_vm(
         domain: config.domain,
         hv: hv.as_ref().map(|h| h as &dyn Hypervisor).map_err(Clone::clone),
     };
-    act(&vm, hv.as_ref())
+    act(&vm)
 }
 
 /// Stop never gives up on a broken environment: it stops the domain named by
@@ -174,7 +175,7 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
         }
         Err(e) => {
             let found = remembered.map(|name| (name, "which this resource runs here")).or_else(|| {
-                let hv = LibvirtHypervisor::connect(params.hypervisor.as_deref()).ok()?;
+                let hv = crate::hypervisor::connect(params.hypervisor.as_deref()).ok()?;
                 missing_config::tagged_here(&hv, &env.instance).map(|name| (name, "which carries this resource's owner tag"))
             });
             let Some((name, why)) = found else {
@@ -186,7 +187,7 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
             (LoadedConfig { path, xml: String::new(), domain: DomainConfig::named(&name) }, None)
         }
     };
-    with_vm(Action::Stop, env, &params, config, |vm, _| {
+    with_vm(Action::Stop, env, &params, config, |vm| {
         if let Some(old) = &others {
             stop::stop(&vm.for_domain(old))?;
         }
@@ -208,15 +209,15 @@ fn text_params_only() -> Params {
     .expect("defaults and free text always parse")
 }
 
-fn migrate_to(vm: &Vm, hv: Result<&LibvirtHypervisor, &HvError>) -> OcfResult {
-    let hv = hv.map_err(|e| OcfError::generic(format!("cannot migrate {}: {e}", vm.name())))?;
+fn migrate_to(vm: &Vm) -> OcfResult {
+    let hv = vm.hv.as_ref().map_err(|e| OcfError::generic(format!("cannot migrate {}: {e}", vm.name())))?;
     // The target recognises the guest by its tag even without the config.
-    if let Err(e) = ownership::ensure_tagged(vm, hv, true) {
+    if let Err(e) = ownership::ensure_tagged(vm, *hv, true) {
         tracing::warn!("cannot tag {} with its owner before the migration: {e}", vm.name());
     }
     // Saved while the domain is still here: after the move it is the target's.
     config_file::save_if_asked(vm);
-    migration::migrate_to(vm, hv)
+    migration::migrate_to(vm)
 }
 
 
@@ -230,4 +231,12 @@ pub fn drbd_gate(vm: &Vm, purpose: &crate::drbd::Purpose) -> OcfResult<()> {
         vm.params.drbd_allow_diskless,
         &vm.deadline,
     )
+    .map_err(drbd_refusal)
+}
+
+/// A DRBD gate error as the action reports it: missing DRBD tools are
+/// OCF_ERR_INSTALLED (the node cannot run the guest), the rest a failure.
+fn drbd_refusal(e: crate::drbd::DrbdError) -> OcfError {
+    let status = if e.tools_missing() { OcfStatus::ErrInstalled } else { OcfStatus::ErrGeneric };
+    OcfError::new(status, e.to_string())
 }

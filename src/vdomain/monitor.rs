@@ -1,13 +1,13 @@
 //! monitor/status, and the wait for a healthy domain that start and
 //! migrate_from share.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::hypervisor::Health;
 use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
-use super::{config_file, ownership, scripts, utilization, Vm};
+use super::{config_file, guest_health, ownership, scripts, utilization, Vm};
 
 pub fn monitor(vm: &Vm) -> OcfResult {
     let probe = vm.env.is_probe(vm.action);
@@ -16,6 +16,9 @@ pub fn monitor(vm: &Vm) -> OcfResult {
     let observation = observe(vm, &vm.deadline.fraction(0.5));
     match observation {
         Observation::Libvirt { health: Health::Running, .. } | Observation::ProcessAlive { .. } => {
+            if let Observation::Libvirt { state, .. } = observation {
+                guest_health::monitor_check(vm, state, SystemTime::now())?;
+            }
             scripts::run_all(vm.params, &vm.deadline.before(Duration::from_millis(500)))?;
             if matches!(observation, Observation::Libvirt { .. }) {
                 after_healthy(vm);
@@ -55,7 +58,7 @@ fn drbd_health(vm: &Vm) -> OcfResult {
     let findings = match crate::drbd::monitor_findings(&devices, explicit, &vm.deadline.before(Duration::from_millis(300))) {
         Ok(findings) => findings,
         Err(e) => {
-            tracing::warn!("{}", e.reason);
+            tracing::warn!("{e}");
             return Ok(OcfStatus::Success);
         }
     };
@@ -70,7 +73,8 @@ fn drbd_health(vm: &Vm) -> OcfResult {
 }
 
 /// Bookkeeping of a healthy domain: its memory and owner tag, utilization,
-/// the config file (when asked). None of it fails the monitor.
+/// the config file (when asked). None of it fails the monitor (DRBD health,
+/// which may, is `drbd_health`).
 fn after_healthy(vm: &Vm) {
     if let Ok(hv) = &vm.hv {
         ownership::adopt(vm, *hv);

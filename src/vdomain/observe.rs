@@ -21,12 +21,6 @@ pub enum Observation {
     ProcessGone { why: String },
 }
 
-impl Observation {
-    pub fn is_running(&self) -> bool {
-        matches!(self, Observation::Libvirt { health: Health::Running, .. } | Observation::ProcessAlive { .. })
-    }
-}
-
 pub const PROC_ROOT: &str = "/proc";
 
 /// The emulator path to match in /proc: the config's, or the one cached at start.

@@ -2,13 +2,13 @@
 //! (define + start in copy-on-write mode), then wait until it is healthy.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::hypervisor::{owner_tag, Health, Hypervisor};
 use crate::ocf::{OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
-use super::{config_file, cow, monitor, ownership, systemd, utilization, Vm};
+use super::{config_file, cow, guest_health, monitor, ownership, systemd, utilization, Vm};
 
 pub fn snapshot_file(dir: &str, name: &str) -> PathBuf {
     PathBuf::from(dir).join(format!("{name}.state"))
@@ -63,6 +63,7 @@ pub fn start(vm: &Vm) -> OcfResult {
     }
     ownership::remember_emulator_from_libvirt(vm);
     monitor::wait_until_healthy(vm, &vm.deadline.before(Duration::from_millis(500)), true)?;
+    guest_health::after_start(vm, &vm.deadline.before(Duration::from_millis(500)), SystemTime::now)?;
     utilization::publish(vm, &vm.deadline);
     tracing::info!("{} started", vm.name());
     Ok(OcfStatus::Success)

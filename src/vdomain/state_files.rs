@@ -23,6 +23,10 @@ pub enum StateKey {
     /// A utilization attribute (`cpu`, `host_memory`, `hv_memory`) as last
     /// published by this node.
     Utilization(&'static str),
+    /// When the guest agent last answered (Unix ms; see `guest_health`).
+    AgentAnswered,
+    /// When the current silence of the guest agent began (Unix ms).
+    AgentSilentSince,
 }
 
 impl StateKey {
@@ -32,6 +36,8 @@ impl StateKey {
             StateKey::Emulator => "emulator".into(),
             StateKey::OwnerTagged => "owner-tagged".into(),
             StateKey::Utilization(attribute) => format!("utilization-{attribute}"),
+            StateKey::AgentAnswered => "agent-answered".into(),
+            StateKey::AgentSilentSince => "agent-silent-since".into(),
         }
     }
 }

@@ -84,10 +84,11 @@ fn shutdown_gracefully(vm: &Vm, hv: &dyn Hypervisor, budget: &Deadline) -> bool 
         Ok(Some(s)) => !s.is_active(),
         Err(_) => false,
     };
-    let mut next_request = std::time::Instant::now();
+    let clock = budget.clock();
+    let mut next_request = clock.now();
     let mut refused = false;
     let stopped = budget.poll(Duration::from_millis(200), || {
-        if std::time::Instant::now() >= next_request {
+        if clock.now() >= next_request {
             match hv.shutdown(name, modes) {
                 Ok(()) => tracing::info!("requested a graceful shutdown of {name} (modes {:#x})", modes.0),
                 // A paused guest cannot shut itself down; libvirt says "not running".

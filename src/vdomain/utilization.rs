@@ -4,7 +4,7 @@
 //! spawns nothing and never aborts a transition with a needless CIB write.
 
 use crate::cluster;
-use crate::hypervisor::domain_xml::DomainConfig;
+use crate::hypervisor::domain_xml::Sizes;
 use crate::ocf::{Deadline, Params};
 
 use super::state_files::{StateFiles, StateKey};
@@ -37,10 +37,10 @@ fn settled(cached: Option<&str>, wanted: &str, now: u64) -> bool {
 }
 
 /// What the parameters ask for, given the domain's sizes.
-pub fn wanted(params: &Params, domain: &DomainConfig) -> Vec<Wanted> {
-    let memory = domain.max_memory_mib.to_string();
+pub fn wanted(params: &Params, sizes: &Sizes) -> Vec<Wanted> {
+    let memory = sizes.max_memory_mib.to_string();
     let rows = [
-        ("cpu", params.autoset_utilization_cpu, params.unset_utilization_cpu, domain.vcpus.to_string()),
+        ("cpu", params.autoset_utilization_cpu, params.unset_utilization_cpu, sizes.vcpus.to_string()),
         ("host_memory", params.autoset_utilization_host_memory, params.unset_utilization_host_memory, memory.clone()),
         ("hv_memory", params.autoset_utilization_hv_memory, params.unset_utilization_hv_memory, memory),
     ];
@@ -71,11 +71,11 @@ pub fn pending(wanted: Vec<Wanted>, files: &StateFiles) -> Vec<Wanted> {
 /// to write to). Failures (no CIB, crm_resource missing) are logged and
 /// retried later; they never fail the action.
 pub fn publish(vm: &Vm, deadline: &Deadline) {
-    if vm.env.crm_feature_set.is_none() || vm.domain.vcpus == 0 {
+    let Some(sizes) = vm.domain.sizes.filter(|_| vm.env.crm_feature_set.is_some()) else {
         return; // outside a cluster, or the config is unknown
-    }
+    };
     let (instance, files) = (vm.env.instance.as_str(), vm.files());
-    for change in pending(wanted(vm.params, &vm.domain), &files) {
+    for change in pending(wanted(vm.params, &sizes), &files) {
         let result = match &change.value {
             Some(value) => cluster::set_utilization(instance, change.attribute, value, deadline),
             None => cluster::delete_utilization(instance, change.attribute, deadline),
@@ -104,13 +104,13 @@ mod tests {
         Params::from_lookup(|n| map.get(n).cloned()).unwrap()
     }
 
-    fn domain() -> DomainConfig {
-        DomainConfig { vcpus: 2, max_memory_mib: 512, ..DomainConfig::named("vm1") }
+    fn sizes() -> Sizes {
+        Sizes { vcpus: 2, max_memory_mib: 512 }
     }
 
     #[test]
     fn defaults_publish_all_three() {
-        let w = wanted(&params(&[]), &domain());
+        let w = wanted(&params(&[]), &sizes());
         assert_eq!(
             w,
             vec![
@@ -125,7 +125,7 @@ mod tests {
     fn unset_wins_and_autoset_false_leaves_alone() {
         let w = wanted(
             &params(&[("unset_utilization_cpu", "true"), ("autoset_utilization_hv_memory", "false")]),
-            &domain(),
+            &sizes(),
         );
         assert_eq!(
             w,
@@ -137,7 +137,7 @@ mod tests {
     fn nothing_pending_once_published() {
         let dir = std::env::temp_dir().join(format!("vg-util-{}", std::process::id()));
         let files = StateFiles::new(&dir, "vm1");
-        let all = wanted(&params(&[]), &domain());
+        let all = wanted(&params(&[]), &sizes());
         assert_eq!(pending(all.clone(), &files).len(), 3);
         files.write(StateKey::Utilization("cpu"), "2").unwrap();
         files.write(StateKey::Utilization("host_memory"), "512").unwrap();
@@ -145,7 +145,7 @@ mod tests {
         files.write(StateKey::Utilization("hv_memory"), "512").unwrap();
         assert!(pending(all, &files).is_empty());
         files.write(StateKey::Utilization("cpu"), "4").unwrap();
-        assert_eq!(pending(wanted(&params(&[]), &domain()), &files).len(), 1, "a changed value is published again");
+        assert_eq!(pending(wanted(&params(&[]), &sizes()), &files).len(), 1, "a changed value is published again");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -28,7 +28,7 @@ pub fn working_deadline(operation: &Deadline) -> Deadline {
 /// Starts the watchdog for the operation ending at `deadline`.
 pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<PathBuf>) {
     let fire_at = deadline.before(margin(deadline.total()) / 2);
-    std::thread::spawn(move || {
+    let spawned = std::thread::Builder::new().name("watchdog".into()).spawn(move || {
         while fire_at.sleep(Duration::from_secs(3600)) {}
         let status = if action == Action::Stop {
             stop_by_signal(&domain, emulator.as_deref(), &deadline)
@@ -43,6 +43,11 @@ pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<
         };
         std::process::exit(status.code() as i32);
     });
+    // Without it the operation still has its own deadlines; only a frozen
+    // libvirtd would then go unnoticed.
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the watchdog thread: {e}");
+    }
 }
 
 /// A frozen libvirtd says nothing about the guest: its emulator process does.

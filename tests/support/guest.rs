@@ -61,7 +61,7 @@ pub struct GuestGuard {
 }
 
 impl GuestGuard {
-    fn new(label: &str) -> Self {
+    pub(super) fn new(label: &str) -> Self {
         let name = unique_name(label);
         let dir = scratch_dir(&name);
         GuestGuard {
@@ -99,7 +99,7 @@ impl GuestGuard {
         wait_for(timeout, Duration::from_millis(50), || self.console_text().contains(READY_MARKER))
     }
 
-    fn write_xml(&self, xml: &str) {
+    pub(super) fn write_xml(&self, xml: &str) {
         fs::write(&self.xml, xml).unwrap_or_else(|e| panic!("writing {}: {e}", self.xml.display()));
     }
 }

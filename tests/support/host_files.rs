@@ -5,10 +5,7 @@
 //! naming the file. Tests that need their own copy of such a file get it in a
 //! private mount namespace (see `tests/agent_storage.rs`, csync2).
 //!
-//! Included by `tests/support/mod.rs` and, through `#[path]`, by the test
-//! binaries that do not use the rest of the support module.
-
-#![allow(dead_code)]
+//! Part of `tests/support` (`support::host_files`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;

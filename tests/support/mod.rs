@@ -8,8 +8,13 @@
 #![allow(dead_code, unused_imports)]
 
 mod agent;
+mod agent_guest;
+pub mod agent_guest_xml;
+pub mod cluster;
+mod drbd;
 mod guest;
 pub mod host_files;
+pub mod sampler;
 mod private;
 mod run;
 mod virsh;
@@ -19,6 +24,8 @@ pub use guest::{
     acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, kvm_usable, xml_escape, GuestGuard,
     GuestMode, READY_MARKER,
 };
+pub use drbd::{fixtures, fixture_text, state9, state9_text, state84, edited, names, XorShift};
+pub use agent_guest::{agent_guest, AgentGuest, GuestAgentKind, AGENT_UP_MARKER};
 pub use private::PrivateHypervisor;
 pub use run::{describe, run_bounded};
 

@@ -45,7 +45,7 @@ pub struct DriverLimits {
 
 /// What the driver saw at one poll.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Observation {
+pub struct JobView {
     pub time_to_cutoff: Duration,
     pub iteration: Option<u64>,
     pub remaining_bytes: Option<u64>,
@@ -74,7 +74,7 @@ pub const CALL_BUDGET: Duration = Duration::from_secs(5);
 
 /// The driver's choice at one poll. Once post-copy runs there is nothing to
 /// decide: aborting it would lose the guest.
-pub fn decide(policy: PostcopyPolicy, postcopy_running: bool, obs: &Observation) -> Decision {
+pub fn decide(policy: PostcopyPolicy, postcopy_running: bool, obs: &JobView) -> Decision {
     if postcopy_running {
         return Decision::Wait;
     }
@@ -183,7 +183,7 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
                 None => info!("{label}: waiting for the migration job to begin"),
             }
         }
-        let obs = Observation {
+        let obs = JobView {
             time_to_cutoff: limits.cutoff.remaining(),
             iteration: last.and_then(|s| s.iteration),
             remaining_bytes: last.map(|s| s.data_remaining.max(s.mem_remaining)),
@@ -237,12 +237,13 @@ fn abort(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deadline::Clock;
     use std::collections::VecDeque;
 
     const MIB: u64 = 1 << 20;
 
-    fn obs(secs_left: f64, remaining_mib: u64, rate_mib: f64, iteration: u64) -> Observation {
-        Observation {
+    fn obs(secs_left: f64, remaining_mib: u64, rate_mib: f64, iteration: u64) -> JobView {
+        JobView {
             time_to_cutoff: Duration::from_secs_f64(secs_left),
             iteration: Some(iteration),
             remaining_bytes: Some(remaining_mib * MIB),
@@ -254,7 +255,7 @@ mod tests {
     fn precopy_only_waits_until_the_cutoff_then_aborts() {
         assert_eq!(decide(PostcopyPolicy::Never, false, &obs(30.0, 1000, 1.0, 5)), Decision::Wait);
         assert_eq!(decide(PostcopyPolicy::Never, false, &obs(0.0, 10, 100.0, 5)), Decision::Abort);
-        assert_eq!(decide(PostcopyPolicy::Never, false, &Observation::default()), Decision::Abort);
+        assert_eq!(decide(PostcopyPolicy::Never, false, &JobView::default()), Decision::Abort);
     }
 
     #[test]
@@ -272,9 +273,9 @@ mod tests {
     #[test]
     fn postcopy_never_starts_blind_or_hopeless() {
         let p = PostcopyPolicy::BeforeDeadline;
-        let unknown_rate = Observation { rate: None, ..obs(5.0, 100, 1.0, 1) };
+        let unknown_rate = JobView { rate: None, ..obs(5.0, 100, 1.0, 1) };
         assert_eq!(decide(p, false, &unknown_rate), Decision::Wait);
-        assert_eq!(decide(p, false, &Observation { time_to_cutoff: Duration::ZERO, ..unknown_rate }), Decision::Abort);
+        assert_eq!(decide(p, false, &JobView { time_to_cutoff: Duration::ZERO, ..unknown_rate }), Decision::Abort);
         // 1 GiB at 1 MiB/s can never fit into 60 s: pre-copy keeps its chance, then abort.
         assert_eq!(decide(p, false, &obs(60.0, 1024, 1.0, 4)), Decision::Wait);
         assert_eq!(decide(p, false, &obs(0.0, 1024, 1.0, 4)), Decision::Abort);
@@ -297,8 +298,10 @@ mod tests {
         }
     }
 
-    /// A scripted migration: one sample per poll, a result after `finish_after` polls.
+    /// A scripted migration: one sample per poll, a result after `finish_after`
+    /// polls. Its waits move the manual clock the driver's deadlines read.
     struct Scripted {
+        clock: Clock,
         samples: VecDeque<JobSample>,
         polls: u32,
         finish_after: Option<u32>,
@@ -316,6 +319,7 @@ mod tests {
     impl Scripted {
         fn new(samples: Vec<JobSample>) -> Self {
             Scripted {
+                clock: Clock::manual(),
                 samples: samples.into(),
                 polls: 0,
                 finish_after: None,
@@ -336,7 +340,7 @@ mod tests {
         fn wait(&mut self, timeout: Duration) -> Option<Result<(), String>> {
             if self.aborted {
                 if self.hangs {
-                    std::thread::sleep(timeout);
+                    self.clock.sleep(timeout);
                     return None;
                 }
                 return self.result_after_abort.clone();
@@ -345,13 +349,13 @@ mod tests {
             if self.finish_after.is_some_and(|n| self.polls > n) {
                 return Some(Ok(()));
             }
-            std::thread::sleep(timeout);
+            self.clock.sleep(timeout);
             None
         }
         fn abort(&mut self, budget: Duration) -> Result<(), String> {
             self.aborted = true;
             if self.abort_hangs {
-                std::thread::sleep(budget);
+                self.clock.sleep(budget);
                 return Err("no answer".into());
             }
             Ok(())
@@ -366,8 +370,8 @@ mod tests {
         }
     }
 
-    fn limits(cutoff_ms: u64, hard_ms: u64, postcopy: PostcopyPolicy) -> DriverLimits {
-        let hard = Deadline::after(Duration::from_millis(hard_ms));
+    fn limits(clock: Clock, cutoff_ms: u64, hard_ms: u64, postcopy: PostcopyPolicy) -> DriverLimits {
+        let hard = Deadline::after_on(clock, Duration::from_millis(hard_ms));
         DriverLimits {
             cutoff: hard.before(Duration::from_millis(hard_ms - cutoff_ms)),
             hard,
@@ -393,7 +397,8 @@ mod tests {
     fn a_migration_that_finishes_completes() {
         let mut job = Scripted::new(vec![stuck_sample(1)]);
         job.finish_after = Some(3);
-        let report = drive(&mut job, &limits(500, 800, PostcopyPolicy::Never), "vm1");
+        let l = limits(job.clock, 500, 800, PostcopyPolicy::Never);
+        let report = drive(&mut job, &l, "vm1");
         assert_eq!(report.outcome, Outcome::Completed { postcopy: false });
         assert!(!job.aborted);
     }
@@ -401,11 +406,11 @@ mod tests {
     #[test]
     fn a_migration_that_cannot_converge_is_aborted_at_the_cutoff_and_reports_progress() {
         let mut job = Scripted::new(vec![stuck_sample(1), stuck_sample(2), stuck_sample(7)]);
-        let started = std::time::Instant::now();
-        let report = drive(&mut job, &limits(150, 400, PostcopyPolicy::Never), "vm1");
+        let l = limits(job.clock, 150, 400, PostcopyPolicy::Never);
+        let report = drive(&mut job, &l, "vm1");
         assert!(job.aborted);
-        assert!(started.elapsed() >= Duration::from_millis(150));
-        assert!(started.elapsed() < Duration::from_millis(400));
+        // The poll that finds the cutoff passed aborts; the job ends at once.
+        assert_eq!(l.hard.elapsed(), Duration::from_millis(150));
         assert!(matches!(
             report.outcome,
             Outcome::Aborted { cause: AbortCause::Deadline, worker: Some(ref e), abort_error: None } if e.contains("canceled")
@@ -417,10 +422,10 @@ mod tests {
     fn a_hanging_worker_after_abort_is_bounded_by_the_hard_deadline() {
         let mut job = Scripted::new(vec![stuck_sample(3)]);
         job.hangs = true;
-        let started = std::time::Instant::now();
-        let report = drive(&mut job, &limits(100, 250, PostcopyPolicy::Never), "vm1");
+        let l = limits(job.clock, 100, 250, PostcopyPolicy::Never);
+        let report = drive(&mut job, &l, "vm1");
         assert_eq!(report.outcome, Outcome::Aborted { cause: AbortCause::Deadline, worker: None, abort_error: None });
-        assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+        assert_eq!(l.hard.elapsed(), Duration::from_millis(250), "waited for the worker until the hard deadline, no longer");
     }
 
     #[test]
@@ -428,20 +433,21 @@ mod tests {
         let mut job = Scripted::new(vec![stuck_sample(3)]);
         job.hangs = true;
         job.abort_hangs = true;
-        let started = std::time::Instant::now();
-        let report = drive(&mut job, &limits(100, 250, PostcopyPolicy::Never), "vm1");
+        let l = limits(job.clock, 100, 250, PostcopyPolicy::Never);
+        let report = drive(&mut job, &l, "vm1");
         assert_eq!(
             report.outcome,
             Outcome::Aborted { cause: AbortCause::Deadline, worker: None, abort_error: Some("no answer".into()) }
         );
-        assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+        assert_eq!(l.hard.elapsed(), Duration::from_millis(250), "the abort call's budget ends at the hard deadline");
     }
 
     #[test]
     fn completion_racing_the_abort_counts_as_completed() {
         let mut job = Scripted::new(vec![stuck_sample(3)]);
         job.result_after_abort = Some(Ok(()));
-        let report = drive(&mut job, &limits(50, 200, PostcopyPolicy::Never), "vm1");
+        let l = limits(job.clock, 50, 200, PostcopyPolicy::Never);
+        let report = drive(&mut job, &l, "vm1");
         assert_eq!(report.outcome, Outcome::Completed { postcopy: false });
     }
 
@@ -449,10 +455,10 @@ mod tests {
     fn a_lost_target_is_aborted_at_once() {
         let mut job = Scripted::new(vec![stuck_sample(2)]);
         job.target_lost_at = Some(3);
-        let started = std::time::Instant::now();
-        let report = drive(&mut job, &limits(5_000, 6_000, PostcopyPolicy::Never), "vm1");
+        let l = limits(job.clock, 5_000, 6_000, PostcopyPolicy::Never);
+        let report = drive(&mut job, &l, "vm1");
         assert!(matches!(report.outcome, Outcome::Aborted { cause: AbortCause::TargetLost, .. }), "{report:?}");
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(l.hard.elapsed(), Duration::from_millis(30), "aborted at the third poll, not at the cutoff");
     }
 
     #[test]
@@ -460,7 +466,7 @@ mod tests {
         let s = JobSample { mem_remaining: 64 << 10, data_remaining: 64 << 10, ..stuck_sample(4) };
         let mut job = Scripted::new(vec![s]);
         job.target_lost_at = Some(2);
-        let l = limits(200, 300, PostcopyPolicy::AfterFirstPass);
+        let l = limits(job.clock, 200, 300, PostcopyPolicy::AfterFirstPass);
         let report = drive(&mut job, &DriverLimits { cutoff: l.hard, ..l }, "vm1");
         assert!(!job.aborted && job.postcopy_at.is_some(), "{report:?}");
         assert_eq!(report.outcome, Outcome::Completed { postcopy: true });
@@ -471,7 +477,7 @@ mod tests {
         // 4 MiB left at 1 MiB/s needs 4 s: it fits in a 10 s budget once the window opens at 10 s.
         let s = JobSample { mem_remaining: 4 * MIB, data_remaining: 4 * MIB, ..stuck_sample(4) };
         let mut job = Scripted::new(vec![s]);
-        let hard = Deadline::after(Duration::from_secs(12));
+        let hard = Deadline::after_on(job.clock, Duration::from_secs(12));
         let l = DriverLimits {
             cutoff: hard.before(Duration::from_secs(2)),
             hard,
@@ -504,7 +510,7 @@ mod tests {
                 true
             }
         }
-        let report = drive(&mut Fails, &limits(100, 200, PostcopyPolicy::Never), "vm1");
+        let report = drive(&mut Fails, &limits(Clock::manual(), 100, 200, PostcopyPolicy::Never), "vm1");
         assert_eq!(
             report.outcome,
             Outcome::Failed { error: "Cannot recv data: Connection reset by peer".into(), postcopy: false }

@@ -2,28 +2,30 @@
 //! while it runs, bounded by the operation timeout, and that never returns
 //! without saying where the guest runs.
 
-pub mod job;
-pub mod libvirt_job;
-pub mod location;
-pub mod options;
-pub mod preflight;
-pub mod progress;
-pub mod uri;
+pub(crate) mod job;
+pub(crate) mod location;
+pub(crate) mod options;
+pub(crate) mod preflight;
+pub(crate) mod progress;
+pub(crate) mod running_job;
+pub(crate) mod uri;
 
-use std::sync::Arc;
+#[cfg(test)]
+mod migrate_to_tests;
+
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::hypervisor::libvirt::{hv_error, LibvirtHypervisor};
-use crate::hypervisor::libvirt_migrate::{self, connect_bounded, Destination, MigrationCall};
-use crate::hypervisor::{Hypervisor, StateKind};
+use crate::hypervisor::migration::bounded;
+use crate::hypervisor::state::reason;
+use crate::hypervisor::{Hypervisor, SharedHypervisor, StateKind};
 use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus, Params};
 use crate::vdomain::Vm;
 
 use self::job::{AbortCause, DriverLimits, Outcome, Report};
-use self::libvirt_job::LibvirtJob;
 use self::location::{placement, whereabouts, Placement, SideView};
+use self::running_job::RunningJob;
 use self::options::{effective_bandwidth, MigrateOptions, MigrationPlan};
 
 /// How long a successful migration's result is checked on both sides.
@@ -95,8 +97,8 @@ pub fn validate(params: &Params) -> Result<(), String> {
     Ok(())
 }
 
-/// The whole migration plan from the parameters: flags, typed parameters
-/// and both URIs. `local_uri` is the local hypervisor's URI.
+/// The whole migration plan from the parameters: options, limits and both
+/// URIs. `local_uri` is the local hypervisor's URI.
 pub fn plan(
     params: &Params,
     local_uri: &str,
@@ -110,7 +112,6 @@ pub fn plan(
     let remote_uri = uri::remote_hypervisor_uri(params, local_uri, target).map_err(OcfError::generic)?;
     let data_uri = uri::migration_data_uri(params, &options, target, random_port).map_err(OcfError::generic)?;
     Ok(MigrationPlan {
-        flags: options.flags(),
         remote_uri,
         data_uri,
         bandwidth,
@@ -132,8 +133,10 @@ pub fn source_node_name(env: &OcfEnv) -> String {
 
 /// migrate_to: live-migrates the guest to `OCF_RESKEY_CRM_meta_migrate_target`.
 /// Success means it runs there; any error leaves it where the exit reason says.
-pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
+pub fn migrate_to(vm: &Vm<'_>) -> OcfResult {
     let name = vm.name();
+    let local = vm.hv.as_ref().map_err(|e| OcfError::generic(format!("cannot migrate {name}: {e}")))?;
+    let local: &dyn Hypervisor = *local;
     let target = vm.env.migrate_target.as_deref().ok_or_else(|| {
         OcfError::generic(format!("{name}: migrate_to needs the target node (OCF_RESKEY_CRM_meta_migrate_target is not set)"))
     })?;
@@ -147,20 +150,15 @@ pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
     let remote = preflight::check(vm, local, &plan, &ctx, &limits)?;
 
     // Everything but the migration call itself goes over a connection of its
-    // own, each call bounded (see LibvirtJob).
-    let control = connect_bounded(&local.uri(), preflight::CONNECT_BUDGET.min(limits.cutoff.remaining() / 2))
+    // own, each call bounded (see RunningJob).
+    let control = local
+        .open_connection(&local.uri(), preflight::CONNECT_BUDGET.min(limits.cutoff.remaining() / 2))
         .map_err(|e| ctx.refuse(format_args!("cannot open a second connection to the local hypervisor: {e}")))?;
-    let watched_domain = control.domain(name).map_err(|e| ctx.refuse(e))?;
-    let domain = local.domain(name).map_err(|e| ctx.refuse(e))?;
     if let Some(ms) = plan.max_downtime {
-        libvirt_migrate::set_max_downtime(&domain, ms)
+        local
+            .set_max_downtime(name, ms)
             .map_err(|e| ctx.refuse(format_args!("cannot set the maximum downtime to {ms} ms: {e}")))?;
     }
-    let destination = if plan.options.p2p {
-        Destination::PeerToPeer(plan.remote_uri.clone())
-    } else {
-        Destination::Connection(Arc::clone(&remote))
-    };
     info!(
         "{name}: live migration to {target} starts: hypervisor {}, data {}, bandwidth {}, max downtime {}, {}s until the cutoff",
         plan.remote_uri,
@@ -169,10 +167,9 @@ pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
         plan.max_downtime.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "libvirt's default".into()),
         limits.cutoff.remaining().as_secs(),
     );
-    let call =
-        MigrationCall::start(domain, destination, plan.libvirt_parameters(), plan.flags).map_err(|e| ctx.refuse(e))?;
-    let watched = (!plan.options.p2p).then(|| Arc::clone(&remote));
-    let mut job = LibvirtJob { domain: watched_domain, call, target: watched };
+    let call = local.migrate(name, &remote, &plan).map_err(|e| ctx.refuse(e))?;
+    let watched = (!plan.options.p2p).then(|| remote.clone());
+    let mut job = RunningJob { name: name.to_owned(), control: control.clone(), call, target: watched };
     let driver = DriverLimits {
         cutoff: limits.cutoff,
         hard: limits.hard,
@@ -188,8 +185,8 @@ pub fn migrate_to(vm: &Vm<'_>, local: &LibvirtHypervisor) -> OcfResult {
 /// where the guest runs.
 fn conclude(
     vm: &Vm<'_>,
-    local: &Arc<LibvirtHypervisor>,
-    remote: &Arc<LibvirtHypervisor>,
+    local: &SharedHypervisor,
+    remote: &SharedHypervisor,
     ctx: &preflight::Context<'_>,
     limits: &Limits,
     report: Report,
@@ -204,7 +201,7 @@ fn conclude(
     let completed = matches!(report.outcome, Outcome::Completed { .. });
     // After a success a quick look suffices; after a failure take the time it needs.
     let patience = if completed && limits.settle.remaining() > CONFIRM_SUCCESS {
-        Deadline::after(CONFIRM_SUCCESS)
+        Deadline::after_on(vm.deadline.clock(), CONFIRM_SUCCESS)
     } else {
         limits.settle
     };
@@ -287,18 +284,18 @@ pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &S
 /// A source paused by a failed pre-copy migration is resumed once the
 /// target is known not to have the guest (`may_resume`).
 fn find_guest(
-    local: &Arc<LibvirtHypervisor>,
-    remote: &Arc<LibvirtHypervisor>,
+    local: &SharedHypervisor,
+    remote: &SharedHypervisor,
     name: &str,
     settle: &Deadline,
     may_resume: bool,
 ) -> (SideView, SideView) {
-    let look = |side: &Arc<LibvirtHypervisor>| {
-        let budget = preflight::QUERY_BUDGET.min(settle.remaining()).max(Duration::from_millis(100));
+    let budget = || preflight::QUERY_BUDGET.min(settle.remaining()).max(Duration::from_millis(100));
+    let look = |side: &SharedHypervisor| {
         let name = name.to_owned();
-        match preflight::bounded_query(side, budget, move |hv| hv.state(&name)) {
+        match bounded(side, budget(), move |hv| hv.state(&name)) {
             Ok(state) => SideView::from_state(state),
-            Err(e) => SideView::Unknown(e),
+            Err(e) => SideView::Unknown(e.message),
         }
     };
     let mut resumed = false;
@@ -306,14 +303,12 @@ fn find_guest(
         let source = look(local);
         let target = look(remote);
         let paused_by_migration =
-            matches!(&source, SideView::Active(s) if s.kind == StateKind::Paused && s.reason == PAUSED_BY_MIGRATION);
+            matches!(&source, SideView::Active(s) if s.kind == StateKind::Paused && s.reason == reason::PAUSED_MIGRATION);
         if may_resume && !resumed && paused_by_migration && target == SideView::Inactive {
             resumed = true;
             warn!("{name}: the failed migration left the guest paused here; resuming it");
-            let budget = preflight::QUERY_BUDGET.min(settle.remaining()).max(Duration::from_millis(100));
             let guest = name.to_owned();
-            let resume = move |hv: &LibvirtHypervisor| hv.domain(&guest)?.resume().map_err(hv_error);
-            if let Err(e) = preflight::bounded_query(local, budget, resume) {
+            if let Err(e) = bounded(local, budget(), move |hv| hv.resume(&guest)) {
                 warn!("{name}: cannot resume: {e}");
             }
             continue;
@@ -324,9 +319,6 @@ fn find_guest(
         }
     }
 }
-
-/// libvirt's reason code for "paused by migration" (`VIR_DOMAIN_PAUSED_MIGRATION`).
-const PAUSED_BY_MIGRATION: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -402,11 +394,10 @@ mod tests {
     fn margin_is_ten_percent_but_at_least_five_seconds() {
         assert_eq!(safety_margin(Duration::from_secs(120)), Duration::from_secs(12));
         assert_eq!(safety_margin(Duration::from_secs(20)), Duration::from_secs(5));
-        let limits = Limits::for_deadline(Deadline::after(Duration::from_secs(120)));
-        let cutoff = limits.cutoff.remaining().as_secs_f64();
-        assert!((107.0..=108.0).contains(&cutoff), "{cutoff}");
-        assert!(limits.hard.remaining() > limits.cutoff.remaining());
-        assert!(limits.settle.remaining() > limits.hard.remaining());
+        let limits = Limits::for_deadline(Deadline::after_on(crate::deadline::Clock::manual(), Duration::from_secs(120)));
+        assert_eq!(limits.cutoff.remaining(), Duration::from_secs(108));
+        assert_eq!(limits.hard.remaining(), Duration::from_secs(114));
+        assert_eq!(limits.settle.remaining(), Duration::from_secs(119));
     }
 
     #[test]
@@ -443,13 +434,51 @@ mod tests {
         assert_eq!(plan.bandwidth, Some(1));
         assert_eq!(plan.max_downtime, Some(250));
         assert_eq!(plan.postcopy(), options::PostcopyPolicy::BeforeDeadline);
-        let bits = virt::sys::VIR_MIGRATE_LIVE | virt::sys::VIR_MIGRATE_PEER2PEER | virt::sys::VIR_MIGRATE_POSTCOPY;
-        assert_eq!(plan.flags, bits);
+        assert!(plan.options.p2p && !plan.options.tunnelled);
         let error = super::plan(&params(&[("migrate_options", "--nope")]), "qemu:///system", "n2", || 1).unwrap_err();
         assert_eq!(error.status, OcfStatus::ErrConfigured);
         let error = super::plan(&params(&[("migration_network_suffix", "-m")]), "qemu:///system", "10.1.1.2", || 1)
             .unwrap_err();
         assert_eq!(error.status, OcfStatus::ErrGeneric);
+    }
+
+    /// The parameters that behave differently from the classic agent: what
+    /// their help text (meta-data, man page, `pcs resource describe`) says
+    /// is what the code does.
+    #[test]
+    fn help_texts_that_differ_from_the_classic_agent_match_the_code() {
+        let help = |name: &str| crate::ocf::params::ParamSpec::find(name).expect(name).longdesc;
+        let says = |name: &str, words: &str| assert!(help(name).contains(words), "{name}: {}", help(name));
+
+        says("migration_network_suffix", "and for the connection to the target's hypervisor");
+        let p = params(&[("migration_network_suffix", "-mig"), ("migration_transport", "ssh")]);
+        assert_eq!(plan(&p, "qemu:///system", "node2.example", || 49152).unwrap().remote_uri, "qemu+ssh://node2-mig.example/system");
+        assert_eq!(
+            plan(&p, "qemu:///system", "node2.example", || 49152).unwrap().data_uri.as_deref(),
+            Some("tcp:node2-mig.example:49152")
+        );
+
+        says("migration_transport", "qemu+tls with ssh gives qemu+ssh");
+        let p = params(&[("migration_transport", "ssh")]);
+        assert_eq!(plan(&p, "qemu+tls:///system", "node2", || 1).unwrap().remote_uri, "qemu+ssh://node2/system");
+
+        says("migration_user", "configuration error reported by validate-all");
+        assert!(validate(&params(&[("migration_user", "root@x")])).unwrap_err().contains("migration_user"));
+        says("migration_user", "a user in the local URI is kept");
+        assert_eq!(plan(&params(&[]), "qemu+ssh://admin@node1/system", "node2", || 1).unwrap().remote_uri, "qemu+ssh://admin@node2/system");
+
+        says("migrateuri", "without migration_network_suffix");
+        let p = params(&[("migrateuri", "tcp://%n:49300"), ("migration_network_suffix", "-mig")]);
+        assert_eq!(plan(&p, "qemu:///system", "node2", || 1).unwrap().data_uri.as_deref(), Some("tcp://node2:49300"));
+
+        says("migration_speed", "applied from the first byte");
+        assert_eq!(plan(&params(&[("migration_speed", "7")]), "qemu:///system", "node2", || 1).unwrap().bandwidth, Some(7));
+        says("migration_downtime", "applied before the first byte is sent");
+        assert_eq!(plan(&params(&[("migration_downtime", "300")]), "qemu:///system", "node2", || 1).unwrap().max_downtime, Some(300));
+
+        says("migrate_options", "configuration error reported by validate-all");
+        let error = plan(&params(&[("migrate_options", "--warp")]), "qemu:///system", "node2", || 1).unwrap_err();
+        assert_eq!(error.status, OcfStatus::ErrConfigured);
     }
 
     #[test]

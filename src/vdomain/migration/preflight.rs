@@ -1,14 +1,12 @@
 //! Everything checked before the first byte of guest memory is sent. A
 //! refusal here leaves the guest running on the source, untouched.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info};
 
-use crate::hypervisor::libvirt::LibvirtHypervisor;
-use crate::hypervisor::libvirt_migrate::{call_bounded, connect_bounded};
-use crate::hypervisor::{Hypervisor, HvResult};
+use crate::hypervisor::migration::bounded;
+use crate::hypervisor::{Hypervisor, SharedHypervisor};
 use crate::ocf::{OcfError, OcfResult};
 use crate::vdomain::Vm;
 
@@ -40,11 +38,11 @@ impl Context<'_> {
 /// Runs the pre-flight checks; returns the open connection to the target.
 pub fn check(
     vm: &Vm<'_>,
-    local: &LibvirtHypervisor,
+    local: &dyn Hypervisor,
     plan: &MigrationPlan,
     ctx: &Context<'_>,
     limits: &Limits,
-) -> OcfResult<Arc<LibvirtHypervisor>> {
+) -> OcfResult<SharedHypervisor> {
     match local.state(ctx.name) {
         Ok(Some(state)) if state.is_active() => debug!("{}: local state {state}", ctx.name),
         Ok(Some(state)) => {
@@ -57,14 +55,13 @@ pub fn check(
     }
 
     let connect_budget = CONNECT_BUDGET.min(limits.cutoff.remaining() / 2);
-    let remote = connect_bounded(&plan.remote_uri, connect_budget)
+    let remote = local
+        .open_connection(&plan.remote_uri, connect_budget)
         .map_err(|e| ctx.refuse(format_args!("the hypervisor at {} did not answer: {e}", plan.remote_uri)))?;
 
     let query_budget = || QUERY_BUDGET.min(limits.cutoff.remaining()).max(Duration::from_millis(100));
-    let state = bounded_query(&remote, query_budget(), {
-        let name = ctx.name.to_owned();
-        move |r| r.state(&name)
-    })
+    let name = ctx.name.to_owned();
+    let state = bounded(&remote, query_budget(), move |r| r.state(&name))
     .map_err(|e| ctx.refuse(format_args!("cannot ask {} about {}: {e}", ctx.target_node, ctx.name)))?;
     if let Some(state) = state.filter(|s| s.is_active()) {
         return Err(ctx.refuse(format_args!("it is already active there ({state})")));
@@ -74,13 +71,13 @@ pub fn check(
         for pool in vm.domain.pools() {
             info!("{}: making sure storage pool {pool} is active on {}", ctx.name, ctx.target_node);
             let p = pool.clone();
-            bounded_query(&remote, query_budget(), move |r| r.ensure_pool_active(&p))
+            bounded(&remote, query_budget(), move |r| r.ensure_pool_active(&p))
                 .map_err(|e| ctx.refuse(format_args!("storage pool {pool} on {}: {e}", ctx.target_node)))?;
         }
         for network in &vm.domain.networks {
             info!("{}: making sure network {network} is active on {}", ctx.name, ctx.target_node);
             let n = network.clone();
-            bounded_query(&remote, query_budget(), move |r| r.ensure_network_active(&n))
+            bounded(&remote, query_budget(), move |r| r.ensure_network_active(&n))
                 .map_err(|e| ctx.refuse(format_args!("network {network} on {}: {e}", ctx.target_node)))?;
         }
     }
@@ -91,20 +88,6 @@ pub fn check(
         return Err(ctx.refuse("the pre-flight checks used up the time for the migration"));
     }
     Ok(remote)
-}
-
-/// One query to the target, bounded; a silent target is an error.
-pub fn bounded_query<T: Send + 'static>(
-    remote: &Arc<LibvirtHypervisor>,
-    budget: Duration,
-    query: impl FnOnce(&LibvirtHypervisor) -> HvResult<T> + Send + 'static,
-) -> Result<T, String> {
-    let remote = Arc::clone(remote);
-    match call_bounded(budget, move || query(&remote)) {
-        Some(Ok(value)) => Ok(value),
-        Some(Err(e)) => Err(e.message),
-        None => Err(format!("no answer within {:.1}s", budget.as_secs_f64())),
-    }
 }
 
 /// The DRBD gate for the source side of a migration to `target`, through

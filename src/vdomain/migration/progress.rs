@@ -3,27 +3,7 @@
 
 use std::time::Duration;
 
-/// One look at a running migration job (a subset of libvirt's job stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JobSample {
-    /// Guest memory size in bytes.
-    pub mem_total: u64,
-    /// Memory bytes not yet in sync with the target (dirtied again counts).
-    pub mem_remaining: u64,
-    /// Bytes sent so far, all passes together.
-    pub data_processed: u64,
-    pub data_remaining: u64,
-    /// Transfer rate libvirt reports, bytes per second.
-    pub bytes_per_sec: Option<u64>,
-    /// Pass over guest memory; 1 is the first full copy.
-    pub iteration: Option<u64>,
-    /// What the final stop-and-copy would cost now, in ms.
-    pub expected_downtime_ms: Option<u64>,
-    /// Bytes per second the guest dirties.
-    pub dirty_bytes_per_sec: Option<u64>,
-    /// Page faults served from the source in post-copy.
-    pub postcopy_requests: Option<u64>,
-}
+pub use crate::hypervisor::migration::JobSample;
 
 impl JobSample {
     /// Share of guest memory already on the target, 0..=100.

@@ -2,6 +2,7 @@
 //! runs, whatever happened to the config file or the memory under HA_RSCTMP.
 
 use super::*;
+use crate::hypervisor::fake::Call;
 use crate::hypervisor::owner_tag;
 use crate::ocf::OcfError;
 use crate::vdomain::missing_config;
@@ -69,7 +70,7 @@ fn start_refuses_to_run_a_guest_it_cannot_remember() {
     let err = start::start(&vm(&c, Action::Start, &hv)).unwrap_err();
     assert_eq!(err.status, OcfStatus::ErrGeneric);
     assert!(err.reason.contains("cannot remember vgunit"), "{}", err.reason);
-    assert!(!hv.calls().iter().any(|c| c.starts_with("create") || c.starts_with("define")), "{:?}", hv.calls());
+    assert!(!hv.calls().iter().any(|c| matches!(c, Call::Create(_) | Call::Define(_))), "{:?}", hv.calls());
 }
 
 #[test]
@@ -102,8 +103,8 @@ fn the_first_monitor_tags_and_remembers_a_guest_started_by_the_classic_agent_the
     assert_eq!(remembered(&c).as_deref(), Some(NAME));
     let calls_before = hv.calls().len();
     assert_eq!(monitor::monitor(&vm(&c, Action::Monitor, &hv)), Ok(OcfStatus::Success));
-    let steady: Vec<String> = hv.calls()[calls_before..].to_vec();
-    assert_eq!(steady, vec![format!("state {NAME}")], "the steady-state monitor asks libvirt one thing");
+    let steady: Vec<Call> = hv.calls()[calls_before..].to_vec();
+    assert_eq!(steady, vec![Call::State(NAME.to_owned())], "the steady-state monitor asks libvirt one thing");
 }
 
 #[test]
@@ -212,7 +213,7 @@ fn a_replaced_config_is_reported_while_the_old_guest_runs() {
     );
     let err = start::start(&vm(&c, Action::Start, &hv)).unwrap_err();
     assert!(err.reason.contains("runs vgold here"), "{}", err.reason);
-    assert!(!hv.calls().iter().any(|c| c.starts_with("create")));
+    assert!(!hv.calls().iter().any(|c| matches!(c, Call::Create(_))));
     assert_eq!(remembered(&c).as_deref(), Some("vgold"), "never silently forgotten");
 
     // Once the old guest is gone, the memory follows the new config.

@@ -1,7 +1,4 @@
-//! Shared helpers of the DRBD tests (included with `#[path]`; as a test
-//! crate of its own it has nothing to run).
-
-#![allow(dead_code)]
+//! The DRBD tests' helpers: fixtures, parsed states, a small PRNG.
 
 use std::path::PathBuf;
 

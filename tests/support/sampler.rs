@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::lab::{Lab, NODES};
+use super::cluster::{Lab, NODES};
 
 /// One look at both nodes: whether the guest runs there (`None`: that
 /// libvirtd did not answer).

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const NODES: [&str; 2] = ["vg-node1", "vg-node2"];
 const IDLE_TIMEOUT_S: u32 = 240;
@@ -123,6 +123,11 @@ impl Lab {
         self.harness_ok(&["pids", node]).split_whitespace().map(str::to_owned).collect()
     }
 
+    /// The harness's state directory ($VG_CLUSTER_STATE), seen from the host.
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
     pub fn guest(&self, name: &str) -> String {
         self.harness_ok(&["guest", name]).trim().to_owned()
     }
@@ -179,16 +184,15 @@ impl Lab {
 
     /// Polls `probe` until it yields a value; fails the test after `timeout`.
     pub fn poll<T>(&self, what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(value) = probe() {
-                return value;
-            }
-            if start.elapsed() > timeout {
-                self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
-            }
-            std::thread::sleep(Duration::from_millis(250));
+        let mut found = None;
+        let condition = || {
+            found = probe();
+            found.is_some()
+        };
+        if !super::wait_for(timeout, Duration::from_millis(250), condition) {
+            self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
         }
+        found.expect("wait_for saw it")
     }
 
     /// Fails the test with the message and what the cluster looked like.
