@@ -14,6 +14,7 @@ packages=(
   libguestfs-tools csync2                                 # copyindirs (virt-copy-in), sync_config_on_stop
   libxml2-utils iproute2 procps psmisc util-linux         # xmllint, namespaces, /proc tools
   systemd-container                                       # systemd-nspawn: the systemd lab's nodes
+  lintian                                                 # checks the Debian package
 )
 
 apt-get update -qq
@@ -23,3 +24,8 @@ qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
 apt-get install -y -qq --allow-downgrades --no-install-recommends \
   "qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version" "qemu-block-extra=$qemu_version" \
   "${packages[@]}" >/dev/null
+
+# The Debian package is built with cargo-deb (crates.io); compiled once, then kept.
+if ! command -v cargo-deb >/dev/null && [[ ! -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb ]]; then
+    cargo install --locked --quiet cargo-deb
+fi

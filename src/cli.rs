@@ -24,6 +24,34 @@ enum Command {
     /// Inspect DRBD state and ask the gate whether this node may use it.
     #[command(subcommand)]
     Drbd(DrbdCommand),
+    /// Switch running VirtualDomain resources between ocf:heartbeat and
+    /// ocf:virtguard without restarting their guests.
+    Adopt(AdoptArgs),
+}
+
+#[derive(Args)]
+struct AdoptArgs {
+    /// Resources to switch (primitives, also group members).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    resources: Vec<String>,
+    /// Every VirtualDomain resource on the other agent, and every one an interrupted run left.
+    #[arg(long)]
+    all: bool,
+    /// The agent to switch to.
+    #[arg(long, value_enum, default_value = "virtguard")]
+    to: AdoptTarget,
+    /// Print the commands that would run; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Seconds to wait for the new agent's probes (all resources together).
+    #[arg(long, default_value_t = 120)]
+    probe_timeout: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AdoptTarget {
+    Virtguard,
+    Heartbeat,
 }
 
 #[derive(Subcommand)]
@@ -97,5 +125,16 @@ pub fn main(args: Vec<String>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Drbd(command) => ExitCode::from(run_drbd(command)),
+        Command::Adopt(args) => ExitCode::from(crate::adopt::run(&crate::adopt::Request {
+            to: match args.to {
+                AdoptTarget::Virtguard => "virtguard",
+                AdoptTarget::Heartbeat => "heartbeat",
+            }
+            .to_owned(),
+            resources: args.resources,
+            all: args.all,
+            dry_run: args.dry_run,
+            probe_timeout: std::time::Duration::from_secs(args.probe_timeout),
+        })),
     }
 }

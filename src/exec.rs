@@ -76,8 +76,19 @@ pub fn run_unchecked<S: AsRef<std::ffi::OsStr>>(
     args: &[S],
     deadline: &Deadline,
 ) -> Result<Output, ExecError> {
+    run_unchecked_with_env(program, args, &[], deadline)
+}
+
+/// Like [`run_unchecked`], with `env` added to the inherited environment (an
+/// OCF agent's OCF_RESKEY_* parameters).
+pub fn run_unchecked_with_env<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[S],
+    env: &[(String, String)],
+    deadline: &Deadline,
+) -> Result<Output, ExecError> {
     let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.args(args).envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // A process group of its own, so that a timeout kills the whole tree.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command

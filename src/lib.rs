@@ -1,6 +1,7 @@
 //! virtguard: a Pacemaker OCF resource agent for libvirt/KVM guests that is a
 //! drop-in replacement for `ocf:heartbeat:VirtualDomain`, plus a DRBD gate.
 
+pub mod adopt;
 pub mod cli;
 pub(crate) mod cluster;
 pub mod deadline;

@@ -12,6 +12,8 @@
 //! cluster is still brought up and torn down once).
 
 mod support;
+#[path = "cluster/adopt.rs"]
+mod adopt;
 
 use support::cluster as lab;
 use lab::{other, progress, Lab, Op, NODES};
@@ -69,6 +71,9 @@ fn cluster_scenarios() {
         ("9 config disappears on the running node, cluster reprobes: never on both nodes", Run::s9_config_vanishes),
         ("10 live move to a node without the config: never on both nodes", Run::s10_move_to_node_without_config),
         ("20 guest OS hangs (guest agent frozen): recovered at OCF_CHECK_LEVEL=10", Run::s20_guest_os_hangs),
+        ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
+        ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
+        ("32 virtguard adopt killed half way, then run again", Run::s32_adopt_killed_then_rerun),
     ];
     // Every scenario runs even when an earlier one failed (after a repair of the
     // cluster), so that one run tells everything that is wrong.

@@ -1,0 +1,288 @@
+//! `virtguard adopt`: switches running VirtualDomain resources between
+//! ocf:heartbeat and ocf:virtguard without stopping or starting a guest.
+//!
+//! Per resource, never cluster-wide: mark it (see [`plan::MARKER`]) and set
+//! is-managed=false on it alone; change its provider with one
+//! epoch-guarded CIB modification; reprobe it (`crm_resource --refresh`);
+//! once the new agent's probes find the guest where it ran, and nowhere
+//! else, restore its is-managed and drop the mark. Anything else leaves it
+//! unmanaged, with a message, and adopt never starts or stops anything. The
+//! mark lets a rerun finish (or, with the other `--to`, roll back) a switch
+//! that was interrupted.
+
+mod pacemaker;
+mod plan;
+mod state;
+mod tree;
+
+use std::time::{Duration, Instant};
+
+use plan::{Decision, Marker, ProbeVerdict, MARKER};
+use state::{Cib, Monitor};
+
+/// Captured lab-cluster XML (tests/fixtures/adopt/), for the parsers' tests.
+#[cfg(test)]
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/adopt/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub struct Request {
+    /// "virtguard" or "heartbeat".
+    pub to: String,
+    pub resources: Vec<String>,
+    pub all: bool,
+    pub dry_run: bool,
+    /// How long to wait for the new agent's probes, for all resources together.
+    pub probe_timeout: Duration,
+}
+
+/// Exit codes: 0 done (or nothing to do), 1 refused (nothing changed),
+/// 2 something is left unmanaged or a cluster command failed.
+pub fn run(request: &Request) -> u8 {
+    match adopt(request) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("adopt: {message}");
+            report_unmanaged();
+            2
+        }
+    }
+}
+
+struct Work {
+    id: String,
+    marker: Marker,
+    provider_now: String,
+}
+
+fn adopt(request: &Request) -> Result<u8, String> {
+    let to = request.to.as_str();
+    let cib = pacemaker::read_cib()?;
+    let mon = pacemaker::read_monitor()?;
+    let ids = if request.all { plan::all_candidates(&cib, to) } else { request.resources.clone() };
+    if ids.is_empty() {
+        println!("no VirtualDomain resource to switch to ocf:{to}:VirtualDomain");
+        return Ok(0);
+    }
+    let (work, refusals) = decide_all(&ids, to, &cib, &mon);
+    if !refusals.is_empty() {
+        for refusal in &refusals {
+            eprintln!("refused: {refusal}");
+        }
+        eprintln!("nothing was changed");
+        return Ok(1);
+    }
+    if work.is_empty() {
+        return Ok(0);
+    }
+    if request.dry_run {
+        print_plan(&work, to, &cib, request.probe_timeout);
+        return Ok(0);
+    }
+    let started = Instant::now();
+    for item in &work {
+        unmanage(item)?;
+    }
+    for item in work.iter().filter(|w| w.provider_now != to) {
+        switch_guarded(item, to)?;
+    }
+    for item in &work {
+        pacemaker::run(&pacemaker::refresh_args(&item.id))?;
+        println!("{}: reprobing with ocf:{to}:VirtualDomain", item.id);
+    }
+    let left_unmanaged = wait_and_manage(&work, to, request.probe_timeout)?;
+    println!("switched {} of {} resources in {:.1}s", work.len() - left_unmanaged.len(), work.len(), started.elapsed().as_secs_f64());
+    for message in &left_unmanaged {
+        eprintln!("left unmanaged: {message}");
+    }
+    report_unmanaged();
+    Ok(if left_unmanaged.is_empty() { 0 } else { 2 })
+}
+
+fn decide_all(ids: &[String], to: &str, cib: &Cib, mon: &Monitor) -> (Vec<Work>, Vec<String>) {
+    let mut work = Vec::new();
+    let mut refusals = Vec::new();
+    for id in ids {
+        let provider_now = cib.primitive(id).map(|p| p.provider.clone()).unwrap_or_default();
+        let marker = match plan::decide(id, to, cib, mon) {
+            Decision::NothingToDo => {
+                println!("{id}: already ocf:{to}:VirtualDomain, nothing to do");
+                continue;
+            }
+            Decision::Refuse(reason) => {
+                refusals.push(reason);
+                continue;
+            }
+            Decision::Switch(marker) => marker,
+            // Resuming toward either agent: the requested one wins, the rest of the mark stays.
+            Decision::Resume(marker) => Marker { to: to.to_owned(), ..marker },
+        };
+        if provider_now != to {
+            let params = cib.primitive(id).map(|p| p.params.clone()).unwrap_or_default();
+            if let Err(reason) = pacemaker::validate_all(id, to, &params) {
+                refusals.push(format!("{id}: its parameters do not pass ocf:{to}:VirtualDomain on this node: {reason}"));
+                continue;
+            }
+        }
+        work.push(Work { id: id.clone(), marker, provider_now });
+    }
+    (work, refusals)
+}
+
+fn marker_args(item: &Work) -> Vec<String> {
+    owned(&pacemaker::set_meta_args(&item.id, MARKER, &item.marker.render()))
+}
+
+fn unmanage_args(item: &Work) -> Vec<String> {
+    owned(&pacemaker::set_meta_args(&item.id, "is-managed", "false"))
+}
+
+/// Puts is-managed back as it was, then drops the mark.
+fn manage_args(item: &Work) -> [Vec<String>; 2] {
+    let restore = match &item.marker.managed_before {
+        Some(value) => pacemaker::set_meta_args(&item.id, "is-managed", value),
+        None => pacemaker::delete_meta_args(&item.id, "is-managed"),
+    };
+    [owned(&restore), owned(&pacemaker::delete_meta_args(&item.id, MARKER))]
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+fn run_owned(args: &[String]) -> Result<(), String> {
+    pacemaker::run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn unmanage(item: &Work) -> Result<(), String> {
+    // The mark first: a run killed between the two leaves a marked, managed
+    // resource, which a rerun simply takes up.
+    run_owned(&marker_args(item))?;
+    run_owned(&unmanage_args(item))?;
+    let at = item.marker.node.as_deref().map_or("running nowhere".to_owned(), |n| format!("running on {n}"));
+    println!("{}: unmanaged ({at})", item.id);
+    Ok(())
+}
+
+/// The provider change, retried on a fresh read when another change landed
+/// between our read and our write (the guard failed, nothing was written).
+fn switch_guarded(item: &Work, to: &str) -> Result<(), String> {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let cib = pacemaker::read_cib()?;
+        let primitive = cib.primitive(&item.id).ok_or_else(|| format!("{}: vanished from the CIB while adopting", item.id))?;
+        if primitive.meta("is-managed") != Some("false") || primitive.meta(MARKER).is_none() {
+            return Err(format!("{}: someone changed its is-managed or {MARKER} meanwhile; not switching it", item.id));
+        }
+        if primitive.provider == to {
+            return Ok(());
+        }
+        match pacemaker::switch_provider(&item.id, to, &cib.version) {
+            Ok(()) => {
+                println!("{}: ocf:{}:VirtualDomain -> ocf:{to}:VirtualDomain (CIB {}.{})", item.id, primitive.provider, cib.version.admin_epoch, cib.version.epoch);
+                return Ok(());
+            }
+            Err(pacemaker::SwitchError::Changed) => {
+                println!("{}: the CIB changed since it was read (epoch {}); reading it again", item.id, cib.version.epoch)
+            }
+            Err(pacemaker::SwitchError::Other(e)) => return Err(format!("{}: {e}", item.id)),
+        }
+    }
+    Err(format!("{}: the CIB kept changing under {ATTEMPTS} attempts to switch it; it stays unmanaged, run adopt again", item.id))
+}
+
+/// Polls the new agent's probes; manages each resource again as soon as they
+/// confirm it. Returns a message per resource left unmanaged.
+fn wait_and_manage(work: &[Work], to: &str, timeout: Duration) -> Result<Vec<String>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<&Work> = work.iter().collect();
+    let mut left = Vec::new();
+    while !pending.is_empty() {
+        let cib = pacemaker::read_cib()?;
+        let mon = pacemaker::read_monitor()?;
+        let mut still = Vec::new();
+        for item in pending {
+            match plan::probe_verdict(&item.id, to, item.marker.node.as_deref(), &cib, &mon) {
+                ProbeVerdict::Confirmed => {
+                    for args in manage_args(item) {
+                        run_owned(&args)?;
+                    }
+                    let at = item.marker.node.as_deref().map_or("stopped everywhere".to_owned(), |n| format!("running on {n}"));
+                    println!("{}: ocf:{to}:VirtualDomain finds it {at}; managed again", item.id);
+                }
+                ProbeVerdict::Unexpected(why) => left.push(unmanaged_message(item, to, &why)),
+                ProbeVerdict::Waiting => still.push(item),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            if Instant::now() >= deadline {
+                for item in pending {
+                    let why = format!("the probes of ocf:{to}:VirtualDomain did not all report within {}s", timeout.as_secs());
+                    left.push(unmanaged_message(item, to, &why));
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    Ok(left)
+}
+
+fn unmanaged_message(item: &Work, to: &str, why: &str) -> String {
+    let id = &item.id;
+    let node = item.marker.node.as_deref().unwrap_or("any node");
+    format!(
+        "{id}: {why}. Nothing was started or stopped. Look at `crm_mon -1 -r` and `crm_resource --list-operations -r {id}`, \
+         `virsh list --all` on {node}, and the agent's log; then run `virtguard adopt --to {to} {id}` again to finish, \
+         or `virtguard adopt --to {} {id}` to roll back",
+        if to == "virtguard" { "heartbeat" } else { "virtguard" }
+    )
+}
+
+/// Says which VirtualDomain resources are unmanaged now, whoever did it.
+fn report_unmanaged() {
+    let (Ok(cib), Ok(mon)) = (pacemaker::read_cib(), pacemaker::read_monitor()) else {
+        eprintln!("adopt: cannot read the cluster state to list unmanaged resources: check `crm_mon -1 -r`");
+        return;
+    };
+    let unmanaged: Vec<String> = cib
+        .primitives
+        .iter()
+        .filter(|p| p.agent_type == "VirtualDomain")
+        .filter(|p| mon.resource(&p.id).is_some_and(|r| !r.managed))
+        .map(|p| if p.meta(MARKER).is_some() { format!("{} (marked {MARKER}: adopt did not finish it)", p.id) } else { p.id.clone() })
+        .collect();
+    if unmanaged.is_empty() {
+        println!("no VirtualDomain resource is unmanaged");
+    } else {
+        println!("unmanaged VirtualDomain resources: {}", unmanaged.join(", "));
+    }
+}
+
+fn print_plan(work: &[Work], to: &str, cib: &Cib, timeout: Duration) {
+    println!("dry run: these commands would run (CIB {}.{} as read now):", cib.version.admin_epoch, cib.version.epoch);
+    for item in work {
+        let at = item.marker.node.as_deref().map_or("running nowhere".to_owned(), |n| format!("running on {n}"));
+        println!("{} (ocf:{}:VirtualDomain, {at}):", item.id, item.provider_now);
+        println!("  {}", shell_words(&marker_args(item)));
+        println!("  {}", shell_words(&unmanage_args(item)));
+        if item.provider_now != to {
+            println!("  {}   (epoch as read after the two above)", shell_words(&pacemaker::switch_provider_args(&item.id, to, &cib.version)));
+        }
+        println!("  {}", shell_words(&owned(&pacemaker::refresh_args(&item.id))));
+        let expect = item.marker.node.as_deref().map_or("stopped on every node".to_owned(), |n| format!("running on {n} and stopped elsewhere"));
+        println!("  wait (up to {}s for all) until ocf:{to}:VirtualDomain's probes find it {expect}, then:", timeout.as_secs());
+        for args in manage_args(item) {
+            println!("  {}", shell_words(&args));
+        }
+    }
+}
+
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c)) { a.clone() } else { format!("'{}'", a.replace('\'', "'\\''")) })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
