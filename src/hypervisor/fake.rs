@@ -368,9 +368,6 @@ impl Hypervisor for FakeHypervisor {
         Ok(self.domain(name).map(|d| d.state))
     }
 
-    fn is_persistent(&self, name: &str) -> HvResult<bool> {
-        self.domain(name).map(|d| d.persistent).ok_or_else(|| Self::no_domain(name))
-    }
 
     fn create_transient(&self, xml: &str) -> HvResult<()> {
         let config = DomainConfig::parse(xml).map_err(HvError::other)?;

@@ -87,9 +87,6 @@ impl Hypervisor for LibvirtHypervisor {
         }
     }
 
-    fn is_persistent(&self, name: &str) -> HvResult<bool> {
-        self.domain(name)?.is_persistent().map_err(hv_error)
-    }
 
     fn create_transient(&self, xml: &str) -> HvResult<()> {
         self.conn.create_domain_xml(xml, 0).map(drop).map_err(hv_error)

@@ -95,7 +95,6 @@ pub trait Hypervisor: LiveMigration {
     fn uri(&self) -> String;
     /// `None` when no domain of that name exists.
     fn state(&self, name: &str) -> HvResult<Option<DomainState>>;
-    fn is_persistent(&self, name: &str) -> HvResult<bool>;
     /// Creates and starts a transient domain from its XML.
     fn create_transient(&self, xml: &str) -> HvResult<()>;
     fn define(&self, xml: &str) -> HvResult<()>;
