@@ -23,6 +23,7 @@ LAB_DIR=$(sh "$here/guest-assets.sh")
 AGENT_MODULES="evdev button virtio_pci virtio_blk virtio_console pvpanic_mmio"
 
 die() { echo "agent-guest-assets.sh: $*" >&2; exit 1; }
+. "$here/modules.sh"
 command -v apt-get >/dev/null || die "no apt-get (the agent comes from Debian's qemu-guest-agent package)"
 
 kver=$(sed -n 's/^kernel=\([^ ]*\) .*/\1/p' "$LAB_DIR/.assets.stamp")
@@ -39,7 +40,7 @@ if [ -z "$deb" ]; then
     deb=$(ls "$LAB_DIR"/qemu-guest-agent_*.deb | sort -V | tail -n 1)
 fi
 
-script_sum=$(sha256sum "$0" | cut -d' ' -f1)
+script_sum=$(cat "$0" "$here/modules.sh" | sha256sum | cut -d' ' -f1)
 stamp="base=$(cat "$LAB_DIR/.assets.stamp") deb=$(basename "$deb") script=$script_sum"
 if [ -f "$LAB_DIR/initrd-agent.img" ] && [ "$(cat "$LAB_DIR/.agent-assets.stamp" 2>/dev/null)" = "$stamp" ]; then
     echo "$LAB_DIR"
@@ -59,23 +60,7 @@ ldd "$work/deb/usr/sbin/qemu-ga" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}
 done
 
 : > "$work/order"
-for name in $AGENT_MODULES; do
-    modprobe -S "$kver" --show-depends "$name" > "$work/deps" || die "module $name not found for $kver"
-    while read -r verb path _rest; do
-        [ "$verb" = insmod ] || continue
-        base=$(basename "$path")
-        mod=${base%%.ko*}.ko
-        grep -qx "$mod" "$work/order" && continue
-        case "$base" in
-            *.ko)     cp "$path" "$root/lib/modules/$mod" ;;
-            *.ko.xz)  xz -dc "$path" > "$root/lib/modules/$mod" ;;
-            *.ko.zst) zstd -qdc "$path" > "$root/lib/modules/$mod" ;;
-            *.ko.gz)  gzip -dc "$path" > "$root/lib/modules/$mod" ;;
-            *) die "unknown module format: $path" ;;
-        esac
-        echo "$mod" >> "$work/order"
-    done < "$work/deps"
-done
+copy_modules "$kver" "$root" "$work/order" $AGENT_MODULES
 # The plain /init loads this list: it now includes the agent's modules.
 cp "$work/order" "$root/lib/modules/load-order"
 

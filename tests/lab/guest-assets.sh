@@ -20,6 +20,7 @@ BUSYBOX=${VIRTGUARD_LAB_BUSYBOX:-/bin/busybox}
 GUEST_MODULES="evdev button virtio_pci virtio_blk"
 
 die() { echo "guest-assets.sh: $*" >&2; exit 1; }
+. "$(dirname "$0")/modules.sh"
 
 pick_kernel() {
     # The newest installed cloud kernel, by version order.
@@ -37,7 +38,7 @@ mkdir -p "$LAB_DIR"
 chmod 0755 "$LAB_DIR"
 
 # The stamp names every input; if any changes, the assets are rebuilt.
-script_sum=$(sha256sum "$0" | cut -d' ' -f1)
+script_sum=$(cat "$0" "$(dirname "$0")/modules.sh" | sha256sum | cut -d' ' -f1)
 busybox_sum=$(sha256sum "$BUSYBOX" | cut -d' ' -f1)
 kernel_sum=$(stat -c '%s %Y' "$kernel")
 stamp="kernel=$kver $kernel_sum busybox=$busybox_sum script=$script_sum"
@@ -59,27 +60,9 @@ mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" \
     "$root/mnt" "$root/var/log" "$root/etc/acpi/PWRF" "$root/lib/modules"
 cp "$BUSYBOX" "$root/bin/busybox"
 
-# Resolve each module with its dependencies in load order; decompress at build
-# time so the guest only needs insmod.
+# The guest's modules with their dependencies, in load order (modules.sh).
 : > "$work/order"
-for name in $GUEST_MODULES; do
-    modprobe -S "$kver" --show-depends "$name" > "$work/deps" \
-        || die "module $name not found for $kver"
-    while read -r verb path _rest; do
-        [ "$verb" = insmod ] || continue          # "builtin X" needs nothing
-        base=$(basename "$path")
-        mod=${base%%.ko*}.ko
-        grep -qx "$mod" "$work/order" && continue
-        case "$base" in
-            *.ko)     cp "$path" "$root/lib/modules/$mod" ;;
-            *.ko.xz)  xz -dc "$path" > "$root/lib/modules/$mod" ;;
-            *.ko.zst) zstd -qdc "$path" > "$root/lib/modules/$mod" ;;
-            *.ko.gz)  gzip -dc "$path" > "$root/lib/modules/$mod" ;;
-            *) die "unknown module format: $path" ;;
-        esac
-        echo "$mod" >> "$work/order"
-    done < "$work/deps"
-done
+copy_modules "$kver" "$root" "$work/order" $GUEST_MODULES
 cp "$work/order" "$root/lib/modules/load-order"
 
 cat > "$root/etc/acpi/PWRF/00000080" <<'EOF'
