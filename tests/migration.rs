@@ -321,6 +321,40 @@ fn source_daemon_dies_during_migration(tag: &str, migrate_options: &str, fate: S
     figure(&format!("migrate_to {migrate_options} with the source's libvirtd {fate:?} (60 s timeout), in all"), took);
 }
 
+/// A frozen (SIGSTOPped) source libvirtd answers nothing and closes
+/// nothing: every call to it must give up in time, and with neither the
+/// source's word nor the guest on the target there is no success to report.
+/// Once migrate_to has returned the frozen daemon is killed and started
+/// again, as an operator would: continued instead, it finishes the calls
+/// this process left waiting on it while the test tears down, and libvirt's
+/// client library in this process crashed (SIGSEGV) in most such runs.
+#[test]
+fn freezing_the_source_hypervisor_during_the_migration_fails_before_the_timeout() {
+    let Some(source) = lab("migsrcstop") else { return };
+    let target = PrivateHypervisor::start("migsrcstopt");
+    let guest = dirty_guest_on(&source.uri, &target.uri);
+    let timeout = Duration::from_secs(30);
+    let call = Call::between(&guest, &source.uri, &target.uri, timeout).set("migration_speed", "1");
+    let daemon = nix::unistd::Pid::from_raw(source.libvirtd_pid().expect("the source's libvirtd runs") as i32);
+
+    let (result, took) = std::thread::scope(|scope| {
+        let migration = scope.spawn(|| call.run());
+        wait_for_migration_job(&source.uri, &guest.name);
+        std::thread::sleep(Duration::from_secs(1));
+        nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGSTOP).expect("stopping our own libvirtd");
+        let outcome = migration.join();
+        source.kill_daemon();
+        source.restart_daemon();
+        outcome.expect("migrate_to did not panic")
+    });
+
+    let error = result.expect_err("a frozen source can confirm nothing");
+    assert_eq!(error.status, OcfStatus::ErrGeneric);
+    assert!(took < timeout, "returned after {took:?}, the timeout is {timeout:?}");
+    assert!(!error.reason.contains(&format!("runs on {TARGET_NODE} now")), "{}", error.reason);
+    figure("migrate_to with the source's libvirtd SIGSTOPped (30 s timeout)", took);
+}
+
 #[test]
 fn preflight_refuses_an_unreachable_target_and_leaves_the_guest_alone() {
     let Some(target) = lab("migunr") else { return };

@@ -189,7 +189,7 @@ pub fn migrate_to(vm: &Vm<'_>) -> OcfResult {
 /// where the guest runs.
 fn conclude(
     vm: &Vm<'_>,
-    mut source: Side,
+    mut source_side: Side,
     mut target_side: Side,
     ctx: &preflight::Context<'_>,
     limits: &Limits,
@@ -209,7 +209,7 @@ fn conclude(
     } else {
         limits.settle
     };
-    let (source_view, target_view) = find_guest(&mut source, &mut target_side, name, &patience, libvirt_done && !postcopy);
+    let (source_view, target_view) = find_guest(&mut source_side, &mut target_side, name, &patience, libvirt_done && !postcopy);
     let facts = Facts { name, source_node: ctx.source_node, target_node: target, timeout: vm.deadline.total() };
     match verdict(&facts, &report, &source_view, &target_view) {
         Ok(note) => {
@@ -385,6 +385,12 @@ mod tests {
         // libvirt said done, the source let go, the target cannot be asked: libvirt's word counts.
         assert_eq!(verdict(&facts(), &done, &SideView::Inactive, &SideView::Unknown("eof".into())), Ok(None));
         assert!(verdict(&facts(), &done, &running(), &SideView::Inactive).unwrap_err().contains("as done; vm1 still runs on node1"));
+        // The source cannot be asked (restarting, frozen) but the guest runs on the target: libvirt's word counts.
+        let silent = SideView::Unknown("client socket is closed".into());
+        assert_eq!(verdict(&facts(), &done, &silent, &running()), Ok(None));
+        // Paused there is no proof of arrival.
+        let paused = SideView::Active(crate::hypervisor::DomainState::new(StateKind::Paused, reason::PAUSED_MIGRATION));
+        assert!(verdict(&facts(), &done, &silent, &paused).unwrap_err().contains("location of vm1 unknown"));
         let failed = report(Outcome::Failed { error: "Finish3 failed".into(), postcopy: false }, Some(0));
         assert_eq!(
             verdict(&facts(), &failed, &SideView::Inactive, &running()),
