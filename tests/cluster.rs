@@ -1008,5 +1008,5 @@ fn invariant_findings() {
     assert_eq!(findings.per_second, 1.0 / 2.8);
 
     assert_eq!(guest_name(b"/usr/bin/qemu-system-x86_64\0-name\0guest=vgc-a,debug-threads=on\0-S\0").as_deref(), Some("vgc-a"));
-    assert_eq!(guest_name(b"qemu\0-m\064\0"), None);
+    assert_eq!(guest_name(b"qemu\0-cpu\0host\0"), None);
 }
