@@ -60,6 +60,15 @@ struct Outcome {
     settled_s: Option<f64>,
     double_runs: usize,
     lost: usize,
+    /// Nodes the fence agent powered off, each with Pacemaker's reason.
+    fenced: Vec<String>,
+}
+
+/// Where the fence agent's record and the nodes' Pacemaker logs stood at one
+/// moment, so that what came after can be read.
+struct Marks {
+    fence_actions: usize,
+    logs: [usize; 2],
 }
 
 fn seed() -> u64 {
@@ -104,21 +113,27 @@ impl Run<'_> {
         let settled: Vec<f64> = outcomes.iter().filter_map(|o| o.settled_s).collect();
         let double_runs: usize = outcomes.iter().map(|o| o.double_runs).sum();
         let lost: usize = outcomes.iter().map(|o| o.lost).sum();
+        for guest in GUESTS {
+            self.sampler().release(guest);
+        }
+        // Deleting the guests stops them: a stop that fails there fences a
+        // node too, and is counted with the faults' fencing.
+        let cleanup_fenced = self.delete_fault_guests();
+        let fenced = outcomes.iter().map(|o| o.fenced.len()).sum::<usize>() + cleanup_fenced.len();
         self.figure(
             &format!("seeded faults (VG_FAULT_SEED={seed}), {}", self.agent),
             format!(
-                "{count} faults, {} settled within {}s (slowest {:.0}s), {double_runs} double runs, {lost} lost",
+                "{count} faults, {} settled within {}s (slowest {:.0}s), {double_runs} double runs, {lost} lost, {fenced} nodes fenced",
                 settled.len(),
                 SETTLE_BOUND.as_secs(),
                 settled.iter().copied().fold(0.0, f64::max)
             ),
         );
-        for guest in GUESTS {
-            self.sampler().release(guest);
-        }
-        self.delete_fault_guests();
-        self.check(settled.len() == count && double_runs == 0 && lost == 0, || {
-            format!("seed {seed}: {} of {count} faults settled, {double_runs} double runs, {lost} lost guests (details above)", settled.len())
+        self.check(settled.len() == count && double_runs == 0 && lost == 0 && cleanup_fenced.is_empty(), || {
+            format!(
+                "seed {seed}: {} of {count} faults settled, {double_runs} double runs, {lost} lost guests, fenced while the guests were deleted: {cleanup_fenced:?} (details above)",
+                settled.len()
+            )
         });
     }
 
@@ -143,16 +158,71 @@ impl Run<'_> {
         }
     }
 
-    fn delete_fault_guests(&mut self) {
+    /// Deletes the fault guests and waits until none runs anywhere, booting
+    /// a node that was fenced meanwhile. The nodes fenced, with reasons.
+    fn delete_fault_guests(&mut self) -> Vec<String> {
         let lab = self.lab;
+        let marks = self.marks();
         for guest in GUESTS {
             let _ = lab.run(lab.any_node(), &["crm_resource", "--clear", "-r", guest]);
             let _ = lab.run(lab.any_node(), &["pcs", "resource", "delete", guest, "--force"]);
         }
+        std::thread::sleep(Duration::from_secs(2));
+        self.boot_fenced_nodes();
         lab.wait_idle();
+        let fenced = self.fenced_since(&marks);
+        if !fenced.is_empty() {
+            self.figure("fenced while the fault guests were deleted", fenced.join("; "));
+        }
         for guest in GUESTS {
             self.assert_not_running_anywhere(guest);
         }
+        fenced
+    }
+
+    fn boot_fenced_nodes(&self) {
+        for node in NODES {
+            if self.node_is_off(node) {
+                progress(&format!("  {node} was fenced: booting it"));
+                self.lab.mark_off(node);
+                self.lab.boot(node);
+            }
+        }
+    }
+
+    fn marks(&self) -> Marks {
+        Marks { fence_actions: self.lab.fence_actions().len(), logs: NODES.map(|n| self.lab.pacemaker_log(n).len()) }
+    }
+
+    /// The nodes powered off by fencing since `marks`, each with the reasons
+    /// Pacemaker's schedulers logged ("will be fenced: ...").
+    fn fenced_since(&self, marks: &Marks) -> Vec<String> {
+        let reasons: Vec<String> = NODES
+            .iter()
+            .zip(marks.logs)
+            .flat_map(|(node, from)| {
+                let log = self.lab.pacemaker_log(node);
+                // A log shorter than before was started anew.
+                let new = log.get(from..).unwrap_or(&log).to_owned();
+                new.lines().filter_map(|l| l.split_once("will be fenced: ").map(|(head, why)| (head.to_owned(), why.to_owned()))).collect::<Vec<_>>()
+            })
+            .filter_map(|(head, why)| head.rsplit(' ').next().map(|node| format!("{node}: {why}")))
+            .collect();
+        self.lab
+            .fence_actions()
+            .iter()
+            .skip(marks.fence_actions)
+            .filter_map(|line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [_, "off" | "reboot", node] => Some(node.to_owned()),
+                _ => None,
+            })
+            .map(|node| {
+                let mut why: Vec<&str> =
+                    reasons.iter().filter_map(|r| r.strip_prefix(&format!("{node}: "))).collect();
+                why.dedup();
+                format!("{node} ({})", if why.is_empty() { "no reason logged".to_owned() } else { why.join(", ") })
+            })
+            .collect()
     }
 
     /// One fault, then the bounded wait for a settled cluster, then the
@@ -160,6 +230,7 @@ impl Run<'_> {
     fn inject(&mut self, number: usize, fault: Fault, rng: &mut XorShift) -> Outcome {
         let lab = self.lab;
         let window_start = super::now_ms();
+        let marks = self.marks();
         let placed: Vec<(String, String)> =
             GUESTS.iter().filter_map(|g| lab.located(g).first().map(|n| (g.to_string(), n.clone()))).collect();
         let (guest, source) = placed.get(rng.below(placed.len())).cloned().unwrap_or_else(|| self.fail("no fault guest is running"));
@@ -215,10 +286,13 @@ impl Run<'_> {
             None => format!("NOT settled within {}s", SETTLE_BOUND.as_secs()),
         };
         let findings = self.sampler().findings_since(window_start);
+        let fenced = self.fenced_since(&marks);
+        let outcome_what = if fenced.is_empty() { outcome_what } else { format!("{outcome_what}; fenced: {}", fenced.join("; ")) };
         let outcome = Outcome {
             settled_s: settled,
             double_runs: findings.double_runs.len(),
             lost: findings.lost().len(),
+            fenced,
         };
         self.figure(&what, format!("{outcome_what}; {}", findings.describe()));
         outcome
@@ -246,13 +320,7 @@ impl Run<'_> {
         std::thread::sleep(Duration::from_secs(2));
         let mut settled = None;
         while Instant::now() < deadline {
-            for node in NODES {
-                if self.node_is_off(node) {
-                    progress(&format!("  {node} was fenced: booting it"));
-                    lab.mark_off(node);
-                    lab.boot(node);
-                }
-            }
+            self.boot_fenced_nodes();
             let _ = lab.run(lab.any_node(), &["crm_resource", "--clear", "-r", moved]);
             let left = deadline.saturating_duration_since(Instant::now()).as_secs().max(1);
             let idle = lab.run(lab.any_node(), &["crm_resource", "--wait", &format!("--timeout={left}s")]).status.success();
