@@ -574,7 +574,7 @@ impl<'a> Run<'a> {
         lab.crash(failed);
         lab.mark_off(failed);
         lab.poll(&format!("{GUEST} running on the survivor {survivor}"), Duration::from_secs(120), || {
-            lab.must(survivor, &["virsh", "-c", "qemu:///system", "list", "--name"]).lines().any(|l| l.trim() == GUEST).then_some(())
+            lab.runs(survivor, GUEST).then_some(())
         });
         let failover = t.elapsed();
         lab.wait_idle();

@@ -342,11 +342,7 @@ impl Run<'_> {
     fn runs_once_where_located(&self, guest: &str) -> bool {
         let located = self.lab.located(guest);
         let [node] = located.as_slice() else { return false };
-        NODES.iter().all(|n| {
-            let listed = self.lab.run(n, &["virsh", "-c", "qemu:///system", "list", "--name"]);
-            let runs = String::from_utf8_lossy(&listed.stdout).lines().any(|l| l.trim() == guest);
-            listed.status.success() && runs == (n == node)
-        })
+        NODES.iter().all(|n| self.lab.domains_on(n).is_some_and(|domains| domains.iter().any(|d| d == guest) == (n == node)))
     }
 }
 
