@@ -77,6 +77,7 @@ impl Call {
             params: &params,
             env: &env,
             deadline: env.deadline(Action::MigrateTo),
+            operation: env.deadline(Action::MigrateTo),
             config_path,
             domain: DomainConfig::parse(&config_xml).expect("a domain XML"),
             config_xml,

@@ -17,7 +17,7 @@ pub(crate) mod stop;
 pub(crate) mod systemd;
 pub(crate) mod utilization;
 pub(crate) mod validate;
-pub(crate) mod watchdog;
+pub mod watchdog;
 
 #[cfg(test)]
 mod tests;
@@ -41,8 +41,13 @@ pub struct Vm<'a> {
     pub action: Action,
     pub params: &'a Params,
     pub env: &'a OcfEnv,
-    /// Ends when Pacemaker would kill the operation (`CRM_meta_timeout`).
+    /// The deadline the action works to: the operation's, less the share
+    /// kept for the watchdog (`watchdog::working_deadline`).
     pub deadline: Deadline,
+    /// Ends when Pacemaker would kill the operation (`CRM_meta_timeout`).
+    /// Only waiting for a signalled emulator to die may run past `deadline`
+    /// (see `watchdog::signal_deadline`).
+    pub operation: Deadline,
     pub config_path: PathBuf,
     /// The config file's text as read at the start of the call.
     pub config_xml: String,
@@ -68,6 +73,7 @@ impl<'a> Vm<'a> {
             params: self.params,
             env: self.env,
             deadline: self.deadline,
+            operation: self.operation,
             config_path: self.config_path.clone(),
             config_xml: String::new(),
             domain: DomainConfig::named(name),
@@ -147,6 +153,7 @@ fn with_vm(
         params,
         env,
         deadline: watchdog::working_deadline(&deadline),
+        operation: deadline,
         config_path: config.path,
         config_xml: config.xml,
         domain: config.domain,

@@ -11,7 +11,7 @@ use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
 use super::observe::{emulator_hint, observe, Observation, PROC_ROOT};
 use super::start::snapshot_file;
-use super::{config_file, ownership, Vm};
+use super::{config_file, ownership, watchdog, Vm};
 
 /// Time kept for destroy after the graceful attempt: a sixth of the
 /// timeout, at least 3 s and at most 15 s.
@@ -149,7 +149,7 @@ fn kill_by_process(vm: &Vm, why: &str) -> OcfResult {
 
 fn kill_emulator(vm: &Vm, pid: i32, why: &str) -> OcfResult {
     tracing::warn!("{why}; stopping {} by signalling its emulator (pid {pid})", vm.name());
-    if terminate(pid, &vm.deadline.before(Duration::from_millis(300))) {
+    if terminate(pid, &watchdog::signal_deadline(&vm.operation)) {
         Ok(OcfStatus::Success)
     } else {
         Err(OcfError::generic(format!("emulator pid {pid} of {} survived SIGKILL", vm.name())))

@@ -49,11 +49,13 @@ pub(super) fn case(params: &[(&str, &str)], meta: &[(&str, &str)]) -> Case {
 }
 
 pub(super) fn vm_with<'a>(case: &'a Case, action: Action, hv: Result<&'a dyn Hypervisor, HvError>) -> Vm<'a> {
+    let deadline = Deadline::after_on(Clock::manual(), case.env.deadline(action).total());
     Vm {
         action,
         params: &case.params,
         env: &case.env,
-        deadline: Deadline::after_on(Clock::manual(), case.env.deadline(action).total()),
+        deadline,
+        operation: deadline,
         config_path: case.config_path.clone(),
         config_xml: case.xml.clone(),
         domain: DomainConfig::parse(&case.xml).unwrap(),

@@ -25,6 +25,16 @@ pub fn working_deadline(operation: &Deadline) -> Deadline {
     operation.before(margin(operation.total()))
 }
 
+/// Until when a stop that signals its emulator waits for it to be gone: the
+/// operation's own deadline, not the working one. A SIGKILLed process needs
+/// a moment to disappear, and a libvirtd that fails just as the working
+/// deadline runs out leaves no time before it; reporting the stop failed
+/// then gets the node fenced while the watchdog, which acts on the same
+/// deadline, would have seen the emulator gone.
+pub fn signal_deadline(operation: &Deadline) -> Deadline {
+    operation.before(Duration::from_millis(100))
+}
+
 /// Starts the watchdog for the operation ending at `deadline`.
 pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<PathBuf>) {
     let fire_at = deadline.before(margin(deadline.total()) / 2);
@@ -67,7 +77,7 @@ fn stop_by_signal(domain: &str, emulator: Option<&Path>, deadline: &Deadline) ->
     tracing::warn!("stop of {domain} is about to time out; stopping its emulator process directly");
     let result = match find_emulator(Path::new(PROC_ROOT), domain, emulator) {
         None => Ok(OcfStatus::Success),
-        Some(p) if terminate(p.pid, &deadline.before(Duration::from_millis(100))) => Ok(OcfStatus::Success),
+        Some(p) if terminate(p.pid, &signal_deadline(deadline)) => Ok(OcfStatus::Success),
         Some(p) => Err(OcfError::generic(format!("emulator pid {} of {domain} survived SIGKILL", p.pid))),
     };
     finish(result)
@@ -76,6 +86,17 @@ fn stop_by_signal(domain: &str, emulator: Option<&Path>, deadline: &Deadline) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stop_past_its_working_deadline_still_waits_for_its_signalled_emulator() {
+        let total = Duration::from_secs(4);
+        let operation = Deadline::after_on(crate::deadline::Clock::manual(), total);
+        let working = working_deadline(&operation);
+        while working.sleep(Duration::from_millis(50)) {}
+        assert!(working.expired());
+        // It waits at least until the watchdog would take over with the same deadline.
+        assert!(signal_deadline(&operation).remaining() >= margin(total) / 2);
+    }
 
     #[test]
     fn margin_is_a_twentieth_within_bounds() {

@@ -1,5 +1,6 @@
 //! Running the built agent the way pacemaker-execd does.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -19,6 +20,9 @@ pub const DEFAULT_INSTANCE: &str = "vm-test";
 pub struct AgentRun {
     /// The exit code; -1 when it died of a signal (or was killed at the bound).
     pub code: i32,
+    /// The signal that ended it, if one did (SIGKILL also when the test's
+    /// bound on the call ran out: stderr then says so).
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
@@ -80,6 +84,7 @@ pub fn agent_wrapped(wrapper: &[&str], action: &str, env: &[(&str, &str)]) -> Ag
     let output = run_bounded(command, timeout);
     AgentRun {
         code: output.status.code().unwrap_or(-1),
+        signal: output.status.signal(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         elapsed: started.elapsed(),
