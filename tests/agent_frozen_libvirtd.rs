@@ -1,13 +1,17 @@
 //! The agent binary, run as Pacemaker runs it, against a private libvirtd
-//! that freezes (SIGSTOP) before or during the call and is then continued
-//! or killed: early, just before the agent's watchdog gives up on it, while
-//! the agent is exiting, or after. Whatever happens, every call must end
-//! with an OCF exit code (never a signal: a stop that dies is a fence)
-//! within its timeout, and a stop must succeed.
+//! that freezes (SIGSTOP) before or during the call and is then continued or
+//! killed: well before or just before the call would end with its daemon
+//! frozen (the watchdog's moment, or migrate_to's own cutoff), as the agent
+//! exits, or after. libvirt's client library crashed test processes left waiting on a
+//! daemon that thawed or died (tests/migration.rs, the frozen source); the
+//! agent must not die that way. Every call must end with an OCF exit code,
+//! never a signal (a stop that dies is a fence), within its timeout, and
+//! every stop must succeed.
 //!
 //! Each case runs once by default; `VG_FREEZE_ROUNDS=N` repeats each N
 //! times, the fault moments shifted a little each time. Exit codes and
-//! times are printed (`--nocapture`), never compared with one another.
+//! times are printed (`--nocapture`, lines `FIGURE`), never compared with
+//! one another.
 
 mod support;
 
@@ -22,6 +26,8 @@ use support::{AgentRun, GuestGuard, PrivateHypervisor, XorShift};
 const TIMEOUT: Duration = Duration::from_secs(4);
 /// migrate_to needs time for its pre-flight and a job to freeze under.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(8);
+/// Into stop: after its first shutdown request.
+const FREEZE_DURING_STOP: Duration = Duration::from_millis(500);
 /// Into migrate_to: a 64 MiB firmware guest at 1 MiB/s is still moving.
 const FREEZE_DURING_MIGRATION: Duration = Duration::from_millis(1500);
 
@@ -33,15 +39,18 @@ enum Fault {
     Kill,
 }
 
-/// When the watchdog fires, measured from the agent's start.
+/// When the fault hits, from the agent's start. `End` is when the same call
+/// (action and freeze) ended with its daemon frozen throughout, measured by
+/// its first case (the watchdog's moment for most actions, migrate_to's own
+/// cutoff for migrate_to).
 #[derive(Debug, Clone, Copy)]
 enum Moment {
-    /// Half a second after the freeze.
-    Early,
-    /// This much before the watchdog fires.
-    BeforeWatchdog(Duration),
-    /// This much after the watchdog fires: the agent is exiting or gone.
-    AfterWatchdog(Duration),
+    /// After the agent has exited (the case that measures `End`).
+    AfterExit,
+    /// This much before `End`.
+    BeforeEnd(Duration),
+    /// This much after `End`: the agent is exiting.
+    AfterEnd(Duration),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,31 +71,38 @@ impl Case {
         }
     }
 
-    /// When the fault hits, from the agent's start; `jitter` moves it.
-    fn fault_at(&self, jitter: Duration) -> Duration {
-        let timeout = self.timeout();
-        let watchdog = timeout - virtguard::vdomain::watchdog::margin(timeout) / 2;
+    /// When the fault hits, from the agent's start (`None`: after it
+    /// exited); `jitter` moves it.
+    fn fault_at(&self, end: Duration, jitter: Duration) -> Option<Duration> {
         let frozen = self.freeze_at.unwrap_or_default();
         match self.at {
-            Moment::Early => frozen + Duration::from_millis(500) + jitter,
-            Moment::BeforeWatchdog(by) => watchdog.saturating_sub(by + jitter),
-            Moment::AfterWatchdog(by) => watchdog + by + jitter,
+            Moment::AfterExit => None,
+            Moment::BeforeEnd(by) => Some(end.saturating_sub(by + jitter).max(frozen)),
+            Moment::AfterEnd(by) => Some(end + by + jitter),
         }
     }
 }
 
-/// Every action against every kind of moment, thaws and kills alternating.
+/// Per action and freeze: the call's end with the daemon frozen throughout,
+/// then a kill well before that end (stop must still succeed), a thaw just
+/// before it, and a kill as the agent exits.
 fn cases() -> Vec<Case> {
     let moments = [
-        (Moment::Early, Fault::Thaw),
-        (Moment::BeforeWatchdog(Duration::from_millis(300)), Fault::Kill),
-        (Moment::BeforeWatchdog(Duration::from_millis(20)), Fault::Thaw),
-        (Moment::AfterWatchdog(Duration::from_millis(10)), Fault::Kill),
-        (Moment::AfterWatchdog(Duration::from_millis(30)), Fault::Thaw),
+        (Moment::AfterExit, Fault::Thaw),
+        (Moment::BeforeEnd(Duration::from_millis(300)), Fault::Kill),
+        (Moment::BeforeEnd(Duration::from_millis(20)), Fault::Thaw),
+        (Moment::AfterEnd(Duration::from_millis(5)), Fault::Kill),
+    ];
+    let frozen = [
+        ("monitor", None),
+        ("stop", None),
+        // In its graceful shutdown: the firmware guest ignores ACPI.
+        ("stop", Some(FREEZE_DURING_STOP)),
+        ("start", None),
+        ("migrate_to", Some(FREEZE_DURING_MIGRATION)),
     ];
     let mut cases = Vec::new();
-    for action in ["monitor", "stop", "start", "migrate_to"] {
-        let freeze_at = (action == "migrate_to").then_some(FREEZE_DURING_MIGRATION);
+    for (action, freeze_at) in frozen {
         for (at, fault) in moments {
             cases.push(Case { action, freeze_at, fault, at });
         }
@@ -145,13 +161,12 @@ impl Lab {
 
     /// One agent call with the case's freeze and fault; the daemon answers
     /// again (continued, or restarted after a kill) when this returns.
-    fn run(&self, case: &Case, jitter: Duration) -> AgentRun {
+    fn run(&self, case: &Case, fault_at: Option<Duration>) -> AgentRun {
         self.prepare(case.action);
         let daemon = self.daemon();
         let rsctmp = support::rsctmp_for_this_test().to_string_lossy().into_owned();
         let env = self.env(case, &rsctmp, support::free_port());
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let fault_at = case.fault_at(jitter);
         if case.freeze_at.is_none() {
             kill(daemon, Signal::SIGSTOP).expect("freezing our own libvirtd");
         }
@@ -162,17 +177,31 @@ impl Lab {
                 sleep_until(started + at);
                 kill(daemon, Signal::SIGSTOP).expect("freezing our own libvirtd");
             }
-            sleep_until(started + fault_at);
-            match case.fault {
-                Fault::Thaw => kill(daemon, Signal::SIGCONT).expect("continuing our own libvirtd"),
-                Fault::Kill => kill(daemon, Signal::SIGKILL).expect("killing our own libvirtd"),
-            }
-            call.join().expect("the agent call did not panic")
+            let run = match fault_at {
+                Some(at) => {
+                    sleep_until(started + at);
+                    fault(daemon, case.fault);
+                    call.join()
+                }
+                None => {
+                    let run = call.join();
+                    fault(daemon, case.fault);
+                    run
+                }
+            };
+            run.expect("the agent call did not panic")
         });
         if case.fault == Fault::Kill {
             self.source.restart_daemon();
         }
         run
+    }
+}
+
+fn fault(daemon: Pid, fault: Fault) {
+    match fault {
+        Fault::Thaw => kill(daemon, Signal::SIGCONT).expect("continuing our own libvirtd"),
+        Fault::Kill => kill(daemon, Signal::SIGKILL).expect("killing our own libvirtd"),
     }
 }
 
@@ -212,15 +241,20 @@ fn the_agent_ends_with_an_ocf_exit_code_within_its_timeout_whatever_its_libvirtd
     let mut failures = Vec::new();
     let mut table = Vec::new();
     for round in 0..rounds() {
+        let mut end = Duration::ZERO;
         for case in cases() {
             let jitter = if round == 0 { Duration::ZERO } else { Duration::from_millis(random.below(80) as u64) };
-            let run = lab.run(&case, jitter);
+            let fault_at = case.fault_at(end, jitter);
+            let run = lab.run(&case, fault_at);
+            if matches!(case.at, Moment::AfterExit) {
+                end = run.elapsed;
+            }
             let line = format!(
-                "{:<10} freeze {:<6} {:?} at {:.2}s: {} after {:.2}s (timeout {}s){}",
+                "{:<10} freeze {:<6} {:?} at {}: {} after {:.2}s (timeout {}s){}",
                 case.action,
                 case.freeze_at.map_or("before".to_owned(), |at| format!("{:.1}s", at.as_secs_f64())),
                 case.fault,
-                case.fault_at(jitter).as_secs_f64(),
+                fault_at.map_or("exit".to_owned(), |at| format!("{:.2}s", at.as_secs_f64())),
                 ending(&run),
                 run.elapsed.as_secs_f64(),
                 case.timeout().as_secs(),
