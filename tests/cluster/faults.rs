@@ -193,23 +193,51 @@ impl Run<'_> {
     }
 
     /// Boots each node that fencing powered off, once Pacemaker has
-    /// recorded the fencing as done: a node that comes back while its
-    /// fencing is still pending hears that it was fenced and stays down.
+    /// recorded the fencing as done. A node that comes back while the news
+    /// of its own fencing is still on its way hears it and shuts its
+    /// Pacemaker down for good ("We were allegedly just fenced"): such a
+    /// node is powered off and booted again.
     fn boot_fenced_nodes(&self) {
+        let lab = self.lab;
         for node in NODES {
-            if self.node_is_off(node) {
-                self.lab.mark_off(node);
-                let survivor = super::other(node);
-                self.lab.poll(&format!("the fencing of {node} to be complete"), Duration::from_secs(60), || {
-                    let history = self.lab.run(survivor, &["stonith_admin", "--history", node, "--output-as=xml"]);
-                    let events = parse_elements(&String::from_utf8_lossy(&history.stdout), "fence_event");
-                    let pending = events.iter().any(|e| e.get("status").is_some_and(|s| s == "pending"));
-                    (history.status.success() && !pending).then_some(())
+            if !self.node_is_off(node) {
+                continue;
+            }
+            lab.mark_off(node);
+            progress(&format!("  {node} was fenced: booting it"));
+            for attempt in 1..=3 {
+                self.wait_for_fencing_done(node);
+                let log_before = lab.pacemaker_log(node).len();
+                lab.power_on(node);
+                let joined = lab.poll(&format!("{node} to join the cluster or give up"), Duration::from_secs(120), || {
+                    if lab.harness(&["wait", "5"]).status.success() {
+                        return Some(true);
+                    }
+                    let log = lab.pacemaker_log(node);
+                    log.get(log_before..).is_some_and(|new| new.contains("staying down after fatal error")).then_some(false)
                 });
-                progress(&format!("  {node} was fenced: booting it"));
-                self.lab.boot(node);
+                if joined {
+                    break;
+                }
+                self.check(attempt < 3, || format!("{node} did not rejoin after {attempt} boots"));
+                progress(&format!("  {node} heard of its own fencing and stayed down: powering it off, booting it again"));
+                lab.harness_ok(&["poweroff", node]);
+                lab.mark_off(node);
             }
         }
+    }
+
+    /// Waits until the survivor's fencer has no fencing of `node` in
+    /// progress, then a little more for the news to reach every daemon.
+    fn wait_for_fencing_done(&self, node: &str) {
+        let survivor = super::other(node);
+        self.lab.poll(&format!("the fencing of {node} to be complete"), Duration::from_secs(60), || {
+            let history = self.lab.run(survivor, &["stonith_admin", "--history", node, "--output-as=xml"]);
+            let events = parse_elements(&String::from_utf8_lossy(&history.stdout), "fence_event");
+            let pending = events.iter().any(|e| e.get("status").is_some_and(|s| s == "pending"));
+            (history.status.success() && !pending).then_some(())
+        });
+        std::thread::sleep(Duration::from_secs(3));
     }
 
     fn marks(&self) -> Marks {
