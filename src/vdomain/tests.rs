@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::hypervisor::fake::{running, Call, FakeHypervisor};
+use crate::hypervisor::fake::{running, Call, FakeHypervisor, Op};
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
 use crate::deadline::{Clock, Deadline};
@@ -109,7 +109,7 @@ fn start_removes_a_stale_definition_and_keeps_the_config_file() {
 #[test]
 fn start_failure_carries_libvirts_message() {
     let c = case(&[], &[]);
-    let hv = FakeHypervisor::new().failing("create", HvError::other("internal error: qemu unexpectedly closed the monitor"));
+    let hv = FakeHypervisor::new().failing(Op::Create, HvError::other("internal error: qemu unexpectedly closed the monitor"));
     let err = start::start(&vm(&c, Action::Start, &hv)).unwrap_err();
     assert_eq!(err.status, OcfStatus::ErrGeneric);
     assert!(err.reason.contains("qemu unexpectedly closed the monitor"), "{}", err.reason);
