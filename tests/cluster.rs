@@ -14,10 +14,14 @@
 mod support;
 #[path = "cluster/adopt.rs"]
 mod adopt;
+#[path = "cluster/faults.rs"]
+mod faults;
+#[path = "cluster/scale.rs"]
+mod scale;
 
 use support::cluster as lab;
 use lab::{other, progress, Lab, Op, NODES};
-use support::sampler::{Sampler, Verdict};
+use support::sampler::{now_ms, Findings, Sampler};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,12 +29,19 @@ use std::time::{Duration, Instant};
 const GUEST: &str = "vgc-a";
 /// Scenario 20's guest: the lab guest with a real qemu-ga (issue 11).
 const GUEST_WITH_AGENT: &str = "vgc-ga";
+/// How long the lab guest may run nowhere in a scenario before the sampler
+/// calls it lost: a failover with fencing (scenario 5) takes about 30 s here.
+const GUEST_OUTAGE: Duration = Duration::from_secs(90);
+/// Rounds per second below which the sampler's silence proves nothing.
+const SAMPLER_MIN_RATE: f64 = 2.0;
 
 struct Run<'a> {
     lab: &'a Lab,
     provider: String,
     agent: String,
     figures: Vec<(String, String)>,
+    /// The invariant sampler of the scenario that is running.
+    sampler: Option<Sampler>,
 }
 
 #[test]
@@ -55,7 +66,7 @@ fn cluster_scenarios() {
     progress(&format!("bringing the two-node cluster up (agent ocf:{provider}:VirtualDomain)"));
     let lab = Lab::up((provider == "virtguard").then_some(agent_binary.as_path()));
     progress(&format!("cluster up after {:.1}s", start.elapsed().as_secs_f64()));
-    let mut run = Run { lab: &lab, agent: format!("ocf:{provider}:VirtualDomain"), provider, figures: Vec::new() };
+    let mut run = Run { lab: &lab, agent: format!("ocf:{provider}:VirtualDomain"), provider, figures: Vec::new(), sampler: None };
     run.baseline();
 
     type Scenario<'a> = (&'static str, fn(&mut Run<'a>));
@@ -74,6 +85,8 @@ fn cluster_scenarios() {
         ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
         ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
         ("32 virtguard adopt killed half way, then run again", Run::s32_adopt_killed_then_rerun),
+        ("40 many guests: drain and fail back by live migration, monitor cost, both agents side by side", Run::s40_many_guests),
+        ("50 seeded fault injection: QEMU, libvirtd, network and node faults at random moments", Run::s50_seeded_faults),
     ];
     // Every scenario runs even when an earlier one failed (after a repair of the
     // cluster), so that one run tells everything that is wrong.
@@ -82,13 +95,23 @@ fn cluster_scenarios() {
     let mut failures = Vec::new();
     for &(name, scenario) in &scenarios {
         let scenario_start = Instant::now();
+        let number = name.split(' ').next().unwrap_or(name);
         progress(&format!("scenario {name}"));
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&mut run))) {
-            Ok(()) => progress(&format!("scenario {} passed in {:.1}s", name.split(' ').next().unwrap_or(name), scenario_start.elapsed().as_secs_f64())),
-            Err(panic) => {
-                let message = panic_text(panic.as_ref());
-                let headline = message.lines().next().unwrap_or_default().to_owned();
-                progress(&format!("scenario {} FAILED: {headline}", name.split(' ').next().unwrap_or(name)));
+        run.start_sampler();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&mut run)));
+        let invariants = run.finish_sampler(number);
+        match (outcome, invariants) {
+            (Ok(()), Ok(())) => progress(&format!("scenario {number} passed in {:.1}s", scenario_start.elapsed().as_secs_f64())),
+            (outcome, invariants) => {
+                let mut headlines = Vec::new();
+                if let Err(panic) = outcome {
+                    headlines.push(panic_text(panic.as_ref()).lines().next().unwrap_or_default().to_owned());
+                }
+                if let Err(violation) = invariants {
+                    headlines.push(violation);
+                }
+                let headline = headlines.join("; ");
+                progress(&format!("scenario {number} FAILED: {headline}"));
                 failures.push(format!("scenario {name}: {headline}"));
                 run.repair();
             }
@@ -167,7 +190,19 @@ impl<'a> Run<'a> {
         for rsc in ["vgc-f", "vgc-g"] {
             self.remove_everywhere(rsc);
         }
+        // What scenarios 40 and 50 may leave: their guests, their settings, a pulled cable.
+        let resources = lab.crm(&["cibadmin", "-Q", "-o", "resources"]);
+        for primitive in lab::parse_elements(&resources, "primitive") {
+            if let Some(id) = primitive.get("id").filter(|id| id.starts_with("vgs-") || id.starts_with("vgf-")) {
+                let _ = lab.run(any, &["pcs", "resource", "delete", id, "--force"]);
+            }
+        }
+        let _ = lab.run(any, &["pcs", "property", "unset", "migration-limit"]);
+        let _ = lab.run(any, &["pcs", "stonith", "update", "vgc-fence", "pcmk_delay_base="]);
+        let _ = lab.harness(&["link", NODES[0], "up"]);
         let _ = lab.run(any, &["pcs", "node", "unstandby", "--all"]);
+        // Scenario 40 keeps the lab guest stopped while it measures.
+        let _ = lab.run(any, &["pcs", "resource", "enable", GUEST]);
         let _ = lab.run(any, &["crm_resource", "--clear", "-r", GUEST]);
         let constraints = lab.crm(&["cibadmin", "-Q", "-o", "constraints"]);
         for element in lab::parse_elements(&constraints, "rsc_location") {
@@ -183,6 +218,40 @@ impl<'a> Run<'a> {
         if lab.located(GUEST).is_empty() {
             progress(&format!("  {GUEST} is not running after the repair"));
         }
+    }
+
+    /// Starts watching both safety properties for the next scenario; the lab
+    /// guest, when it runs, is expected to keep running.
+    fn start_sampler(&mut self) {
+        let sampler = Sampler::start(self.lab.sampler_access());
+        if !self.lab.located(GUEST).is_empty() {
+            sampler.expect_running(GUEST, GUEST_OUTAGE);
+        }
+        self.sampler = Some(sampler);
+    }
+
+    fn sampler(&self) -> &Sampler {
+        self.sampler.as_ref().expect("every scenario runs beside the sampler")
+    }
+
+    /// The scenario's verdict on the safety properties: a double run, a lost
+    /// guest, or a sampler too slow to tell, is a failure of the scenario.
+    fn finish_sampler(&mut self, number: &str) -> Result<(), String> {
+        let Some(sampler) = self.sampler.take() else { return Ok(()) };
+        let samples = sampler.samples();
+        let findings = sampler.finish();
+        self.figure(&format!("scenario {number}: invariants"), findings.describe());
+        if findings.violated() {
+            let domains: std::collections::BTreeSet<&str> =
+                findings.double_runs.iter().map(|d| d.domain.as_str()).chain(findings.lost().iter().map(|o| o.domain.as_str())).collect();
+            let timelines: Vec<String> =
+                domains.iter().map(|d| format!("{d} (node1 node2 per change, q = QEMU alive, libvirtd silent): {}", support::sampler::timeline(&samples, d))).collect();
+            return Err(format!("safety property violated: {}\n{}", findings.describe(), timelines.join("\n")));
+        }
+        if findings.rounds < 5 || findings.per_second < SAMPLER_MIN_RATE {
+            return Err(format!("the invariant sampler did not sample: {}", findings.describe()));
+        }
+        Ok(())
     }
 
     fn fail(&self, message: &str) -> ! {
@@ -703,15 +772,17 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The invariant over the samples, the end state (running exactly once,
-    /// where Pacemaker says), and the figures of both.
-    fn judge(&mut self, label: &str, rsc: &str, verdict: &Verdict) {
-        self.figure(&format!("{label}: libvirt sampled on both nodes"), verdict.describe());
+    /// The safety properties over the scenario's rounds since `since_ms`, the
+    /// end state (running exactly once, where Pacemaker says), and the
+    /// figures of both.
+    fn judge(&mut self, label: &str, rsc: &str, since_ms: u64) {
+        let findings: Findings = self.sampler().findings_since(since_ms);
+        self.figure(&format!("{label}: libvirt sampled on both nodes"), findings.describe());
         let running = self.lab.running_on(rsc);
         let located = self.lab.located(rsc);
         self.figure(&format!("{label}: at the end libvirt runs it on / Pacemaker locates it on"), format!("{running:?} / {located:?}"));
-        self.check(!verdict.violated(), || format!("{label}: the guest ran on both nodes: {}", verdict.describe()));
-        self.check(verdict.samples >= 10 && verdict.per_second >= 2.0, || format!("{label}: the sampler did not sample: {}", verdict.describe()));
+        self.check(!findings.violated(), || format!("{label}: {}", findings.describe()));
+        self.check(findings.rounds >= 10 && findings.per_second >= SAMPLER_MIN_RATE, || format!("{label}: the sampler did not sample: {}", findings.describe()));
         self.check(running.len() == 1 && located == running, || {
             format!("{label}: the guest must end running exactly once, where Pacemaker says: libvirt {running:?}, Pacemaker {located:?}")
         });
@@ -732,7 +803,8 @@ impl<'a> Run<'a> {
         lab.wait_idle();
         self.assert_runs_only_on(rsc, rsc, home);
 
-        let sampler = Sampler::start(rsc, Duration::from_secs(300));
+        let since = now_ms();
+        self.sampler().expect_running(rsc, Duration::from_secs(60));
         std::thread::sleep(Duration::from_secs(2));
         // The share is no longer mounted on the running node; the cluster reprobes.
         lab.must(home, &["mv", &local, &format!("{local}.away")]);
@@ -762,15 +834,15 @@ impl<'a> Run<'a> {
         }
         lab.wait_idle();
         std::thread::sleep(Duration::from_secs(3));
-        let verdict = Verdict::of(&sampler.finish(lab));
         self.figure("config gone: failures crm_mon showed during the recovery", format!("{seen:?}"));
         self.figure("config gone: failures crm_mon shows at the end", format!("{:?}", failures_shown()));
-        self.judge("config gone on the running node", rsc, &verdict);
+        self.judge("config gone on the running node", rsc, since);
         if self.provider == "virtguard" {
             self.assert_runs_only_on(rsc, rsc, peer);
         }
         self.assert_no_fencing_since(fences, "scenario 9");
         lab.must(home, &["mv", &format!("{local}.away"), &local]);
+        self.sampler().release(rsc);
         self.delete(rsc);
         self.remove_everywhere(rsc);
         lab.crm(&["crm_resource", "--cleanup"]);
@@ -790,19 +862,19 @@ impl<'a> Run<'a> {
         self.assert_runs_only_on(rsc, rsc, home);
 
         let log_before = lab.pacemaker_log(bare).len();
-        let sampler = Sampler::start(rsc, Duration::from_secs(300));
+        let since = now_ms();
+        self.sampler().expect_running(rsc, Duration::from_secs(60));
         std::thread::sleep(Duration::from_secs(2));
         lab.crm(&["crm_resource", "--move", "-r", rsc, "-N", bare]);
         lab.wait_idle();
         std::thread::sleep(Duration::from_secs(3));
-        let verdict = Verdict::of(&sampler.finish(lab));
 
         let history = lab.history();
         for (node, operation) in [(home, "migrate_to"), (bare, "migrate_from"), (bare, "stop")] {
             let op = history.iter().filter(|o| o.resource() == rsc && o.node() == node && o.operation() == operation).max_by_key(|o| o.call_id());
             self.figure(&format!("move to a node without the config: {operation} on {node}"), op.map(Op::describe).unwrap_or_else(|| "none".into()));
         }
-        self.judge("move to a node without the config", rsc, &verdict);
+        self.judge("move to a node without the config", rsc, since);
         if self.provider == "virtguard" {
             let migrate_from = history.iter().find(|o| o.resource() == rsc && o.node() == bare && o.operation() == "migrate_from");
             self.check(migrate_from.is_some_and(|o| o.rc() == 1), || format!("migrate_from on {bare} must fail (1):\n{}", describe_history(&history, rsc)));
@@ -814,6 +886,7 @@ impl<'a> Run<'a> {
         }
         self.assert_no_fencing_since(fences, "scenario 10");
         lab.crm(&["crm_resource", "--clear", "-r", rsc]);
+        self.sampler().release(rsc);
         self.delete(rsc);
         self.remove_everywhere(rsc);
         lab.crm(&["crm_resource", "--cleanup"]);
@@ -889,4 +962,51 @@ fn parses_pacemaker_elements() {
     let fencing = r#"<fence_event status="success" action="off" target="vg-node2" executioner="vg-node1"/>"#;
     assert_eq!(lab::parse_elements(fencing, "fence_event")[0]["target"], "vg-node2");
     assert!(lab::parse_elements("<nothing/>", "fence_event").is_empty());
+}
+
+#[test]
+fn invariant_findings() {
+    use std::collections::BTreeSet;
+    use support::sampler::{guest_name, Expectation, Reading, Sample};
+    let on = |names: &[&str]| Reading::Answered(names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>());
+    let silent = |names: &[&str]| Reading::Unanswered { emulators: names.iter().map(|n| n.to_string()).collect() };
+    let round = |at_ms, a, b| Sample { at_ms, nodes: [a, b] };
+    // A live migration's hand-over: one round on both nodes is not a double run.
+    let handover = [round(0, on(&["vm"]), on(&[])), round(200, on(&["vm"]), on(&["vm"])), round(400, on(&[]), on(&["vm"]))];
+    assert!(!Findings::of(&handover, &[]).violated());
+    // Two consecutive rounds on both nodes are.
+    let twice = [round(0, on(&["vm"]), on(&["vm"])), round(200, on(&["vm", "x"]), on(&["vm"])), round(400, on(&[]), on(&["vm"]))];
+    let findings = Findings::of(&twice, &[]);
+    assert!(findings.double_run());
+    assert_eq!((findings.double_runs[0].rounds, findings.double_runs[0].lasted_ms), (2, 200));
+    // A silent libvirtd is not evidence of a double run.
+    let frozen = [round(0, silent(&["vm"]), on(&["vm"])), round(200, silent(&["vm"]), on(&["vm"]))];
+    assert!(!Findings::of(&frozen, &[]).double_run());
+
+    let expect = |allowed_ms, until_ms| Expectation { domain: "vm".into(), from_ms: 100, until_ms, allowed_ms };
+    // Down from 200 until found again at 1400: 1.2 s.
+    let outage = [
+        round(0, on(&[]), on(&[])),
+        round(200, on(&[]), on(&[])),
+        round(800, silent(&[]), on(&[])),
+        round(1400, on(&[]), on(&["vm"])),
+        round(1600, on(&[]), on(&["vm"])),
+    ];
+    let findings = Findings::of(&outage, &[expect(1000, None)]);
+    assert_eq!(findings.longest_outages[0].lasted_ms, 1200);
+    assert_eq!(findings.lost().len(), 1);
+    assert!(Findings::of(&outage, &[expect(1500, None)]).lost().is_empty());
+    // Released before it went down: no outage at all.
+    assert!(Findings::of(&outage, &[expect(0, Some(150))]).longest_outages.is_empty());
+    // A node whose libvirtd is silent but whose QEMU of the guest lives: not lost.
+    let silent_but_alive = [round(200, silent(&["vm"]), on(&[])), round(5000, silent(&["vm"]), on(&[]))];
+    assert!(Findings::of(&silent_but_alive, &[expect(1000, None)]).lost().is_empty());
+    // Still down at the last round: ongoing.
+    let gone = [round(200, on(&[]), on(&[])), round(3000, on(&[]), on(&[]))];
+    let findings = Findings::of(&gone, &[expect(1000, None)]);
+    assert!(findings.longest_outages[0].ongoing && findings.violated());
+    assert_eq!(findings.per_second, 1.0 / 2.8);
+
+    assert_eq!(guest_name(b"/usr/bin/qemu-system-x86_64\0-name\0guest=vgc-a,debug-threads=on\0-S\0").as_deref(), Some("vgc-a"));
+    assert_eq!(guest_name(b"qemu\0-cpu\0host\0"), None);
 }

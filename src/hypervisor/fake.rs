@@ -227,15 +227,29 @@ struct World {
     peers: BTreeMap<String, FakeHypervisor>,
     /// From then on the connection is dead: calls fail, `is_alive` is false.
     lost_at: Option<Instant>,
+    /// When the daemon restarts, if it does (see [`FakeHypervisor::restarting_daemon_after`]).
+    restart: Option<DaemonRestart>,
     script: MigrationScript,
     migration: Option<Migration>,
     agents: BTreeMap<String, FakeAgent>,
+}
+
+/// A restart of the fake's daemon: every connection open at `down` is
+/// closed, new ones are refused until `up`.
+#[derive(Debug, Clone, Copy)]
+struct DaemonRestart {
+    down: Instant,
+    up: Instant,
 }
 
 /// The fake; clones share one world (like two connections to one host).
 #[derive(Clone)]
 pub struct FakeHypervisor {
     world: Arc<Mutex<World>>,
+    /// When this connection was opened by `open_connection` (`None`: made
+    /// by the test, there from the start): a daemon restart closes the
+    /// connections opened before it.
+    opened: Option<Instant>,
 }
 
 impl Default for FakeHypervisor {
@@ -262,11 +276,12 @@ impl FakeHypervisor {
             uri: "fake:///".into(),
             peers: BTreeMap::new(),
             lost_at: None,
+            restart: None,
             script: MigrationScript::default(),
             migration: None,
             agents: BTreeMap::new(),
         };
-        FakeHypervisor { world: Arc::new(Mutex::new(world)) }
+        FakeHypervisor { world: Arc::new(Mutex::new(world)), opened: None }
     }
 
     fn world(&self) -> MutexGuard<'_, World> {
@@ -341,6 +356,20 @@ impl FakeHypervisor {
         self
     }
 
+    /// The daemon restarts `after` from now on its clock, as `systemctl
+    /// restart libvirtd` does: every connection open then is closed for good
+    /// (calls fail with "client socket is closed", `is_alive` is false), new
+    /// connections are refused for `down_for`, then accepted. A migration
+    /// under way fails at that moment and the guest stays here, as libvirt's
+    /// recovery of an unfinished outgoing migration leaves it.
+    pub fn restarting_daemon_after(self, after: Duration, down_for: Duration) -> Self {
+        let mut w = self.world();
+        let down = w.clock.now() + after;
+        w.restart = Some(DaemonRestart { down, up: down + down_for });
+        drop(w);
+        self
+    }
+
     pub fn script_states(&self, states: impl IntoIterator<Item = HvResult<Option<DomainState>>>) {
         self.world().scripted.extend(states);
     }
@@ -372,6 +401,18 @@ impl FakeHypervisor {
 
     fn enter(&self, call: Call) -> HvResult<()> {
         let mut w = self.world();
+        if self.closed_by_restart(&w) {
+            w.calls.push(call);
+            return Err(closed_by_restart());
+        }
+        drop(w);
+        self.enter_without_connection(call)
+    }
+
+    /// Records `call` and applies the injected failures, whether or not this
+    /// connection is still open (opening a new one does not need it).
+    fn enter_without_connection(&self, call: Call) -> HvResult<()> {
+        let mut w = self.world();
         let op = call.op();
         w.calls.push(call);
         if w.lost_at.is_some_and(|at| w.clock.now() >= at) {
@@ -381,6 +422,11 @@ impl FakeHypervisor {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Whether a daemon restart has closed this connection.
+    fn closed_by_restart(&self, w: &World) -> bool {
+        w.restart.is_some_and(|r| w.clock.now() >= r.down && self.opened.is_none_or(|opened| opened < r.down))
     }
 
     fn no_domain(name: &str) -> HvError {
@@ -403,6 +449,11 @@ impl FakeHypervisor {
             None => Err(Self::no_domain(name)),
         }
     }
+}
+
+/// What libvirt's client library says on a connection its daemon closed.
+fn closed_by_restart() -> HvError {
+    HvError::other("internal error: client socket is closed")
 }
 
 fn power_off(w: &mut World, name: &str, reason: u32) {
@@ -684,7 +735,13 @@ impl MigrationCall for FakeMigrationCall {
             let canceled = HvError::other("operation aborted: migration out job: canceled by client");
             return Some(self.finish(Err(canceled)));
         }
-        let end = next_end(&w.script, m);
+        let mut end = next_end(&w.script, m);
+        // A daemon restart before the job's own end ends the call.
+        if let Some(down) = w.restart.map(|r| r.down).filter(|down| *down >= m.started) {
+            if end.as_ref().is_none_or(|(at, _)| down < *at) {
+                end = Some((down, Err(closed_by_restart())));
+            }
+        }
         drop(w);
         let now = clock.now();
         match end {
@@ -702,20 +759,34 @@ impl MigrationCall for FakeMigrationCall {
 
 impl LiveMigration for FakeHypervisor {
     fn open_connection(&self, uri: &str, _budget: Duration) -> HvResult<SharedHypervisor> {
-        self.enter(Call::OpenConnection(uri.to_owned()))?;
+        self.enter_without_connection(Call::OpenConnection(uri.to_owned()))?;
         let w = self.world();
-        if uri == w.uri {
-            return Ok(Arc::new(self.clone()));
+        let daemon = if uri == w.uri {
+            self.clone()
+        } else {
+            match w.peers.get(uri) {
+                Some(peer) => peer.clone(),
+                None => {
+                    return Err(HvError::new(HvErrorKind::Unreachable, format!("unable to connect to '{uri}': no such fake")))
+                }
+            }
+        };
+        drop(w);
+        let there = daemon.world();
+        let now = there.clock.now();
+        if there.restart.is_some_and(|r| (r.down..r.up).contains(&now)) {
+            return Err(HvError::new(
+                HvErrorKind::Unreachable,
+                "Failed to connect socket to '/var/run/libvirt/libvirt-sock': Connection refused",
+            ));
         }
-        match w.peers.get(uri) {
-            Some(peer) => Ok(Arc::new(peer.clone())),
-            None => Err(HvError::new(HvErrorKind::Unreachable, format!("unable to connect to '{uri}': no such fake"))),
-        }
+        drop(there);
+        Ok(Arc::new(FakeHypervisor { opened: Some(now), ..daemon }))
     }
 
     fn is_alive(&self) -> bool {
         let w = self.world();
-        w.lost_at.is_none_or(|at| w.clock.now() < at)
+        w.lost_at.is_none_or(|at| w.clock.now() < at) && !self.closed_by_restart(&w)
     }
 
     fn set_max_downtime(&self, name: &str, millis: u64) -> HvResult<()> {

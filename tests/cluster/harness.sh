@@ -23,6 +23,9 @@
 #                                         the cluster with its guests still running
 #        harness.sh guest NAME            write a firmware-only guest config, print its path
 #        harness.sh pids NODE             the processes of NODE
+#        harness.sh start-libvirtd NODE   start NODE's libvirtd again (after it was
+#                                         killed), as systemd's Restart= would
+#        harness.sh link NODE up|down     plug or pull NODE's cable to the other node
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -556,6 +559,16 @@ EOF
     echo "$file"
 }
 
+# `exec NODE [--] CMD...`: CMD inside the node (both labs' in_node).
+cmd_exec() {
+    [[ $# -ge 2 ]] || die "usage: $(basename "$0") exec NODE CMD..."
+    local node=$1
+    shift
+    [[ ${1:-} == -- ]] && shift
+    is_node "$node"
+    in_node "$node" "$@"
+}
+
 main() {
     local cmd=${1:-}
     shift || true
@@ -564,21 +577,24 @@ main() {
         down) cmd_down "$@" ;;
         status) cmd_status ;;
         wait) wait_cluster "${1:-120}" ;;
-        exec)
-            [[ $# -ge 2 ]] || die "usage: harness.sh exec NODE CMD..."
-            local node=$1
-            shift
-            [[ ${1:-} == -- ]] && shift
-            is_node "$node"
-            in_node "$node" "$@"
-            ;;
+        exec) cmd_exec "$@" ;;
         boot) boot_node "${1:?node}" ;;
         poweroff) poweroff_node "${1:?node}" ;;
         crash) crash_node "${1:?node}" ;;
         pids) VG_CLUSTER_STATE=$STATE bash "$FENCE_AGENT_SRC" --pids "${1:?node}" ;;
+        start-libvirtd)
+            is_node "${1:?node}"
+            start_in_node "$1" libvirtd libvirtd --listen
+            wait_node_services "$1"
+            ;;
+        link)
+            is_node "${1:?node}"
+            [[ ${2:-} == up || ${2:-} == down ]] || die "usage: harness.sh link NODE up|down"
+            ip -n "$1" link set vglab0 "$2"
+            ;;
         guest) cmd_guest "${1:?guest name}" ;;
         __node-init) node_init "$1" ;;
-        *) sed -n '18,25p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+        *) sed -n '18,28p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
     esac
 }
 

@@ -244,14 +244,7 @@ main_systemd() {
         down) cmd_down "$@" ;;
         status) cmd_status_systemd ;;
         wait) wait_cluster "${1:-120}" ;;
-        exec)
-            [[ $# -ge 2 ]] || die "usage: systemd-harness.sh exec NODE CMD..."
-            local node=$1
-            shift
-            [[ ${1:-} == -- ]] && shift
-            is_node "$node"
-            in_node "$node" "$@"
-            ;;
+        exec) cmd_exec "$@" ;;
         boot) start_node "${1:?node}" && wait_node_services "$1" ;;
         poweroff) poweroff_node "${1:?node}" ;;
         guest) cmd_guest "${1:?guest name}" ;;

@@ -155,6 +155,20 @@ impl Lab {
         self.harness_ok(&["pids", node]).split_whitespace().map(str::to_owned).collect()
     }
 
+    /// The oldest process of `node` whose command is `comm` (the nodes share
+    /// the host's pid namespace: pgrep inside a node sees every node's
+    /// daemons, and the host's).
+    pub fn node_process(&self, node: &str, comm: &str) -> Option<String> {
+        let mut pids: Vec<u32> = self
+            .node_pids(node)
+            .iter()
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm))
+            .filter_map(|pid| pid.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        pids.first().map(u32::to_string)
+    }
+
     /// The harness's state directory ($VG_CLUSTER_STATE), seen from the host.
     pub fn state_dir(&self) -> &Path {
         &self.state
@@ -162,6 +176,20 @@ impl Lab {
 
     pub fn guest(&self, name: &str) -> String {
         self.harness_ok(&["guest", name]).trim().to_owned()
+    }
+
+    /// How the invariant sampler reaches each node's libvirtd: through the
+    /// node's network namespace (it outlives a crashed or fenced node) at the
+    /// address the harness gave the node in its hosts file.
+    pub fn sampler_access(&self) -> [super::sampler::NodeAccess; 2] {
+        self.nodes.map(|node| {
+            let hosts = std::fs::read_to_string(self.node_dir(node).join("hosts")).unwrap_or_default();
+            let address = hosts
+                .lines()
+                .find_map(|l| l.split_whitespace().collect::<Vec<_>>().split_first().filter(|(_, names)| names.contains(&node)).map(|(a, _)| a.to_string()))
+                .unwrap_or_else(|| self.fail(&format!("no address of {node} in the harness's hosts file")));
+            super::sampler::NodeAccess { netns: PathBuf::from("/run/netns").join(node), address }
+        })
     }
 
     /// Nodes where Pacemaker says the resource is active.

@@ -1,181 +1,454 @@
-//! The "never on both nodes" invariant, watched continuously: a shell loop
-//! inside node 1 asks both nodes' libvirtd (node 2 over TCP) several times a
-//! second which domains are *running* (a migration's paused incoming copy is
-//! not), and the test reads its lines. A violation is the guest running on
-//! both nodes in two consecutive samples: one sample alone could straddle
-//! the hand-over of a live migration.
+//! The cluster's two safety properties, watched continuously beside every
+//! cluster scenario (issue 12): a guest never runs on two nodes at once, and
+//! a guest that Pacemaker should run is never running nowhere for longer
+//! than the scenario allows.
+//!
+//! Several times a second, one round asks each node's libvirtd over TCP which
+//! domains are *running* (a migration's paused incoming copy is not). Each
+//! node has its own worker thread with its own connection, opened inside the
+//! node's network namespace (which outlives a crashed or fenced node), so a
+//! node whose libvirtd is frozen, killed or powered off costs that node's
+//! answer and nothing else. For such a node, the round falls back to the host's
+//! /proc: which QEMU processes live in that node's network namespace (a guest
+//! whose libvirtd is frozen may still run, so it is not counted as lost).
+//!
+//! A double run is a guest running on both nodes in two consecutive rounds:
+//! the two reads of a round are not atomic, and one round can straddle the
+//! hand-over of a live migration.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::cluster::{Lab, NODES};
+/// Time between rounds, and how long a round waits for a node's answer.
+const ROUND_PAUSE: Duration = Duration::from_millis(150);
+const ANSWER_WAIT: Duration = Duration::from_millis(800);
 
-/// One look at both nodes: whether the guest runs there (`None`: that
-/// libvirtd did not answer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What one round learnt about one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// libvirtd answered: the domains running there.
+    Answered(BTreeSet<String>),
+    /// libvirtd did not answer in time: the guests whose QEMU process lives
+    /// in the node's network namespace (running, paused or on its way out).
+    Unanswered { emulators: BTreeSet<String> },
+}
+
+impl Reading {
+    fn runs(&self, domain: &str) -> bool {
+        matches!(self, Reading::Answered(running) if running.contains(domain))
+    }
+
+    fn may_run(&self, domain: &str) -> bool {
+        match self {
+            Reading::Answered(running) => running.contains(domain),
+            Reading::Unanswered { emulators } => emulators.contains(domain),
+        }
+    }
+}
+
+/// One round over both nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
     pub at_ms: u64,
-    pub on: [Option<bool>; 2],
+    pub nodes: [Reading; 2],
 }
 
-impl Sample {
-    pub fn on_both(&self) -> bool {
-        self.on == [Some(true), Some(true)]
-    }
-
-    /// `<epoch ms> <node1> <node2>` with 1, 0 or E per node.
-    pub fn parse(line: &str) -> Option<Sample> {
-        let mut words = line.split_whitespace();
-        let at_ms = words.next()?.parse().ok()?;
-        let mut flag = || match words.next()? {
-            "1" => Some(Some(true)),
-            "0" => Some(Some(false)),
-            _ => Some(None),
-        };
-        Some(Sample { at_ms, on: [flag()?, flag()?] })
-    }
+/// From `from_ms` (until `until_ms`), `domain` should run somewhere; an
+/// outage longer than `allowed_ms` is a lost guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    pub domain: String,
+    pub from_ms: u64,
+    pub until_ms: Option<u64>,
+    pub allowed_ms: u64,
 }
 
-pub struct Sampler {
-    child: Child,
-    reader: Option<JoinHandle<()>>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    stop_file: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoubleRun {
+    pub domain: String,
+    /// Consecutive rounds in which libvirt ran it on both nodes.
+    pub rounds: usize,
+    pub from_ms: u64,
+    pub lasted_ms: u64,
 }
 
-/// What a run of samples says about the invariant.
-#[derive(Debug, Clone, Default)]
-pub struct Verdict {
-    pub samples: usize,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub domain: String,
+    pub from_ms: u64,
+    pub lasted_ms: u64,
+    pub allowed_ms: u64,
+    /// Still running nowhere at the last round.
+    pub ongoing: bool,
+}
+
+/// What the rounds say about both properties.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    pub rounds: usize,
     pub per_second: f64,
-    /// Samples in which the guest ran on both nodes.
-    pub on_both: usize,
-    /// The longest run of consecutive such samples.
-    pub longest_on_both: usize,
-    /// Time from the first to the last sample of the longest run.
-    pub longest_on_both_ms: u64,
-    /// Samples where a node's libvirtd did not answer.
+    /// The longest time between two consecutive rounds.
+    pub longest_gap_ms: u64,
+    /// Node answers missing (a round counts up to two).
     pub unanswered: usize,
+    /// Every stretch of two or more rounds on both nodes, per domain.
+    pub double_runs: Vec<DoubleRun>,
+    /// Per expected domain, its longest outage (when there was one).
+    pub longest_outages: Vec<Outage>,
 }
 
-impl Verdict {
-    pub fn of(samples: &[Sample]) -> Verdict {
-        let mut verdict = Verdict { samples: samples.len(), ..Verdict::default() };
+impl Findings {
+    pub fn of(samples: &[Sample], expectations: &[Expectation]) -> Findings {
+        let mut findings = Findings { rounds: samples.len(), ..Findings::default() };
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
-            let span = (last.at_ms.saturating_sub(first.at_ms)) as f64 / 1000.0;
-            verdict.per_second = if span > 0.0 { (samples.len() - 1) as f64 / span } else { 0.0 };
+            let span_s = last.at_ms.saturating_sub(first.at_ms) as f64 / 1000.0;
+            findings.per_second = if span_s > 0.0 { (samples.len() - 1) as f64 / span_s } else { 0.0 };
         }
-        let mut run_start: Option<u64> = None;
-        let mut run = 0;
-        for sample in samples {
-            verdict.unanswered += sample.on.iter().filter(|o| o.is_none()).count();
-            if sample.on_both() {
-                verdict.on_both += 1;
-                run += 1;
-                let start = *run_start.get_or_insert(sample.at_ms);
-                if run > verdict.longest_on_both {
-                    verdict.longest_on_both = run;
-                    verdict.longest_on_both_ms = sample.at_ms - start;
-                }
-            } else {
-                run = 0;
-                run_start = None;
-            }
-        }
-        verdict
+        findings.longest_gap_ms = samples.windows(2).map(|w| w[1].at_ms.saturating_sub(w[0].at_ms)).max().unwrap_or(0);
+        findings.unanswered =
+            samples.iter().flat_map(|s| &s.nodes).filter(|r| matches!(r, Reading::Unanswered { .. })).count();
+        findings.double_runs = double_runs(samples);
+        findings.longest_outages = expectations.iter().filter_map(|e| longest_outage(samples, e)).collect();
+        findings
+    }
+
+    pub fn double_run(&self) -> bool {
+        !self.double_runs.is_empty()
+    }
+
+    /// Outages longer than the scenario allows.
+    pub fn lost(&self) -> Vec<&Outage> {
+        self.longest_outages.iter().filter(|o| o.lasted_ms > o.allowed_ms).collect()
     }
 
     pub fn violated(&self) -> bool {
-        self.longest_on_both >= 2
+        self.double_run() || !self.lost().is_empty()
     }
 
     pub fn describe(&self) -> String {
-        format!(
-            "{} samples ({:.1}/s), on both nodes in {} (longest run {} samples, {:.1}s), unanswered {}",
-            self.samples,
+        let mut text = format!(
+            "{} rounds ({:.1}/s, longest gap {:.1}s, {} node answers missing)",
+            self.rounds,
             self.per_second,
-            self.on_both,
-            self.longest_on_both,
-            self.longest_on_both_ms as f64 / 1000.0,
+            self.longest_gap_ms as f64 / 1000.0,
             self.unanswered
-        )
+        );
+        for run in &self.double_runs {
+            text += &format!("; {} ON BOTH NODES in {} rounds ({:.1}s)", run.domain, run.rounds, run.lasted_ms as f64 / 1000.0);
+        }
+        for outage in &self.longest_outages {
+            let verdict = if outage.lasted_ms > outage.allowed_ms { "LOST" } else { "down" };
+            text += &format!(
+                "; {} {verdict} for {:.1}s{} (allowed {:.0}s)",
+                outage.domain,
+                outage.lasted_ms as f64 / 1000.0,
+                if outage.ongoing { " and still" } else { "" },
+                outage.allowed_ms as f64 / 1000.0
+            );
+        }
+        text
     }
 }
 
-impl Sampler {
-    /// Starts sampling `domain`; ends by itself after `max` at the latest.
-    pub fn start(domain: &str, max: Duration) -> Sampler {
-        let stop_file = format!("/run/vg-lab/sampler-stop-{domain}");
-        let script = format!(
-            "rm -f {stop}; end=$(( $(date +%s) + {max} ))
-             look() {{ out=$(virsh -c \"$1\" list --state-running --name 2>/dev/null) || {{ echo E; return; }}
-                       printf '%s\\n' \"$out\" | grep -qx '{domain}' && echo 1 || echo 0; }}
-             while [ ! -e {stop} ] && [ \"$(date +%s)\" -lt \"$end\" ]; do
-                 a=$(look qemu:///system); b=$(look qemu+tcp://{peer}/system)
-                 echo \"$(date +%s%3N) $a $b\"
-                 sleep 0.1
-             done",
-            stop = stop_file,
-            max = max.as_secs(),
-            peer = NODES[1],
-        );
-        let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/harness.sh");
-        let mut child = Command::new("bash")
-            .arg(harness)
-            .args(["exec", NODES[0], "--", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the sampler");
-        let stdout = child.stdout.take().expect("sampler stdout");
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&samples);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(sample) = Sample::parse(&line) {
-                    sink.lock().unwrap_or_else(|p| p.into_inner()).push(sample);
+fn double_runs(samples: &[Sample]) -> Vec<DoubleRun> {
+    let domains: BTreeSet<&String> = samples
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .filter_map(|r| match r {
+            Reading::Answered(running) => Some(running),
+            Reading::Unanswered { .. } => None,
+        })
+        .flatten()
+        .collect();
+    let mut found = Vec::new();
+    for domain in domains {
+        let mut stretch: Option<DoubleRun> = None;
+        for sample in samples {
+            if sample.nodes.iter().all(|r| r.runs(domain)) {
+                let run = stretch.get_or_insert(DoubleRun { domain: domain.clone(), rounds: 0, from_ms: sample.at_ms, lasted_ms: 0 });
+                run.rounds += 1;
+                run.lasted_ms = sample.at_ms - run.from_ms;
+            } else if let Some(run) = stretch.take() {
+                if run.rounds >= 2 {
+                    found.push(run);
                 }
             }
-        });
-        Sampler { child, reader: Some(reader), samples, stop_file }
+        }
+        if let Some(run) = stretch.filter(|r| r.rounds >= 2) {
+            found.push(run);
+        }
+    }
+    found
+}
+
+/// The longest stretch, inside the expectation's window, in which no node ran
+/// the domain (an unanswered node running its QEMU counts as running it).
+/// An outage lasts until the first round that finds it running again.
+fn longest_outage(samples: &[Sample], expectation: &Expectation) -> Option<Outage> {
+    let within = |s: &&Sample| s.at_ms >= expectation.from_ms && expectation.until_ms.is_none_or(|until| s.at_ms <= until);
+    let mut longest: Option<Outage> = None;
+    let mut down_since: Option<u64> = None;
+    let mut last_at = None;
+    for sample in samples.iter().filter(within) {
+        last_at = Some(sample.at_ms);
+        let somewhere = sample.nodes.iter().any(|r| r.may_run(&expectation.domain));
+        match (somewhere, down_since) {
+            (false, None) => down_since = Some(sample.at_ms),
+            (true, Some(since)) => {
+                keep_longest(&mut longest, expectation, since, sample.at_ms, false);
+                down_since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(since), Some(last)) = (down_since, last_at) {
+        keep_longest(&mut longest, expectation, since, last, true);
+    }
+    longest
+}
+
+fn keep_longest(longest: &mut Option<Outage>, expectation: &Expectation, from_ms: u64, to_ms: u64, ongoing: bool) {
+    let lasted_ms = to_ms - from_ms;
+    if longest.as_ref().is_none_or(|l| lasted_ms >= l.lasted_ms) {
+        *longest = Some(Outage { domain: expectation.domain.clone(), from_ms, lasted_ms, allowed_ms: expectation.allowed_ms, ongoing });
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// A node as the sampler reaches it: its network namespace and address.
+#[derive(Debug, Clone)]
+pub struct NodeAccess {
+    pub netns: PathBuf,
+    pub address: String,
+}
+
+/// The running sampler: rounds are recorded until `finish`.
+pub struct Sampler {
+    samples: Arc<Mutex<Vec<Sample>>>,
+    expectations: Arc<Mutex<Vec<Expectation>>>,
+    stop: Arc<AtomicBool>,
+    rounds: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    pub fn start(nodes: [NodeAccess; 2]) -> Sampler {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answers_tx, answers_rx) = mpsc::channel();
+        let workers: Vec<Sender<u64>> = nodes.iter().enumerate().map(|(index, node)| spawn_worker(index, node.clone(), answers_tx.clone())).collect();
+        let netns_ids: Vec<Option<String>> = nodes.iter().map(|n| netns_id(&n.netns)).collect();
+        let sink = Arc::clone(&samples);
+        let stopped = Arc::clone(&stop);
+        let rounds = std::thread::Builder::new()
+            .name("vg-sampler".into())
+            .spawn(move || run_rounds(&workers, &answers_rx, &netns_ids, &sink, &stopped))
+            .expect("cannot start the sampler thread");
+        Sampler { samples, expectations: Arc::new(Mutex::new(Vec::new())), stop, rounds: Some(rounds) }
     }
 
-    /// Ends the loop and returns every sample taken.
-    pub fn finish(mut self, lab: &Lab) -> Vec<Sample> {
-        let _ = lab.run(NODES[0], &["touch", &self.stop_file]);
-        let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
+    /// From now on `domain` should run; running nowhere for longer than
+    /// `allowed` is a lost guest.
+    pub fn expect_running(&self, domain: &str, allowed: Duration) {
+        self.release(domain);
+        let mut expectations = self.expectations.lock().unwrap_or_else(|p| p.into_inner());
+        expectations.push(Expectation { domain: domain.to_owned(), from_ms: now_ms(), until_ms: None, allowed_ms: allowed.as_millis() as u64 });
+    }
+
+    /// From now on `domain` may stop (a deliberate stop or delete).
+    pub fn release(&self, domain: &str) {
+        let now = now_ms();
+        let mut expectations = self.expectations.lock().unwrap_or_else(|p| p.into_inner());
+        for open in expectations.iter_mut().filter(|e| e.domain == domain && e.until_ms.is_none()) {
+            open.until_ms = Some(now);
         }
-        let _ = lab.run(NODES[0], &["rm", "-f", &self.stop_file]);
-        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        samples
+    }
+
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The findings over the rounds taken at or after `since_ms`.
+    pub fn findings_since(&self, since_ms: u64) -> Findings {
+        let samples: Vec<Sample> = self.samples().into_iter().filter(|s| s.at_ms >= since_ms).collect();
+        let expectations = self.expectations.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Findings::of(&samples, &expectations)
+    }
+
+    /// Stops the rounds and judges all of them.
+    pub fn finish(mut self) -> Findings {
+        self.stop_rounds();
+        self.findings_since(0)
+    }
+
+    fn stop_rounds(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(rounds) = self.rounds.take() {
+            let _ = rounds.join();
+        }
     }
 }
 
 impl Drop for Sampler {
     fn drop(&mut self) {
-        if self.reader.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        self.stop_rounds();
+    }
+}
+
+fn netns_id(netns: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(netns).ok().map(|m| format!("net:[{}]", m.ino()))
+}
+
+/// One worker per node: enters the node's network namespace for good (the
+/// thread's own; a TCP socket stays in the namespace it was made in), then
+/// answers each round's request with the running domains.
+fn spawn_worker(index: usize, node: NodeAccess, answers: Sender<(usize, u64, Option<BTreeSet<String>>)>) -> Sender<u64> {
+    let (requests_tx, requests_rx) = mpsc::channel::<u64>();
+    let name = format!("vg-sampler-{index}");
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let entered = std::fs::File::open(&node.netns)
+                .map_err(|e| e.to_string())
+                .and_then(|netns| nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string()));
+            let uri = format!("qemu+tcp://{}/system", node.address);
+            let mut connection: Option<virt::connect::Connect> = None;
+            for round in requests_rx {
+                let running = match &entered {
+                    Ok(()) => running_domains(&uri, &mut connection),
+                    Err(_) => None,
+                };
+                if answers.send((index, round, running)).is_err() {
+                    break;
+                }
+            }
+            if let Some(connection) = connection {
+                close(connection);
+            }
+        })
+        .expect("cannot start a sampler worker");
+    requests_tx
+}
+
+fn running_domains(uri: &str, connection: &mut Option<virt::connect::Connect>) -> Option<BTreeSet<String>> {
+    if connection.is_none() {
+        *connection = virt::connect::Connect::open(Some(uri)).ok();
+    }
+    let listed = connection.as_ref()?.list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_RUNNING);
+    match listed {
+        Ok(domains) => Some(domains.iter().filter_map(|d| d.name().ok()).collect()),
+        Err(_) => {
+            // A dead connection: the next round opens a new one.
+            if let Some(dead) = connection.take() {
+                close(dead);
+            }
+            None
         }
     }
 }
 
-#[test]
-fn verdicts() {
-    let s = |at_ms, a, b| Sample { at_ms, on: [Some(a), Some(b)] };
-    let handover = [s(0, true, false), s(200, true, true), s(400, false, true), s(600, false, true)];
-    assert!(!Verdict::of(&handover).violated(), "one sample on both nodes is a hand-over");
-    let twice = [s(0, true, false), s(200, true, true), s(400, true, true), s(600, true, true), s(800, false, true)];
-    let verdict = Verdict::of(&twice);
-    assert!(verdict.violated());
-    assert_eq!((verdict.on_both, verdict.longest_on_both, verdict.longest_on_both_ms), (3, 3, 400));
-    assert_eq!(Sample::parse("1700000000123 1 E"), Some(Sample { at_ms: 1_700_000_000_123, on: [Some(true), None] }));
-    assert_eq!(Sample::parse("garbage"), None);
+/// virt's Connect panics in drop when libvirt reports an error on close (a
+/// connection whose daemon died): that must not end the worker.
+fn close(connection: virt::connect::Connect) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(connection)));
+}
+
+fn run_rounds(
+    workers: &[Sender<u64>],
+    answers: &Receiver<(usize, u64, Option<BTreeSet<String>>)>,
+    netns_ids: &[Option<String>],
+    sink: &Mutex<Vec<Sample>>,
+    stop: &AtomicBool,
+) {
+    // A worker stuck in a call (its libvirtd frozen) gets no new request
+    // until it answers the one it has.
+    let mut busy = [false, false];
+    let mut round = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        round += 1;
+        let at_ms = now_ms();
+        let mut asked = [false, false];
+        for (index, worker) in workers.iter().enumerate() {
+            if !busy[index] && worker.send(round).is_ok() {
+                busy[index] = true;
+                asked[index] = true;
+            }
+        }
+        let mut got: [Option<BTreeSet<String>>; 2] = [None, None];
+        let deadline = Instant::now() + ANSWER_WAIT;
+        // Waits for this round's answers only: a worker still stuck in an
+        // earlier round's call costs no time.
+        while (0..2).any(|i| asked[i] && busy[i]) {
+            match answers.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok((index, answered_round, running)) => {
+                    busy[index] = false;
+                    if answered_round == round {
+                        got[index] = running;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let nodes = [0, 1].map(|i| match got[i].take() {
+            Some(running) => Reading::Answered(running),
+            None => Reading::Unanswered { emulators: emulators_in(netns_ids[i].as_deref()) },
+        });
+        sink.lock().unwrap_or_else(|p| p.into_inner()).push(Sample { at_ms, nodes });
+        std::thread::sleep(ROUND_PAUSE);
+    }
+}
+
+/// The guests whose QEMU runs in the network namespace `netns_id`
+/// (`net:[inode]`), from the host's /proc.
+fn emulators_in(netns_id: Option<&str>) -> BTreeSet<String> {
+    let Some(netns_id) = netns_id else { return BTreeSet::new() };
+    let Ok(processes) = std::fs::read_dir("/proc") else { return BTreeSet::new() };
+    processes
+        .flatten()
+        .filter(|p| p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.starts_with("qemu")))
+        .filter(|p| std::fs::read_link(p.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == netns_id))
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .filter_map(|cmdline| guest_name(&cmdline))
+        .collect()
+}
+
+/// The guest name in a QEMU command line as libvirt writes it
+/// (`-name guest=vm1,debug-threads=on`).
+pub fn guest_name(cmdline: &[u8]) -> Option<String> {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let value = args.windows(2).find(|w| w[0] == b"-name").map(|w| String::from_utf8_lossy(w[1]).into_owned())?;
+    let name = value.split(',').find_map(|part| part.strip_prefix("guest=")).unwrap_or(&value);
+    Some(name.to_owned())
+}
+
+/// A compact picture of where each domain ran over time, for failure messages.
+pub fn timeline(samples: &[Sample], domain: &str) -> String {
+    let mut changes: BTreeMap<u64, String> = BTreeMap::new();
+    let mut last = String::new();
+    for sample in samples {
+        let now: String = sample
+            .nodes
+            .iter()
+            .map(|r| match r {
+                Reading::Answered(running) if running.contains(domain) => '1',
+                Reading::Answered(_) => '0',
+                Reading::Unanswered { emulators } if emulators.contains(domain) => 'q',
+                Reading::Unanswered { .. } => '?',
+            })
+            .collect();
+        if now != last {
+            changes.insert(sample.at_ms, now.clone());
+            last = now;
+        }
+    }
+    changes.iter().map(|(at, state)| format!("{}:{state}", at % 1_000_000)).collect::<Vec<_>>().join(" ")
 }

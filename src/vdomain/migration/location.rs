@@ -22,7 +22,8 @@ impl SideView {
         }
     }
 
-    fn executing(&self) -> bool {
+    /// Active and running (not paused, not shutting down).
+    pub fn executing(&self) -> bool {
         matches!(self, SideView::Active(s) if s.kind == StateKind::Running)
     }
 

@@ -216,3 +216,82 @@ fn a_job_that_hangs_after_the_abort_is_reported_as_such_in_time() {
     // The abort waits until the hard limit (half the margin before the end) and no longer.
     assert_eq!(took, Duration::from_secs(114), "{took:?}");
 }
+
+/// `systemctl restart libvirtd` on the source in the middle of pre-copy: the
+/// migration call fails at once, every connection to the source is closed,
+/// and the daemon answers new ones `down_for` later.
+fn source_restarting(script: MigrationScript, at: Duration, down_for: Duration) -> Lab {
+    let lab = Lab::new(script);
+    lab.source.clone().restarting_daemon_after(at, down_for);
+    lab
+}
+
+fn local_connections(lab: &Lab) -> usize {
+    lab.source.calls().iter().filter(|c| matches!(c, Call::OpenConnection(uri) if uri == "qemu:///system")).count()
+}
+
+#[test]
+fn a_source_restart_mid_migration_is_answered_over_a_fresh_connection_at_once() {
+    let lab = source_restarting(never_converging(256 * MIB), Duration::from_secs(3), Duration::from_secs(4));
+    let (result, took) = lab.migrate(&[]);
+    let reason = reason_of(result);
+    assert!(
+        reason.starts_with(&format!("{NAME}: migration to node2 failed at ")) && reason.contains("client socket is closed"),
+        "{reason}"
+    );
+    assert!(reason.ends_with(&format!("; {NAME} still runs on node1")), "{reason}");
+    // Failed at 3 s, answered as soon as the daemon took connections again
+    // at 7 s: not at the cutoff (108 s), nor after the settle time (119 s).
+    assert!(took >= Duration::from_secs(7) && took < Duration::from_secs(8), "{took:?}");
+    assert!(local_connections(&lab) >= 2, "the control connection and a fresh one: {:?}", lab.source.calls());
+    lab.assert_only_on_source();
+}
+
+#[test]
+fn a_source_restart_that_leaves_the_guest_paused_resumes_it_over_the_fresh_connection() {
+    let script = MigrationScript { failure_pauses_source: true, ..never_converging(256 * MIB) };
+    let lab = source_restarting(script, Duration::from_secs(3), Duration::from_secs(2));
+    let (result, took) = lab.migrate(&[]);
+    let reason = reason_of(result);
+    assert!(reason.ends_with(&format!("; {NAME} still runs on node1")), "{reason}");
+    assert!(lab.source.calls().contains(&Call::Resume(NAME.into())));
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    lab.assert_only_on_source();
+}
+
+#[test]
+fn a_source_restart_right_after_the_switch_over_is_success() {
+    // 64 MiB at 16 MiB/s is done at 4 s; the daemon restarts at that moment.
+    let lab = source_restarting(converging(), Duration::from_secs(4), Duration::from_secs(1));
+    let (result, took) = lab.migrate(&[]);
+    assert_eq!(result, Ok(OcfStatus::Success));
+    // The fresh connection at 5 s shows the source let go.
+    assert_eq!(took, Duration::from_secs(5));
+    assert_eq!(Lab::state(&lab.source), None);
+    assert_eq!(Lab::state(&lab.target).map(|s| s.kind), Some(StateKind::Running));
+}
+
+#[test]
+fn a_completed_migration_counts_when_the_source_stays_silent_and_the_guest_runs_on_the_target() {
+    let lab = source_restarting(converging(), Duration::from_secs(4), Duration::from_secs(600));
+    let (result, took) = lab.migrate(&[]);
+    assert_eq!(result, Ok(OcfStatus::Success));
+    // The short look after a success (5 s), no longer.
+    assert_eq!(took, Duration::from_secs(4) + super::CONFIRM_SUCCESS);
+}
+
+#[test]
+fn a_source_that_does_not_come_back_gets_the_conservative_answer_before_the_timeout() {
+    let lab = source_restarting(never_converging(256 * MIB), Duration::from_secs(3), Duration::from_secs(600));
+    let (result, took) = lab.migrate(&[]);
+    let reason = reason_of(result);
+    assert!(
+        reason.ends_with(&format!(
+            "location of {NAME} unknown: node1 says unknown (internal error: client socket is closed), node2 says not active"
+        )),
+        "{reason}"
+    );
+    // Looked until the settle limit, one second before the timeout.
+    assert!(took >= Duration::from_secs(119) && took < Duration::from_secs(120), "{took:?}");
+    assert_eq!(Lab::state(&lab.target), None);
+}

@@ -8,6 +8,7 @@ pub(crate) mod options;
 pub(crate) mod preflight;
 pub(crate) mod progress;
 pub(crate) mod running_job;
+pub(crate) mod side;
 pub(crate) mod uri;
 
 #[cfg(test)]
@@ -17,16 +18,16 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::hypervisor::migration::bounded;
 use crate::hypervisor::state::reason;
-use crate::hypervisor::{Hypervisor, SharedHypervisor, StateKind};
+use crate::hypervisor::{Hypervisor, StateKind};
 use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus, Params};
 use crate::vdomain::Vm;
 
 use self::job::{AbortCause, DriverLimits, Outcome, Report};
 use self::location::{placement, whereabouts, Placement, SideView};
-use self::running_job::RunningJob;
 use self::options::{effective_bandwidth, MigrateOptions, MigrationPlan};
+use self::running_job::RunningJob;
+use self::side::Side;
 
 /// How long a successful migration's result is checked on both sides.
 pub const CONFIRM_SUCCESS: Duration = Duration::from_secs(5);
@@ -151,8 +152,9 @@ pub fn migrate_to(vm: &Vm<'_>) -> OcfResult {
 
     // Everything but the migration call itself goes over a connection of its
     // own, each call bounded (see RunningJob).
+    let control_uri = local.uri();
     let control = local
-        .open_connection(&local.uri(), preflight::CONNECT_BUDGET.min(limits.cutoff.remaining() / 2))
+        .open_connection(&control_uri, preflight::CONNECT_BUDGET.min(limits.cutoff.remaining() / 2))
         .map_err(|e| ctx.refuse(format_args!("cannot open a second connection to the local hypervisor: {e}")))?;
     if let Some(ms) = plan.max_downtime {
         local
@@ -178,15 +180,17 @@ pub fn migrate_to(vm: &Vm<'_>) -> OcfResult {
         log_every: Duration::from_secs(2),
     };
     let report = job::drive(&mut job, &driver, &format!("{name} -> {target}"));
-    conclude(vm, &control, &remote, &ctx, &limits, report)
+    let source_side = Side::new(control, control_uri, source.as_str());
+    let target_side = Side::new(remote, plan.remote_uri.as_str(), target);
+    conclude(vm, source_side, target_side, &ctx, &limits, report)
 }
 
 /// Turns the driver's report into the action's result, after finding out
 /// where the guest runs.
 fn conclude(
     vm: &Vm<'_>,
-    local: &SharedHypervisor,
-    remote: &SharedHypervisor,
+    mut source_side: Side,
+    mut target_side: Side,
     ctx: &preflight::Context<'_>,
     limits: &Limits,
     report: Report,
@@ -205,7 +209,7 @@ fn conclude(
     } else {
         limits.settle
     };
-    let (source_view, target_view) = find_guest(local, remote, name, &patience, libvirt_done && !postcopy);
+    let (source_view, target_view) = find_guest(&mut source_side, &mut target_side, name, &patience, libvirt_done && !postcopy);
     let facts = Facts { name, source_node: ctx.source_node, target_node: target, timeout: vm.deadline.total() };
     match verdict(&facts, &report, &source_view, &target_view) {
         Ok(note) => {
@@ -237,9 +241,15 @@ pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &S
     let at = report.last.filter(|s| s.mem_total > 0).map(|s| s.short());
     let what = match &report.outcome {
         Outcome::Completed { .. } => {
-            // libvirt's word counts when the target cannot be asked but the source let go.
+            // libvirt's word counts when one side cannot be asked and the
+            // other agrees: the source let go, or the guest executes on the
+            // target (a successful call has already ended the source's copy).
+            let unanswered = |side: &SideView| matches!(side, SideView::Unknown(_));
             let source_left = *source == SideView::Inactive;
-            if found == Placement::Target || (source_left && matches!(target, SideView::Unknown(_))) {
+            if found == Placement::Target
+                || (source_left && unanswered(target))
+                || (unanswered(source) && target.executing())
+            {
                 return Ok(None);
             }
             format!("libvirt reported the migration to {to} as done")
@@ -280,35 +290,27 @@ pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &S
     Err(format!("{name}: {what}; {}", whereabouts(name, facts.source_node, to, source, target)))
 }
 
-/// Looks at both sides until the guest's place is clear or `settle` comes.
-/// A source paused by a failed pre-copy migration is resumed once the
-/// target is known not to have the guest (`may_resume`).
+/// Looks at both sides until the guest's place is clear or `settle` comes;
+/// a side whose connection was closed (its libvirtd restarted) is asked
+/// again over a fresh one. A source paused by a failed pre-copy migration
+/// is resumed once the target is known not to have the guest (`may_resume`).
 fn find_guest(
-    local: &SharedHypervisor,
-    remote: &SharedHypervisor,
+    source_side: &mut Side,
+    target_side: &mut Side,
     name: &str,
     settle: &Deadline,
     may_resume: bool,
 ) -> (SideView, SideView) {
-    let budget = || preflight::QUERY_BUDGET.min(settle.remaining()).max(Duration::from_millis(100));
-    let look = |side: &SharedHypervisor| {
-        let name = name.to_owned();
-        match bounded(side, budget(), move |hv| hv.state(&name)) {
-            Ok(state) => SideView::from_state(state),
-            Err(e) => SideView::Unknown(e.message),
-        }
-    };
     let mut resumed = false;
     loop {
-        let source = look(local);
-        let target = look(remote);
+        let source = source_side.look(name, settle);
+        let target = target_side.look(name, settle);
         let paused_by_migration =
             matches!(&source, SideView::Active(s) if s.kind == StateKind::Paused && s.reason == reason::PAUSED_MIGRATION);
         if may_resume && !resumed && paused_by_migration && target == SideView::Inactive {
             resumed = true;
             warn!("{name}: the failed migration left the guest paused here; resuming it");
-            let guest = name.to_owned();
-            if let Err(e) = bounded(local, budget(), move |hv| hv.resume(&guest)) {
+            if let Err(e) = source_side.resume(name, settle) {
                 warn!("{name}: cannot resume: {e}");
             }
             continue;
@@ -383,6 +385,12 @@ mod tests {
         // libvirt said done, the source let go, the target cannot be asked: libvirt's word counts.
         assert_eq!(verdict(&facts(), &done, &SideView::Inactive, &SideView::Unknown("eof".into())), Ok(None));
         assert!(verdict(&facts(), &done, &running(), &SideView::Inactive).unwrap_err().contains("as done; vm1 still runs on node1"));
+        // The source cannot be asked (restarting, frozen) but the guest runs on the target: libvirt's word counts.
+        let silent = SideView::Unknown("client socket is closed".into());
+        assert_eq!(verdict(&facts(), &done, &silent, &running()), Ok(None));
+        // Paused there is no proof of arrival.
+        let paused = SideView::Active(crate::hypervisor::DomainState::new(StateKind::Paused, reason::PAUSED_MIGRATION));
+        assert!(verdict(&facts(), &done, &silent, &paused).unwrap_err().contains("location of vm1 unknown"));
         let failed = report(Outcome::Failed { error: "Finish3 failed".into(), postcopy: false }, Some(0));
         assert_eq!(
             verdict(&facts(), &failed, &SideView::Inactive, &running()),

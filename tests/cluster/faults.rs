@@ -1,0 +1,289 @@
+//! Scenario 50 (issue 12): seeded fault injection. Faults come from a list,
+//! at random moments (most of them at a random point of a live migration),
+//! with a seed that replays the same run: VG_FAULT_SEED=N (printed; default
+//! 7, so that CI runs the same faults every time; examples/fault-bench.sh
+//! draws a new seed) and VG_FAULTS=K faults drawn at random (default 6);
+//! VG_FAULTS=all runs every kind once, in an order the seed draws. After each
+//! fault the cluster must settle within a bound, every guest running exactly
+//! once, where Pacemaker says; the sampler checks both safety properties all
+//! along.
+
+use std::time::{Duration, Instant};
+
+use super::lab::{progress, NODES};
+use super::Run;
+use crate::support::XorShift;
+
+const GUESTS: [&str; 4] = ["vgf-1", "vgf-2", "vgf-3", "vgf-4"];
+/// From a fault until the cluster is idle with every guest running once.
+const SETTLE_BOUND: Duration = Duration::from_secs(300);
+/// How long a guest may run nowhere after a fault: fencing, a node's
+/// operation timeouts and a restart elsewhere fit in it.
+const FAULT_OUTAGE: Duration = Duration::from_secs(150);
+/// The guests' operation timeouts; a frozen libvirtd stays frozen longer.
+const OP_TIMEOUT_S: u64 = 30;
+const FREEZE: Duration = Duration::from_secs(OP_TIMEOUT_S + 10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    QemuKilled,
+    LibvirtdFrozen(Side),
+    LibvirtdKilled(Side),
+    NetworkCut,
+    NodeCrashed,
+}
+
+const FAULTS: [Fault; 7] = [
+    Fault::QemuKilled,
+    Fault::LibvirtdFrozen(Side::Source),
+    Fault::LibvirtdFrozen(Side::Target),
+    Fault::LibvirtdKilled(Side::Source),
+    Fault::LibvirtdKilled(Side::Target),
+    Fault::NetworkCut,
+    Fault::NodeCrashed,
+];
+
+impl Fault {
+    fn during_migration(self) -> bool {
+        matches!(self, Fault::LibvirtdFrozen(_) | Fault::LibvirtdKilled(_) | Fault::NetworkCut)
+    }
+}
+
+/// What one fault did and how the cluster came out of it.
+struct Outcome {
+    settled_s: Option<f64>,
+    double_runs: usize,
+    lost: usize,
+}
+
+fn seed() -> u64 {
+    std::env::var("VG_FAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(7)
+}
+
+/// The faults of the run: VG_FAULTS (default 6) drawn at random, or with
+/// VG_FAULTS=all each kind once in a drawn order.
+fn draw_faults(rng: &mut XorShift) -> Vec<Fault> {
+    let asked = std::env::var("VG_FAULTS").unwrap_or_else(|_| "6".into());
+    match asked.parse::<usize>().ok() {
+        Some(count) => (0..count).map(|_| *rng.pick(&FAULTS)).collect(),
+        None => {
+            let mut left = FAULTS.to_vec();
+            let mut order = Vec::new();
+            while !left.is_empty() {
+                order.push(left.remove(rng.below(left.len())));
+            }
+            order
+        }
+    }
+}
+
+impl Run<'_> {
+    pub(super) fn s50_seeded_faults(&mut self) {
+        let lab = self.lab;
+        let seed = seed();
+        let mut rng = XorShift::new(seed);
+        let faults = draw_faults(&mut rng);
+        let count = faults.len();
+        progress(&format!("  fault injection: VG_FAULT_SEED={seed}, {count} faults: {faults:?} (the same seed and VG_FAULTS replay this run)"));
+        self.create_fault_guests();
+        // Two nodes that lose each other both want to fence: the delay on
+        // fencing node 1 decides the race, as an operator's setting would.
+        lab.crm(&["pcs", "stonith", "update", "vgc-fence", &format!("pcmk_delay_base={}:5s;{}:0s", NODES[0], NODES[1])]);
+        let mut outcomes = Vec::new();
+        for (number, fault) in faults.into_iter().enumerate() {
+            let outcome = self.inject(number + 1, fault, &mut rng);
+            outcomes.push(outcome);
+        }
+        lab.crm(&["pcs", "stonith", "update", "vgc-fence", "pcmk_delay_base="]);
+        let settled: Vec<f64> = outcomes.iter().filter_map(|o| o.settled_s).collect();
+        let double_runs: usize = outcomes.iter().map(|o| o.double_runs).sum();
+        let lost: usize = outcomes.iter().map(|o| o.lost).sum();
+        self.figure(
+            &format!("seeded faults (VG_FAULT_SEED={seed}), {}", self.agent),
+            format!(
+                "{count} faults, {} settled within {}s (slowest {:.0}s), {double_runs} double runs, {lost} lost",
+                settled.len(),
+                SETTLE_BOUND.as_secs(),
+                settled.iter().copied().fold(0.0, f64::max)
+            ),
+        );
+        for guest in GUESTS {
+            self.sampler().release(guest);
+        }
+        self.delete_fault_guests();
+        self.check(settled.len() == count && double_runs == 0 && lost == 0, || {
+            format!("seed {seed}: {} of {count} faults settled, {double_runs} double runs, {lost} lost guests (details above)", settled.len())
+        });
+    }
+
+    fn create_fault_guests(&mut self) {
+        let lab = self.lab;
+        let timeout = format!("timeout={OP_TIMEOUT_S}s");
+        for (i, guest) in GUESTS.iter().enumerate() {
+            let config = format!("config={}", lab.guest(guest));
+            lab.crm(&[
+                "pcs", "resource", "create", guest, &self.agent, &config, "hypervisor=qemu:///system", "migration_transport=tcp",
+                "force_stop=true", "op", "monitor", "interval=10s", &timeout, "op", "start", &timeout, "op", "stop", &timeout, "op",
+                "migrate_to", &timeout, "op", "migrate_from", &timeout, "meta", "allow-migrate=true", "--disabled",
+            ]);
+            lab.crm(&["pcs", "constraint", "location", guest, "prefers", &format!("{}=50", NODES[i % 2])]);
+        }
+        let mut enable = vec!["pcs", "resource", "enable"];
+        enable.extend_from_slice(&GUESTS);
+        lab.crm(&enable);
+        lab.wait_idle();
+        for guest in GUESTS {
+            self.sampler().expect_running(guest, FAULT_OUTAGE);
+        }
+    }
+
+    fn delete_fault_guests(&mut self) {
+        let lab = self.lab;
+        for guest in GUESTS {
+            let _ = lab.run(lab.any_node(), &["crm_resource", "--clear", "-r", guest]);
+            let _ = lab.run(lab.any_node(), &["pcs", "resource", "delete", guest, "--force"]);
+        }
+        lab.wait_idle();
+        for guest in GUESTS {
+            self.assert_not_running_anywhere(guest);
+        }
+    }
+
+    /// One fault, then the bounded wait for a settled cluster, then the
+    /// safety properties over the fault's window.
+    fn inject(&mut self, number: usize, fault: Fault, rng: &mut XorShift) -> Outcome {
+        let lab = self.lab;
+        let window_start = super::now_ms();
+        let placed: Vec<(String, String)> =
+            GUESTS.iter().filter_map(|g| lab.located(g).first().map(|n| (g.to_string(), n.clone()))).collect();
+        let (guest, source) = placed.get(rng.below(placed.len())).cloned().unwrap_or_else(|| self.fail("no fault guest is running"));
+        let target = super::other(&source);
+        let delay_ms = rng.below(3000) as u64;
+        let mut what = format!("fault {number}: {fault:?}");
+        if fault.during_migration() {
+            lab.crm(&["crm_resource", "--move", "-r", &guest, "-N", target]);
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            what += &format!(" {delay_ms} ms after the move of {guest} {source} -> {target} was asked");
+        } else {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            what += &format!(" ({guest} on {source}, after {delay_ms} ms)");
+        }
+        progress(&format!("  {what}"));
+        let t = Instant::now();
+        match fault {
+            Fault::QemuKilled => {
+                let pid = lab.must(&source, &["cat", &format!("/run/libvirt/qemu/{guest}.pid")]).trim().to_owned();
+                signal(&pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            Fault::LibvirtdFrozen(side) => {
+                let node = if side == Side::Source { source.as_str() } else { target };
+                let pid = self.libvirtd_pid(node);
+                signal(&pid, nix::sys::signal::Signal::SIGSTOP);
+                std::thread::sleep(FREEZE);
+                // The node may have been fenced meanwhile: then there is nothing to thaw.
+                signal(&pid, nix::sys::signal::Signal::SIGCONT);
+            }
+            Fault::LibvirtdKilled(side) => {
+                let node = if side == Side::Source { source.as_str() } else { target };
+                let pid = self.libvirtd_pid(node);
+                signal(&pid, nix::sys::signal::Signal::SIGKILL);
+                // systemd's Restart=on-failure brings it back after a moment.
+                std::thread::sleep(Duration::from_millis(1000 + rng.below(4000) as u64));
+                if !self.node_is_off(node) {
+                    let _ = lab.harness(&["start-libvirtd", node]);
+                }
+            }
+            Fault::NetworkCut => {
+                lab.harness_ok(&["link", NODES[0], "down"]);
+                // Long enough for the token to expire and fencing to decide.
+                std::thread::sleep(Duration::from_secs(20));
+                lab.harness_ok(&["link", NODES[0], "up"]);
+            }
+            Fault::NodeCrashed => {
+                lab.crash(if source == NODES[0] { NODES[0] } else { NODES[1] });
+            }
+        }
+        let settled = self.settle(&guest, t);
+        let outcome_what = match settled {
+            Some(s) => format!("settled {s:.0}s after the fault began"),
+            None => format!("NOT settled within {}s", SETTLE_BOUND.as_secs()),
+        };
+        let findings = self.sampler().findings_since(window_start);
+        let outcome = Outcome {
+            settled_s: settled,
+            double_runs: findings.double_runs.len(),
+            lost: findings.lost().len(),
+        };
+        self.figure(&what, format!("{outcome_what}; {}", findings.describe()));
+        outcome
+    }
+
+    fn libvirtd_pid(&self, node: &str) -> String {
+        self.lab.node_process(node, "libvirtd").unwrap_or_else(|| self.fail(&format!("no libvirtd on {node}")))
+    }
+
+    /// Whether a node is powered off (fenced): none of its processes left.
+    fn node_is_off(&self, node: &str) -> bool {
+        self.lab.harness_ok(&["pids", node]).trim().is_empty()
+    }
+
+    /// Boots fenced nodes, lifts the move constraint, waits (bounded) until
+    /// the cluster is idle with every fault guest running exactly once where
+    /// Pacemaker says, then cleans up the failures the fault left. The
+    /// seconds since `fault_began`, or None when the bound (counted from
+    /// the end of the fault) ran out.
+    fn settle(&mut self, moved: &str, fault_began: Instant) -> Option<f64> {
+        let lab = self.lab;
+        let deadline = Instant::now() + SETTLE_BOUND;
+        // Fencing takes a few seconds to start: give it the chance before
+        // deciding that a node is up.
+        std::thread::sleep(Duration::from_secs(2));
+        let mut settled = None;
+        while Instant::now() < deadline {
+            for node in NODES {
+                if self.node_is_off(node) {
+                    progress(&format!("  {node} was fenced: booting it"));
+                    lab.mark_off(node);
+                    lab.boot(node);
+                }
+            }
+            let _ = lab.run(lab.any_node(), &["crm_resource", "--clear", "-r", moved]);
+            let left = deadline.saturating_duration_since(Instant::now()).as_secs().max(1);
+            let idle = lab.run(lab.any_node(), &["crm_resource", "--wait", &format!("--timeout={left}s")]).status.success();
+            if idle && GUESTS.iter().all(|g| self.runs_once_where_located(g)) {
+                settled = Some(fault_began.elapsed().as_secs_f64());
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        // Failures of the fault are history now: the next fault starts clean.
+        let _ = lab.run(lab.any_node(), &["crm_resource", "--cleanup"]);
+        let _ = lab.run(lab.any_node(), &["crm_resource", "--wait", "--timeout=120s"]);
+        settled
+    }
+
+    /// Pacemaker locates the guest on one node, and that node's libvirt
+    /// runs it and the other's does not (a node that does not answer, being
+    /// fenced or booting, means: not settled yet).
+    fn runs_once_where_located(&self, guest: &str) -> bool {
+        let located = self.lab.located(guest);
+        let [node] = located.as_slice() else { return false };
+        NODES.iter().all(|n| {
+            let listed = self.lab.run(n, &["virsh", "-c", "qemu:///system", "list", "--name"]);
+            let runs = String::from_utf8_lossy(&listed.stdout).lines().any(|l| l.trim() == guest);
+            listed.status.success() && runs == (n == node)
+        })
+    }
+}
+
+fn signal(pid: &str, signal: nix::sys::signal::Signal) {
+    if let Ok(pid) = pid.parse::<i32>() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
