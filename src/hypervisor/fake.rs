@@ -135,40 +135,6 @@ impl Call {
     }
 }
 
-/// Transitional: src/vdomain/migration/migrate_to_tests.rs (owned by another
-/// change in flight) still names operations as text. An unknown name panics,
-/// so a misspelt one can no longer inject nothing. Remove once it uses [`Op`].
-impl From<&str> for Op {
-    fn from(name: &str) -> Op {
-        match name {
-            "state" => Op::State,
-            "create" => Op::Create,
-            "define" => Op::Define,
-            "start" => Op::Start,
-            "undefine" => Op::Undefine,
-            "shutdown" => Op::Shutdown,
-            "destroy" => Op::Destroy,
-            "save" => Op::Save,
-            "restore" => Op::Restore,
-            "inactive_xml" => Op::InactiveXml,
-            "pool" => Op::EnsurePool,
-            "network" => Op::EnsureNetwork,
-            "open_connection" => Op::OpenConnection,
-            "set_max_downtime" => Op::SetMaxDowntime,
-            "migrate" => Op::Migrate,
-            "job_stats" => Op::JobStats,
-            "abort_job" => Op::AbortJob,
-            "start_postcopy" => Op::StartPostcopy,
-            "resume" => Op::Resume,
-            "list" => Op::ActiveDomains,
-            "owner" => Op::Owner,
-            "set_owner" => Op::SetOwner,
-            "agent" => Op::GuestAgent,
-            _ => panic!("the fake has no operation {name:?}"),
-        }
-    }
-}
-
 /// How a migration on the fake behaves. Memory goes over at
 /// `bytes_per_sec` while the guest dirties it again at
 /// `dirty_bytes_per_sec`: pre-copy converges only when the link is faster.
@@ -319,8 +285,8 @@ impl FakeHypervisor {
     }
 
     /// Makes every call of operation `op` fail with `error`.
-    pub fn failing(self, op: impl Into<Op>, error: HvError) -> Self {
-        self.world().failures.insert(op.into(), error);
+    pub fn failing(self, op: Op, error: HvError) -> Self {
+        self.world().failures.insert(op, error);
         self
     }
 
