@@ -57,8 +57,8 @@ mod tests {
 
     #[test]
     fn answers_of_qemu_ga_are_parsed() {
-        assert_eq!(parse_freeze_status(r#"{"return":"thawed"}"#).unwrap(), false);
-        assert_eq!(parse_freeze_status(r#"{"return":"frozen"}"#).unwrap(), true);
+        assert!(!parse_freeze_status(r#"{"return":"thawed"}"#).unwrap());
+        assert!(parse_freeze_status(r#"{"return":"frozen"}"#).unwrap());
         let two = r#"{"return":[{"name":"sda1","mountpoint":"/","type":"ext4","disk":[]},{"name":"sda2","mountpoint":"/boot","type":"ext4","disk":[]}]}"#;
         assert_eq!(parse_fsinfo(two).unwrap(), 2);
         // The lab guest runs from its initramfs: no block-backed mounts.

@@ -2,8 +2,6 @@
 //! actions talk to a `Hypervisor`, the real one is libvirt, and tests can
 //! substitute the in-memory `FakeHypervisor`.
 
-use anyhow::Context;
-
 pub mod domain_xml;
 #[cfg(test)]
 pub(crate) mod fake;
@@ -21,8 +19,10 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-pub use migration::{LiveMigration, SharedHypervisor};
+use anyhow::Context;
+
 pub use guest_agent::GuestFilesystems;
+pub use migration::{LiveMigration, SharedHypervisor};
 pub use state::{DomainState, Health, StateKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
