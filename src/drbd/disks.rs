@@ -1,9 +1,9 @@
 //! Which DRBD resources back a domain: from its block devices, unless the
 //! operator names them (`drbd_resources`).
 
-use anyhow::{anyhow, bail, Context};
-
 use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
 
 use super::model::DrbdState;
 use super::proc84::minor_of_device;

@@ -2,7 +2,6 @@
 //! resources with their local volumes and their peers.
 
 use anyhow::anyhow;
-
 use serde::{Serialize, Serializer};
 
 /// Declares a closed set of DRBD state names: the enum, its spelling, and the

@@ -10,9 +10,9 @@
 //! `ro` and `ds` are local/peer. 8.4 has one peer per resource and does not
 //! name it, reports no quorum and no `may_promote`.
 
-use anyhow::{anyhow, bail, Context};
-
 use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Context};
 
 use super::model::{ConnState, DiskState, DrbdState, Peer, PeerVolume, ReplState, Resource, Role, StateOrigin, Volume};
 
@@ -156,7 +156,7 @@ fn connection_84(cs: &str) -> anyhow::Result<(ConnState, ReplState)> {
         "WFConnection" | "WFReportParams" => (ConnState::Connecting, ReplState::Off),
         other => match ConnState::parse(other) {
             Ok(c) if c != ConnState::Connected && c != ConnState::Connecting => (c, ReplState::Off),
-            _ => return Err(anyhow!("unknown connection state cs:{other}")),
+            _ => bail!("unknown connection state cs:{other}"),
         },
     })
 }

@@ -139,7 +139,7 @@ fn tokenize(text: &str) -> anyhow::Result<Vec<Token>> {
                         Some('"') => break,
                         Some('\\') => word.push(chars.next().context("unterminated quoted string")?),
                         Some(c) => word.push(c),
-                        None => return Err(anyhow!("unterminated quoted string")),
+                        None => bail!("unterminated quoted string"),
                     }
                 }
                 tokens.push(Token::Word(word));
@@ -165,14 +165,14 @@ fn parse_blocks(text: &str) -> anyhow::Result<Vec<Statement>> {
     let mut position = 0;
     let statements = parse_statements(&tokens, &mut position, 0)?;
     if position != tokens.len() {
-        return Err(anyhow!("unbalanced '}}'"));
+        bail!("unbalanced '}}'");
     }
     Ok(statements)
 }
 
 fn parse_statements(tokens: &[Token], position: &mut usize, depth: usize) -> anyhow::Result<Vec<Statement>> {
     if depth > 16 {
-        return Err(anyhow!("blocks nested too deeply"));
+        bail!("blocks nested too deeply");
     }
     let mut statements = Vec::new();
     let mut words = Vec::new();
@@ -189,14 +189,14 @@ fn parse_statements(tokens: &[Token], position: &mut usize, depth: usize) -> any
                 let body = parse_statements(tokens, position, depth + 1)?;
                 match tokens.get(*position - 1) {
                     Some(Token::Close) => {}
-                    _ => return Err(anyhow!("unterminated block")),
+                    _ => bail!("unterminated block"),
                 }
                 statements.push(Statement { words: std::mem::take(&mut words), body: Some(body) });
             }
             Token::Close => {
                 if depth == 0 {
                     *position -= 1;
-                    return Err(anyhow!("unbalanced '}}'"));
+                    bail!("unbalanced '}}'");
                 }
                 if !words.is_empty() {
                     bail!("'{}' is not followed by ';'", words.join(" "));
@@ -206,7 +206,7 @@ fn parse_statements(tokens: &[Token], position: &mut usize, depth: usize) -> any
         }
     }
     if depth > 0 {
-        return Err(anyhow!("unterminated block"));
+        bail!("unterminated block");
     }
     if !words.is_empty() {
         bail!("'{}' is not followed by ';'", words.join(" "));

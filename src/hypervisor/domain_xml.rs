@@ -2,8 +2,7 @@
 //! XML parser (never grep): name, type, emulator, sizes, and what the disks
 //! and interfaces reference.
 
-use anyhow::{anyhow, Context};
-
+use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +114,7 @@ fn to_mib(value: &str, unit: &str) -> anyhow::Result<u64> {
         "G" | "GiB" => 1 << 30,
         "TB" => 1_000_000_000_000,
         "T" | "TiB" => 1 << 40,
-        other => return Err(anyhow!("unknown memory unit '{other}'")),
+        other => bail!("unknown memory unit '{other}'"),
     };
     let bytes = n.checked_mul(bytes_per_unit).context("memory size overflows")?;
     Ok(bytes.div_ceil(1 << 20))

@@ -2,7 +2,6 @@
 //! tested on literal answers of qemu-ga.
 
 use anyhow::anyhow;
-
 use serde::Deserialize;
 
 /// The agent's view of the guest's file systems (level 20 of monitor).

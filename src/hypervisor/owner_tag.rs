@@ -5,7 +5,6 @@
 //! tell "the guest of resource X" from any other domain.
 
 use anyhow::{anyhow, Context};
-
 use quick_xml::escape::escape;
 use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::hypervisor::fake::{running, Call, FakeHypervisor, Op};
-use crate::hypervisor::domain_xml::DomainConfig;
-use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
 use crate::deadline::{Clock, Deadline};
+use crate::hypervisor::domain_xml::DomainConfig;
+use crate::hypervisor::fake::{running, Call, FakeHypervisor, Op};
+use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
 use crate::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
 
 use super::{migrate_from, monitor, start, stop, Vm};
