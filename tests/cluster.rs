@@ -574,7 +574,7 @@ impl<'a> Run<'a> {
         lab.crash(failed);
         lab.mark_off(failed);
         lab.poll(&format!("{GUEST} running on the survivor {survivor}"), Duration::from_secs(120), || {
-            lab.must(survivor, &["virsh", "-c", "qemu:///system", "list", "--name"]).lines().any(|l| l.trim() == GUEST).then_some(())
+            lab.runs(survivor, GUEST).then_some(())
         });
         let failover = t.elapsed();
         lab.wait_idle();
@@ -967,7 +967,7 @@ fn parses_pacemaker_elements() {
 #[test]
 fn invariant_findings() {
     use std::collections::BTreeSet;
-    use support::sampler::{guest_name, Expectation, Reading, Sample};
+    use support::sampler::{guest_name, Expectation, Reading, Sample, BLIND_LIMIT_MS};
     let on = |names: &[&str]| Reading::Answered(names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>());
     let silent = |names: &[&str]| Reading::Unanswered { emulators: names.iter().map(|n| n.to_string()).collect() };
     let round = |at_ms, a, b| Sample { at_ms, nodes: [a, b] };
@@ -1006,6 +1006,15 @@ fn invariant_findings() {
     let findings = Findings::of(&gone, &[expect(1000, None)]);
     assert!(findings.longest_outages[0].ongoing && findings.violated());
     assert_eq!(findings.per_second, 1.0 / 2.8);
+
+    // Neither node answering for longer than the limit: blind, a failure.
+    let dark = |until| [round(0, on(&[]), on(&[])), round(1000, silent(&[]), silent(&[])), round(until, silent(&[]), silent(&[])), round(until + 200, on(&[]), silent(&[]))];
+    let findings = Findings::of(&dark(1000 + BLIND_LIMIT_MS), &[]);
+    assert_eq!(findings.longest_blind_ms, BLIND_LIMIT_MS + 200);
+    assert!(findings.blind() && findings.violated());
+    assert!(!Findings::of(&dark(1000 + BLIND_LIMIT_MS - 400), &[]).violated());
+    // One silent node at a time is not blindness.
+    assert_eq!(Findings::of(&frozen, &[]).longest_blind_ms, 0);
 
     assert_eq!(guest_name(b"/usr/bin/qemu-system-x86_64\0-name\0guest=vgc-a,debug-threads=on\0-S\0").as_deref(), Some("vgc-a"));
     assert_eq!(guest_name(b"qemu\0-cpu\0host\0"), None);

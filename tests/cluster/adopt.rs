@@ -46,14 +46,16 @@ impl Run<'_> {
 
     fn qemu_pids(&self) -> Pids {
         let mut pids = HashMap::new();
+        // The nodes share the host's pid namespace: pgrep in a node sees
+        // every node's QEMU, so a process belongs to the node that owns it.
+        let owned: Vec<(&str, Vec<String>)> = NODES.iter().map(|n| (*n, self.lab.node_pids(n))).collect();
         for guest in GUESTS {
-            for node in NODES {
-                // Anchored at QEMU's path, so that the command running pgrep (whose
-                // arguments hold the pattern) never matches.
-                let out = self.lab.run(node, &["pgrep", "-f", &format!("^/usr/bin/qemu-system-x86_64 .*guest={guest},")]);
-                let found = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-                if !found.is_empty() {
-                    pids.insert(guest.to_owned(), (node.to_owned(), found));
+            // Anchored at QEMU's path, so that the command running pgrep (whose
+            // arguments hold the pattern) never matches.
+            let out = self.lab.run(NODES[0], &["pgrep", "-f", &format!("^/usr/bin/qemu-system-x86_64 .*guest={guest},")]);
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Some((node, _)) = owned.iter().find(|(_, pids)| pids.iter().any(|p| p == pid)) {
+                    pids.insert(guest.to_owned(), (node.to_string(), pid.to_owned()));
                 }
             }
         }

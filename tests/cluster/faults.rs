@@ -2,8 +2,9 @@
 //! at random moments (most of them at a random point of a live migration),
 //! with a seed that replays the same run: VG_FAULT_SEED=N (printed; default
 //! 7, so that CI runs the same faults every time; examples/fault-bench.sh
-//! draws a new seed) and VG_FAULTS=K faults drawn at random (default 6);
-//! VG_FAULTS=all runs every kind once, in an order the seed draws. After each
+//! draws a new seed). VG_FAULTS=all (the default, so that CI meets every
+//! kind) runs every kind once, in an order the seed draws; VG_FAULTS=K draws
+//! K faults at random. After each
 //! fault the cluster must settle within a bound, every guest running exactly
 //! once, where Pacemaker says; the sampler checks both safety properties all
 //! along.
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::lab::{progress, NODES};
 use super::Run;
+use crate::support::cluster::parse_elements;
 use crate::support::XorShift;
 
 const GUESTS: [&str; 4] = ["vgf-1", "vgf-2", "vgf-3", "vgf-4"];
@@ -60,16 +62,28 @@ struct Outcome {
     settled_s: Option<f64>,
     double_runs: usize,
     lost: usize,
+    /// Nodes the fence agent powered off, each with Pacemaker's reason.
+    fenced: Vec<String>,
+    /// Agent operations Pacemaker killed at their timeout (the agent did not
+    /// end them itself).
+    timed_out: Vec<String>,
+}
+
+/// Where the fence agent's record and the nodes' Pacemaker logs stood at one
+/// moment, so that what came after can be read.
+struct Marks {
+    fence_actions: usize,
+    logs: [usize; 2],
 }
 
 fn seed() -> u64 {
     std::env::var("VG_FAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(7)
 }
 
-/// The faults of the run: VG_FAULTS (default 6) drawn at random, or with
-/// VG_FAULTS=all each kind once in a drawn order.
+/// The faults of the run: each kind once in a drawn order (VG_FAULTS=all,
+/// the default), or VG_FAULTS=K drawn at random.
 fn draw_faults(rng: &mut XorShift) -> Vec<Fault> {
-    let asked = std::env::var("VG_FAULTS").unwrap_or_else(|_| "6".into());
+    let asked = std::env::var("VG_FAULTS").unwrap_or_else(|_| "all".into());
     match asked.parse::<usize>().ok() {
         Some(count) => (0..count).map(|_| *rng.pick(&FAULTS)).collect(),
         None => {
@@ -104,21 +118,28 @@ impl Run<'_> {
         let settled: Vec<f64> = outcomes.iter().filter_map(|o| o.settled_s).collect();
         let double_runs: usize = outcomes.iter().map(|o| o.double_runs).sum();
         let lost: usize = outcomes.iter().map(|o| o.lost).sum();
+        for guest in GUESTS {
+            self.sampler().release(guest);
+        }
+        // Deleting the guests stops them: a stop that fails there fences a
+        // node too, and is counted with the faults' fencing.
+        let cleanup_fenced = self.delete_fault_guests();
+        let fenced = outcomes.iter().map(|o| o.fenced.len()).sum::<usize>() + cleanup_fenced.len();
+        let timed_out: usize = outcomes.iter().map(|o| o.timed_out.len()).sum();
         self.figure(
             &format!("seeded faults (VG_FAULT_SEED={seed}), {}", self.agent),
             format!(
-                "{count} faults, {} settled within {}s (slowest {:.0}s), {double_runs} double runs, {lost} lost",
+                "{count} faults, {} settled within {}s (slowest {:.0}s), {double_runs} double runs, {lost} lost, {fenced} nodes fenced, {timed_out} operations killed at their timeout",
                 settled.len(),
                 SETTLE_BOUND.as_secs(),
                 settled.iter().copied().fold(0.0, f64::max)
             ),
         );
-        for guest in GUESTS {
-            self.sampler().release(guest);
-        }
-        self.delete_fault_guests();
-        self.check(settled.len() == count && double_runs == 0 && lost == 0, || {
-            format!("seed {seed}: {} of {count} faults settled, {double_runs} double runs, {lost} lost guests (details above)", settled.len())
+        self.check(settled.len() == count && double_runs == 0 && lost == 0 && cleanup_fenced.is_empty(), || {
+            format!(
+                "seed {seed}: {} of {count} faults settled, {double_runs} double runs, {lost} lost guests, fenced while the guests were deleted: {cleanup_fenced:?} (details above)",
+                settled.len()
+            )
         });
     }
 
@@ -143,16 +164,110 @@ impl Run<'_> {
         }
     }
 
-    fn delete_fault_guests(&mut self) {
+    /// Deletes the fault guests and waits until none runs anywhere, booting
+    /// a node that was fenced meanwhile. The nodes fenced, with reasons.
+    fn delete_fault_guests(&mut self) -> Vec<String> {
         let lab = self.lab;
+        let marks = self.marks();
         for guest in GUESTS {
             let _ = lab.run(lab.any_node(), &["crm_resource", "--clear", "-r", guest]);
             let _ = lab.run(lab.any_node(), &["pcs", "resource", "delete", guest, "--force"]);
         }
+        std::thread::sleep(Duration::from_secs(2));
+        self.boot_fenced_nodes();
         lab.wait_idle();
+        let fenced = self.fenced_since(&marks);
+        if !fenced.is_empty() {
+            self.figure("fenced while the fault guests were deleted", fenced.join("; "));
+        }
         for guest in GUESTS {
             self.assert_not_running_anywhere(guest);
         }
+        fenced
+    }
+
+    /// Boots each node that fencing powered off, once Pacemaker has
+    /// recorded the fencing as done: a node that comes back while its
+    /// fencing is still pending hears that it was fenced and stays down.
+    fn boot_fenced_nodes(&self) {
+        for node in NODES {
+            if self.node_is_off(node) {
+                self.lab.mark_off(node);
+                let survivor = super::other(node);
+                self.lab.poll(&format!("the fencing of {node} to be complete"), Duration::from_secs(60), || {
+                    let history = self.lab.run(survivor, &["stonith_admin", "--history", node, "--output-as=xml"]);
+                    let events = parse_elements(&String::from_utf8_lossy(&history.stdout), "fence_event");
+                    let pending = events.iter().any(|e| e.get("status").is_some_and(|s| s == "pending"));
+                    (history.status.success() && !pending).then_some(())
+                });
+                progress(&format!("  {node} was fenced: booting it"));
+                self.lab.boot(node);
+            }
+        }
+    }
+
+    fn marks(&self) -> Marks {
+        Marks { fence_actions: self.lab.fence_actions().len(), logs: NODES.map(|n| self.lab.pacemaker_log(n).len()) }
+    }
+
+    /// What the nodes' Pacemaker logs gained since `marks`, node by node.
+    fn new_log_lines(&self, marks: &Marks) -> Vec<(&'static str, String)> {
+        NODES
+            .iter()
+            .zip(marks.logs)
+            .flat_map(|(node, from)| {
+                let log = self.lab.pacemaker_log(node);
+                // A log shorter than before was started anew.
+                let new = log.get(from..).unwrap_or(&log).to_owned();
+                new.lines().map(|l| (*node, l.to_owned())).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The agent operations pacemaker-execd killed at their timeout since
+    /// `marks` ("vgf-2 migrate_to on vg-node1").
+    fn timed_out_since(&self, marks: &Marks) -> Vec<String> {
+        self.new_log_lines(marks)
+            .into_iter()
+            .filter(|(_, line)| line.contains("pacemaker-execd"))
+            .filter_map(|(node, line)| {
+                // "Resource agent vgf-2_migrate_to_0[23022] timed out after 30s"
+                let (head, _) = line.split_once("] timed out after ")?;
+                let key = head.rsplit_once("Resource agent ")?.1.split('[').next()?;
+                let (rsc_op, _interval) = key.rsplit_once('_')?;
+                let (rsc, op) = rsc_op.split_once('_')?;
+                Some(format!("{rsc} {op} on {node}"))
+            })
+            .collect()
+    }
+
+    /// The nodes powered off by fencing since `marks`, each with the reasons
+    /// Pacemaker's schedulers logged ("will be fenced: ...").
+    fn fenced_since(&self, marks: &Marks) -> Vec<String> {
+        let reasons: Vec<String> = self
+            .new_log_lines(marks)
+            .into_iter()
+            .filter_map(|(_, line)| {
+                let (head, why) = line.split_once("will be fenced: ")?;
+                // "... warning: Cluster node vg-node2 will be fenced: peer is no longer part of the cluster"
+                head.trim_end().rsplit(' ').next().map(|node| format!("{node}: {why}"))
+            })
+            .collect();
+        self.lab
+            .fence_actions()
+            .iter()
+            .skip(marks.fence_actions)
+            .filter_map(|line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [_, "off" | "reboot", node] => Some(node.to_owned()),
+                _ => None,
+            })
+            .map(|node| {
+                let mut why: Vec<&str> =
+                    reasons.iter().filter_map(|r| r.strip_prefix(&format!("{node}: "))).collect();
+                why.dedup();
+                format!("{node} ({})", if why.is_empty() { "no reason logged".to_owned() } else { why.join(", ") })
+            })
+            .collect()
     }
 
     /// One fault, then the bounded wait for a settled cluster, then the
@@ -160,6 +275,7 @@ impl Run<'_> {
     fn inject(&mut self, number: usize, fault: Fault, rng: &mut XorShift) -> Outcome {
         let lab = self.lab;
         let window_start = super::now_ms();
+        let marks = self.marks();
         let placed: Vec<(String, String)> =
             GUESTS.iter().filter_map(|g| lab.located(g).first().map(|n| (g.to_string(), n.clone()))).collect();
         let (guest, source) = placed.get(rng.below(placed.len())).cloned().unwrap_or_else(|| self.fail("no fault guest is running"));
@@ -215,10 +331,21 @@ impl Run<'_> {
             None => format!("NOT settled within {}s", SETTLE_BOUND.as_secs()),
         };
         let findings = self.sampler().findings_since(window_start);
+        let fenced = self.fenced_since(&marks);
+        let timed_out = self.timed_out_since(&marks);
+        let mut outcome_what = outcome_what;
+        if !fenced.is_empty() {
+            outcome_what += &format!("; fenced: {}", fenced.join("; "));
+        }
+        if !timed_out.is_empty() {
+            outcome_what += &format!("; killed at their timeout: {}", timed_out.join(", "));
+        }
         let outcome = Outcome {
             settled_s: settled,
             double_runs: findings.double_runs.len(),
             lost: findings.lost().len(),
+            fenced,
+            timed_out,
         };
         self.figure(&what, format!("{outcome_what}; {}", findings.describe()));
         outcome
@@ -246,13 +373,7 @@ impl Run<'_> {
         std::thread::sleep(Duration::from_secs(2));
         let mut settled = None;
         while Instant::now() < deadline {
-            for node in NODES {
-                if self.node_is_off(node) {
-                    progress(&format!("  {node} was fenced: booting it"));
-                    lab.mark_off(node);
-                    lab.boot(node);
-                }
-            }
+            self.boot_fenced_nodes();
             let _ = lab.run(lab.any_node(), &["crm_resource", "--clear", "-r", moved]);
             let left = deadline.saturating_duration_since(Instant::now()).as_secs().max(1);
             let idle = lab.run(lab.any_node(), &["crm_resource", "--wait", &format!("--timeout={left}s")]).status.success();
@@ -274,11 +395,7 @@ impl Run<'_> {
     fn runs_once_where_located(&self, guest: &str) -> bool {
         let located = self.lab.located(guest);
         let [node] = located.as_slice() else { return false };
-        NODES.iter().all(|n| {
-            let listed = self.lab.run(n, &["virsh", "-c", "qemu:///system", "list", "--name"]);
-            let runs = String::from_utf8_lossy(&listed.stdout).lines().any(|l| l.trim() == guest);
-            listed.status.success() && runs == (n == node)
-        })
+        NODES.iter().all(|n| self.lab.domains_on(n).is_some_and(|domains| domains.iter().any(|d| d == guest) == (n == node)))
     }
 }
 

@@ -182,10 +182,7 @@ impl Run<'_> {
         NODES
             .iter()
             .filter(|n| !self.lab.is_off(n))
-            .map(|n| {
-                let names = self.lab.must(n, &["virsh", "-c", "qemu:///system", "list", "--name"]);
-                (n.to_string(), names.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
-            })
+            .map(|n| (n.to_string(), self.lab.domains_on(n).unwrap_or_else(|| self.fail(&format!("libvirt on {n} does not answer")))))
             .collect()
     }
 
@@ -200,8 +197,8 @@ impl Run<'_> {
         let t = Instant::now();
         lab.crm(command);
         lab.poll(&format!("{from} to run none of the {} guests", group.provider), Duration::from_secs(300), || {
-            let running = self.lab.must(from, &["virsh", "-c", "qemu:///system", "list", "--name"]);
-            (!running.lines().any(|l| names.iter().any(|n| n == l.trim()))).then_some(())
+            // A node that does not answer is not empty yet.
+            self.lab.domains_on(from).filter(|running| !running.iter().any(|d| names.contains(d))).map(|_| ())
         });
         let emptied_s = t.elapsed().as_secs_f64();
         lab.wait_idle();

@@ -198,15 +198,26 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
     }
 
+    /// The domains the node's libvirt runs, or None when it does not answer
+    /// (the node powered off, its libvirtd down or frozen past virsh's wait).
+    pub fn domains_on(&self, node: &str) -> Option<Vec<String>> {
+        let listed = self.run(node, &["virsh", "-c", "qemu:///system", "list", "--name"]);
+        listed.status.success().then(|| {
+            String::from_utf8_lossy(&listed.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+        })
+    }
+
+    /// Whether the node's libvirt runs the domain; fails the test when it
+    /// does not answer.
+    pub fn runs(&self, node: &str, domain: &str) -> bool {
+        let domains = self.domains_on(node).unwrap_or_else(|| self.fail(&format!("libvirt on {node} does not answer")));
+        domains.iter().any(|d| d == domain)
+    }
+
     /// Nodes (that are up) where libvirt runs the domain.
     pub fn running_on(&self, domain: &str) -> Vec<&'static str> {
         let off = self.off.borrow().clone();
-        self.nodes
-            .iter()
-            .copied()
-            .filter(|n| !off.contains(n))
-            .filter(|n| self.must(n, &["virsh", "-c", "qemu:///system", "list", "--name"]).lines().any(|l| l.trim() == domain))
-            .collect()
+        self.nodes.iter().copied().filter(|n| !off.contains(n)).filter(|n| self.runs(n, domain)).collect()
     }
 
     pub fn history(&self) -> Vec<Op> {

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +27,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Time between rounds, and how long a round waits for a node's answer.
 const ROUND_PAUSE: Duration = Duration::from_millis(150);
 const ANSWER_WAIT: Duration = Duration::from_millis(800);
+/// A worker that has not answered for this long is replaced.
+const WORKER_STUCK: Duration = Duration::from_secs(5);
+/// Longer than this with neither node answering, the sampler is blind: a
+/// double run could go unseen, so the scenario fails. (One fault silences
+/// one node at a time.)
+pub const BLIND_LIMIT_MS: u64 = 15_000;
 
 /// What one round learnt about one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +102,8 @@ pub struct Findings {
     pub longest_gap_ms: u64,
     /// Node answers missing (a round counts up to two).
     pub unanswered: usize,
+    /// The longest stretch in which neither node answered.
+    pub longest_blind_ms: u64,
     /// Every stretch of two or more rounds on both nodes, per domain.
     pub double_runs: Vec<DoubleRun>,
     /// Per expected domain, its longest outage (when there was one).
@@ -112,6 +120,7 @@ impl Findings {
         findings.longest_gap_ms = samples.windows(2).map(|w| w[1].at_ms.saturating_sub(w[0].at_ms)).max().unwrap_or(0);
         findings.unanswered =
             samples.iter().flat_map(|s| &s.nodes).filter(|r| matches!(r, Reading::Unanswered { .. })).count();
+        findings.longest_blind_ms = longest_blind(samples);
         findings.double_runs = double_runs(samples);
         findings.longest_outages = expectations.iter().filter_map(|e| longest_outage(samples, e)).collect();
         findings
@@ -126,8 +135,13 @@ impl Findings {
         self.longest_outages.iter().filter(|o| o.lasted_ms > o.allowed_ms).collect()
     }
 
+    /// Whether the sampler saw too little to vouch for the properties.
+    pub fn blind(&self) -> bool {
+        self.longest_blind_ms > BLIND_LIMIT_MS
+    }
+
     pub fn violated(&self) -> bool {
-        self.double_run() || !self.lost().is_empty()
+        self.double_run() || !self.lost().is_empty() || self.blind()
     }
 
     pub fn describe(&self) -> String {
@@ -138,6 +152,10 @@ impl Findings {
             self.longest_gap_ms as f64 / 1000.0,
             self.unanswered
         );
+        if self.longest_blind_ms > 0 {
+            let verdict = if self.blind() { "; BLIND" } else { "; no answer from either node" };
+            text += &format!("{verdict} for {:.1}s", self.longest_blind_ms as f64 / 1000.0);
+        }
         for run in &self.double_runs {
             text += &format!("; {} ON BOTH NODES in {} rounds ({:.1}s)", run.domain, run.rounds, run.lasted_ms as f64 / 1000.0);
         }
@@ -153,6 +171,28 @@ impl Findings {
         }
         text
     }
+}
+
+/// The longest stretch of rounds in which neither node answered, from its
+/// first such round to the next round with an answer (or the last round).
+fn longest_blind(samples: &[Sample]) -> u64 {
+    let mut longest = 0;
+    let mut blind_since = None;
+    for sample in samples {
+        let blind = sample.nodes.iter().all(|r| matches!(r, Reading::Unanswered { .. }));
+        match (blind, blind_since) {
+            (true, None) => blind_since = Some(sample.at_ms),
+            (false, Some(since)) => {
+                longest = longest.max(sample.at_ms - since);
+                blind_since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(since), Some(last)) = (blind_since, samples.last()) {
+        longest = longest.max(last.at_ms - since);
+    }
+    longest
 }
 
 fn double_runs(samples: &[Sample]) -> Vec<DoubleRun> {
@@ -242,14 +282,15 @@ impl Sampler {
     pub fn start(nodes: [NodeAccess; 2]) -> Sampler {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (answers_tx, answers_rx) = mpsc::channel();
-        let workers: Vec<Sender<u64>> = nodes.iter().enumerate().map(|(index, node)| spawn_worker(index, node.clone(), answers_tx.clone())).collect();
+        // libvirt's default handler prints every failed call to stderr; a
+        // silent node is in the findings already.
+        virt::error::clear_error_callback();
         let netns_ids: Vec<Option<String>> = nodes.iter().map(|n| netns_id(&n.netns)).collect();
         let sink = Arc::clone(&samples);
         let stopped = Arc::clone(&stop);
         let rounds = std::thread::Builder::new()
             .name("vg-sampler".into())
-            .spawn(move || run_rounds(&workers, &answers_rx, &netns_ids, &sink, &stopped))
+            .spawn(move || run_rounds(&nodes, &netns_ids, &sink, &stopped))
             .expect("cannot start the sampler thread");
         Sampler { samples, expectations: Arc::new(Mutex::new(Vec::new())), stop, rounds: Some(rounds) }
     }
@@ -307,34 +348,41 @@ fn netns_id(netns: &Path) -> Option<String> {
     std::fs::metadata(netns).ok().map(|m| format!("net:[{}]", m.ino()))
 }
 
+/// An answer from a worker: (node index, worker generation, round, running).
+type Answer = (usize, u64, u64, Option<BTreeSet<String>>);
+
 /// One worker per node: enters the node's network namespace for good (the
 /// thread's own; a TCP socket stays in the namespace it was made in), then
 /// answers each round's request with the running domains.
-fn spawn_worker(index: usize, node: NodeAccess, answers: Sender<(usize, u64, Option<BTreeSet<String>>)>) -> Sender<u64> {
+fn spawn_worker(index: usize, generation: u64, node: NodeAccess, answers: Sender<Answer>) -> Sender<u64> {
     let (requests_tx, requests_rx) = mpsc::channel::<u64>();
     let name = format!("vg-sampler-{index}");
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            let entered = std::fs::File::open(&node.netns)
-                .map_err(|e| e.to_string())
-                .and_then(|netns| nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string()));
-            let uri = format!("qemu+tcp://{}/system", node.address);
-            let mut connection: Option<virt::connect::Connect> = None;
-            for round in requests_rx {
-                let running = match &entered {
-                    Ok(()) => running_domains(&uri, &mut connection),
-                    Err(_) => None,
-                };
-                if answers.send((index, round, running)).is_err() {
-                    break;
-                }
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        let entered = std::fs::File::open(&node.netns)
+            .map_err(|e| e.to_string())
+            .and_then(|netns| nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string()));
+        let uri = format!("qemu+tcp://{}/system", node.address);
+        let mut connection: Option<virt::connect::Connect> = None;
+        for round in requests_rx {
+            // virt panics where libvirt fails to free an object of a dead
+            // connection: that costs this answer, not the worker.
+            let running = entered.as_ref().ok().and_then(|()| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| running_domains(&uri, &mut connection))).unwrap_or_else(|_| {
+                    connection = None;
+                    None
+                })
+            });
+            if answers.send((index, generation, round, running)).is_err() {
+                break;
             }
-            if let Some(connection) = connection {
-                close(connection);
-            }
-        })
-        .expect("cannot start a sampler worker");
+        }
+        if let Some(connection) = connection {
+            close(connection);
+        }
+    });
+    // A worker that could not start answers nothing: its node reads as
+    // silent, and the next round starts another.
+    drop(spawned);
     requests_tx
 }
 
@@ -361,24 +409,43 @@ fn close(connection: virt::connect::Connect) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(connection)));
 }
 
-fn run_rounds(
-    workers: &[Sender<u64>],
-    answers: &Receiver<(usize, u64, Option<BTreeSet<String>>)>,
-    netns_ids: &[Option<String>],
-    sink: &Mutex<Vec<Sample>>,
-    stop: &AtomicBool,
-) {
-    // A worker stuck in a call (its libvirtd frozen) gets no new request
-    // until it answers the one it has.
-    let mut busy = [false, false];
+/// A node's worker as the rounds see it.
+struct Worker {
+    requests: Sender<u64>,
+    generation: u64,
+    /// When the request it has not answered yet was sent.
+    asked_at: Option<Instant>,
+}
+
+fn run_rounds(nodes: &[NodeAccess; 2], netns_ids: &[Option<String>], sink: &Mutex<Vec<Sample>>, stop: &AtomicBool) {
+    let (answers_tx, answers) = mpsc::channel::<Answer>();
+    let spawn = |index: usize, generation: u64| Worker {
+        requests: spawn_worker(index, generation, nodes[index].clone(), answers_tx.clone()),
+        generation,
+        asked_at: None,
+    };
+    let mut workers = [spawn(0, 0), spawn(1, 0)];
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
         round += 1;
         let at_ms = now_ms();
         let mut asked = [false, false];
-        for (index, worker) in workers.iter().enumerate() {
-            if !busy[index] && worker.send(round).is_ok() {
-                busy[index] = true;
+        for (index, worker) in workers.iter_mut().enumerate() {
+            // A worker stuck in a call (its libvirtd frozen, or its TCP peer
+            // gone without a reset) is left behind, and a new one with a new
+            // connection takes its place; so is a worker that died.
+            let stuck = worker.asked_at.is_some_and(|at| at.elapsed() > WORKER_STUCK);
+            if stuck {
+                *worker = spawn(index, worker.generation + 1);
+            }
+            if worker.asked_at.is_none() {
+                if worker.requests.send(round).is_err() {
+                    *worker = spawn(index, worker.generation + 1);
+                    if worker.requests.send(round).is_err() {
+                        continue;
+                    }
+                }
+                worker.asked_at = Some(Instant::now());
                 asked[index] = true;
             }
         }
@@ -386,10 +453,13 @@ fn run_rounds(
         let deadline = Instant::now() + ANSWER_WAIT;
         // Waits for this round's answers only: a worker still stuck in an
         // earlier round's call costs no time.
-        while (0..2).any(|i| asked[i] && busy[i]) {
+        while (0..2).any(|i| asked[i] && workers[i].asked_at.is_some()) {
             match answers.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((index, answered_round, running)) => {
-                    busy[index] = false;
+                Ok((index, generation, answered_round, running)) => {
+                    if generation != workers[index].generation {
+                        continue; // from a worker left behind
+                    }
+                    workers[index].asked_at = None;
                     if answered_round == round {
                         got[index] = running;
                     }
