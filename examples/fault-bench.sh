@@ -24,7 +24,7 @@ while (($#)); do
         --faults) faults=$2; shift ;;
         --seed) seed=$2; shift ;;
         --virtguard-only) providers=(virtguard) ;;
-        *) sed -n '9,14p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+        *) sed -n '10,15p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
     esac
     shift
 done
@@ -39,7 +39,7 @@ for provider in "${providers[@]}"; do
         cargo test --release --test cluster cluster_scenarios -- --nocapture) >"$log" 2>&1 || status=$?
     echo
     echo "== ocf:$provider:VirtualDomain (test exit $status; full log $log)"
-    grep -E '^\[cluster [0-9:]+\]   (fault [0-9]+|fenced while|seeded faults)' "$log" | sed 's/^\[cluster [0-9:]*\]   /  /' || true
+    grep -E '^\[cluster [0-9:]+\]   (fault [0-9]+|when the fault guests|seeded faults)' "$log" | sed 's/^\[cluster [0-9:]*\]   /  /' || true
     summary+=("ocf:$provider:VirtualDomain: $(grep -Eo 'seeded faults .*' "$log" | tail -1 || echo 'no total (see the log)')")
 done
 echo
