@@ -3,11 +3,13 @@
 # both agents with the same seed, for as many faults as asked: the classic
 # ocf:heartbeat:VirtualDomain first, then ocf:virtguard:VirtualDomain, each in
 # a fresh lab cluster. Prints each fault, how the cluster settled, and the
-# totals (faults, settled, double runs, lost) per agent. A measurement, not a
+# totals (faults, settled, double runs, lost, nodes fenced, operations killed
+# at their timeout) per agent. A measurement, not a
 # test: the classic agent's failures are reported, not fatal.
 #
-# usage: examples/fault-bench.sh [--faults N] [--seed S] [--virtguard-only]
-#   --faults N        faults per agent (default 20)
+# usage: examples/fault-bench.sh [--faults N|all] [--seed S] [--virtguard-only]
+#   --faults N|all    faults per agent, drawn at random (default 20); all:
+#                     each kind once, in an order the seed draws
 #   --seed S          the seed (default: from the clock; printed either way)
 #   --virtguard-only  skip the classic agent
 # Needs root and what the cluster tests need (bash ocf/install-deps.sh).
@@ -22,7 +24,7 @@ while (($#)); do
         --faults) faults=$2; shift ;;
         --seed) seed=$2; shift ;;
         --virtguard-only) providers=(virtguard) ;;
-        *) sed -n '9,13p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+        *) sed -n '10,15p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
     esac
     shift
 done
@@ -37,7 +39,7 @@ for provider in "${providers[@]}"; do
         cargo test --release --test cluster cluster_scenarios -- --nocapture) >"$log" 2>&1 || status=$?
     echo
     echo "== ocf:$provider:VirtualDomain (test exit $status; full log $log)"
-    grep -E '^\[cluster [0-9:]+\]   (fault [0-9]+|seeded faults)' "$log" | sed 's/^\[cluster [0-9:]*\]   /  /' || true
+    grep -E '^\[cluster [0-9:]+\]   (fault [0-9]+|when the fault guests|seeded faults)' "$log" | sed 's/^\[cluster [0-9:]*\]   /  /' || true
     summary+=("ocf:$provider:VirtualDomain: $(grep -Eo 'seeded faults .*' "$log" | tail -1 || echo 'no total (see the log)')")
 done
 echo

@@ -2,6 +2,7 @@
 //! killed at the deadline, and its stderr is kept for the error message.
 
 use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -27,8 +28,9 @@ impl Output {
 pub enum ExecError {
     /// The program could not be started (missing, not executable).
     Spawn { program: String, message: String },
-    /// The deadline came first; the child was killed.
-    TimedOut { program: String, after: Duration },
+    /// The deadline came first; the child was killed. `output` is what it
+    /// printed until then.
+    TimedOut { program: String, after: Duration, output: Output },
     /// It ran and exited non-zero (or died of a signal).
     Failed { program: String, output: Output },
 }
@@ -37,7 +39,7 @@ impl std::fmt::Display for ExecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExecError::Spawn { program, message } => write!(f, "cannot run {program}: {message}"),
-            ExecError::TimedOut { program, after } => {
+            ExecError::TimedOut { program, after, .. } => {
                 write!(f, "{program} did not finish within {:.1}s and was killed", after.as_secs_f64())
             }
             ExecError::Failed { program, output } => {
@@ -88,13 +90,19 @@ pub fn run_unchecked_with_env<S: AsRef<std::ffi::OsStr>>(
     deadline: &Deadline,
 ) -> Result<Output, ExecError> {
     let mut command = Command::new(program);
-    command.args(args).envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    run_command(command, deadline)
+}
+
+/// Like [`run_unchecked`], for a command the caller set up (environment,
+/// working directory); its stdio is replaced as for every other run.
+pub fn run_command(mut command: Command, deadline: &Deadline) -> Result<Output, ExecError> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // A process group of its own, so that a timeout kills the whole tree.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command
-        .spawn()
-        .map_err(|e| ExecError::Spawn { program: program.to_owned(), message: e.to_string() })?;
-    wait_with_deadline(program, child, deadline)
+    let child = command.spawn().map_err(|e| ExecError::Spawn { program: program.clone(), message: e.to_string() })?;
+    wait_with_deadline(&program, child, deadline)
 }
 
 fn wait_with_deadline(program: &str, mut child: Child, deadline: &Deadline) -> Result<Output, ExecError> {
@@ -103,16 +111,16 @@ fn wait_with_deadline(program: &str, mut child: Child, deadline: &Deadline) -> R
     let stdout = child.stdout.take().map(spawn_reader);
     let stderr = child.stderr.take().map(spawn_reader);
     let mut step = Duration::from_millis(2);
-    let status = loop {
+    let (status, timed_out) = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(status)) => break (status, false),
             Ok(None) => {}
             Err(e) => return Err(ExecError::Spawn { program: program.to_owned(), message: e.to_string() }),
         }
         if deadline.expired() {
             kill_group(&child);
-            let _ = child.wait();
-            return Err(ExecError::TimedOut { program: program.to_owned(), after: deadline.elapsed() });
+            // Raw wait status 9: killed by SIGKILL, which it was.
+            break (child.wait().unwrap_or(ExitStatus::from_raw(9)), true);
         }
         deadline.sleep(step);
         step = (step * 2).min(Duration::from_millis(50));
@@ -120,10 +128,15 @@ fn wait_with_deadline(program: &str, mut child: Child, deadline: &Deadline) -> R
     // A grandchild that keeps the pipes open must not block us past the deadline.
     kill_group(&child);
     // Killing the group closes the pipes, unless something outside it holds
-    // them: then what was read by then is all there is.
+    // them: then what was read by then is all there is (after a timeout,
+    // what was read by the deadline).
     let readers_done = Deadline::after(READER_WAIT.min(deadline.remaining()));
     let collect = |reader: Option<OutputReader>| reader.map(|r| r.collect(&readers_done)).unwrap_or_default();
-    Ok(Output { status, stdout: collect(stdout), stderr: collect(stderr) })
+    let output = Output { status, stdout: collect(stdout), stderr: collect(stderr) };
+    if timed_out {
+        return Err(ExecError::TimedOut { program: program.to_owned(), after: deadline.elapsed(), output });
+    }
+    Ok(output)
 }
 
 /// How long the output may stay open after the process group is gone.
@@ -200,12 +213,15 @@ mod tests {
     }
 
     #[test]
-    fn deadline_kills_the_whole_group() {
-        let d = Deadline::after(Duration::from_millis(200));
+    fn deadline_kills_the_whole_group_and_keeps_what_it_printed() {
+        let d = Deadline::after(Duration::from_millis(1000));
         let started = std::time::Instant::now();
-        let err = run("sh", &["-c", "sleep 30 & sleep 30"], &d).unwrap_err();
-        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let err = run("sh", &["-c", "echo started; sleep 120 & sleep 120"], &d).unwrap_err();
+        let ExecError::TimedOut { output, .. } = &err else { panic!("not a timeout: {err}") };
+        assert_eq!(output.stdout, "started\n");
+        // Not a speed limit: a sleeper that survived the kill would hold the
+        // output pipe, and this call, for 120 s.
+        assert!(started.elapsed() < Duration::from_secs(60), "waited for a sleeper: {:?}", started.elapsed());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod support;
 
 use support::cluster as lab;
 use lab::{progress, Lab, Op};
+use support::sampler::Sampler;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,10 +28,16 @@ use std::time::{Duration, Instant};
 const DROP_IN: &str = "/run/systemd/system/resource-agents-deps.target.d/99-virtguard-VirtualDomain.conf";
 const NODE_OFF_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long a guest may run nowhere before the sampler calls it lost: a
+/// guest killed by a node's shutdown is started again elsewhere well within.
+const GUEST_OUTAGE: Duration = Duration::from_secs(120);
+
 struct Run<'a> {
     lab: &'a Lab,
     provider: String,
     figures: Vec<(String, String)>,
+    /// The invariant sampler of the scenario that is running.
+    sampler: Option<Sampler>,
 }
 
 #[test]
@@ -57,7 +64,7 @@ fn systemd_cluster_scenarios() {
     progress(&format!("systemd cluster up after {:.1}s", start.elapsed().as_secs_f64()));
     lab.crm(&["pcs", "resource", "defaults", "update", "resource-stickiness=100"]);
     lab.crm(&["pcs", "property", "set", "stop-orphan-resources=false"]);
-    let mut run = Run { lab: &lab, provider, figures: Vec::new() };
+    let mut run = Run { lab: &lab, provider, figures: Vec::new(), sampler: None };
 
     type Scenario<'a> = (&'static str, fn(&mut Run<'a>));
     let scenarios: Vec<Scenario> = vec![
@@ -77,15 +84,27 @@ fn systemd_cluster_scenarios() {
         ran += 1;
         let scenario_start = Instant::now();
         progress(&format!("scenario {name}"));
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&mut run))) {
-            Ok(()) => progress(&format!("scenario {number} passed in {:.1}s", scenario_start.elapsed().as_secs_f64())),
-            Err(panic) => {
-                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                let headline = message.lines().next().unwrap_or_default().to_owned();
-                progress(&format!("scenario {number} FAILED: {headline}"));
-                failures.push(format!("scenario {name}: {headline}"));
-                run.repair();
-            }
+        // Both safety properties are watched all along the scenario.
+        run.sampler = Some(Sampler::start(lab.sampler_access()));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&mut run)));
+        let (findings, invariants) = run.sampler.take().expect("started above").verdict();
+        run.figure(&format!("scenario {number}: invariants"), findings.describe());
+        let mut headlines = Vec::new();
+        if let Err(panic) = outcome {
+            let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            headlines.push(message.lines().next().unwrap_or_default().to_owned());
+        }
+        if let Err(violation) = invariants {
+            progress(&format!("  {violation}"));
+            headlines.push(violation.lines().next().unwrap_or_default().to_owned());
+        }
+        if headlines.is_empty() {
+            progress(&format!("scenario {number} passed in {:.1}s", scenario_start.elapsed().as_secs_f64()));
+        } else {
+            let headline = headlines.join("; ");
+            progress(&format!("scenario {number} FAILED: {headline}"));
+            failures.push(format!("scenario {name}: {headline}"));
+            run.repair();
         }
     }
     eprintln!("\nfigures:");
@@ -186,8 +205,13 @@ impl<'a> Run<'a> {
         lab.wait_idle();
         for rsc in &guests {
             self.assert_runs_only_on(rsc, node);
+            self.sampler().expect_running(rsc, GUEST_OUTAGE);
         }
         guests
+    }
+
+    fn sampler(&self) -> &Sampler {
+        self.sampler.as_ref().expect("every scenario runs beside the sampler")
     }
 
     /// Removes the guests without stopping them through the agents (the
@@ -196,6 +220,9 @@ impl<'a> Run<'a> {
     fn delete_guests(&self, guests: &[String]) {
         let lab = self.lab;
         for rsc in guests {
+            if let Some(sampler) = &self.sampler {
+                sampler.release(rsc);
+            }
             lab.crm(&["pcs", "resource", "delete", rsc, "--force"]);
         }
         for node in lab.nodes() {

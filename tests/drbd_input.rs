@@ -28,10 +28,10 @@ fn valid_events2_fixtures() -> Vec<(String, String)> {
 fn the_bad_fixtures_are_errors_and_the_odd_good_ones_are_not() {
     for bad in ["truncated", "empty", "garbage", "unknown-disk-state"] {
         let err = events2::parse(&fixture_text(&format!("{bad}.events2"))).unwrap_err();
-        assert!(!err.is_empty(), "{bad}");
+        assert!(!err.to_string().is_empty(), "{bad}");
     }
-    assert!(events2::parse(&fixture_text("truncated.events2")).unwrap_err().contains("truncated"));
-    assert!(events2::parse(&fixture_text("unknown-disk-state.events2")).unwrap_err().contains("unknown disk state 'Fresh'"));
+    assert!(events2::parse(&fixture_text("truncated.events2")).unwrap_err().to_string().contains("truncated"));
+    assert!(events2::parse(&fixture_text("unknown-disk-state.events2")).unwrap_err().to_string().contains("unknown disk state 'Fresh'"));
     let unknown = events2::parse(&fixture_text("unknown-fields.events2")).unwrap();
     let healthy = events2::parse(&fixture_text("healthy-2node.events2")).unwrap();
     assert_eq!(unknown, healthy, "unknown keys must change nothing");
@@ -195,7 +195,7 @@ fn mutated_captures_never_panic_and_never_allow_an_unsafe_start() {
             let mutated = mutate(&text, &mut rng);
             match events2::parse(&mutated) {
                 Err(e) => {
-                    assert!(!e.is_empty());
+                    assert!(!e.to_string().is_empty());
                     errors += 1;
                 }
                 Ok(resources) => {

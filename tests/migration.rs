@@ -452,7 +452,7 @@ fn unknown_migrate_options_are_a_configuration_error_before_anything_happens() {
     params.insert("config", "/nonexistent.xml");
     params.insert("migrate_options", "--p2p --warp-speed");
     let params = Params::from_lookup(|n| params.get(n).map(|v| v.to_string())).unwrap();
-    let error = virtguard::vdomain::migration::validate(&params).unwrap_err();
+    let error = virtguard::vdomain::migration::validate(&params).unwrap_err().to_string();
     assert!(error.contains("--warp-speed"), "{error}");
 }
 

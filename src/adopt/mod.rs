@@ -17,6 +17,10 @@ mod tree;
 
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context};
+
+use crate::exec::ExecError;
+
 use plan::{Decision, Marker, ProbeVerdict, MARKER};
 use state::{Cib, Monitor};
 
@@ -42,8 +46,8 @@ pub struct Request {
 pub fn run(request: &Request) -> u8 {
     match adopt(request) {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("adopt: {message}");
+        Err(error) => {
+            eprintln!("adopt: {error:#}");
             report_unmanaged();
             2
         }
@@ -56,7 +60,7 @@ struct Work {
     provider_now: String,
 }
 
-fn adopt(request: &Request) -> Result<u8, String> {
+fn adopt(request: &Request) -> anyhow::Result<u8> {
     let to = request.to.as_str();
     let cib = pacemaker::read_cib()?;
     let mon = pacemaker::read_monitor()?;
@@ -121,7 +125,7 @@ fn decide_all(ids: &[String], to: &str, cib: &Cib, mon: &Monitor) -> (Vec<Work>,
         if provider_now != to {
             let params = cib.primitive(id).map(|p| p.params.clone()).unwrap_or_default();
             if let Err(reason) = pacemaker::validate_all(id, to, &params) {
-                refusals.push(format!("{id}: its parameters do not pass ocf:{to}:VirtualDomain on this node: {reason}"));
+                refusals.push(format!("{id}: its parameters do not pass ocf:{to}:VirtualDomain on this node: {reason:#}"));
                 continue;
             }
         }
@@ -151,11 +155,11 @@ fn owned(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
-fn run_owned(args: &[String]) -> Result<(), String> {
+fn run_owned(args: &[String]) -> Result<(), ExecError> {
     pacemaker::run(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-fn unmanage(item: &Work) -> Result<(), String> {
+fn unmanage(item: &Work) -> Result<(), ExecError> {
     // The mark first: a run killed between the two leaves a marked, managed
     // resource, which a rerun simply takes up.
     run_owned(&marker_args(item))?;
@@ -167,13 +171,13 @@ fn unmanage(item: &Work) -> Result<(), String> {
 
 /// The provider change, retried on a fresh read when another change landed
 /// between our read and our write (the guard failed, nothing was written).
-fn switch_guarded(item: &Work, to: &str) -> Result<(), String> {
+fn switch_guarded(item: &Work, to: &str) -> anyhow::Result<()> {
     const ATTEMPTS: usize = 5;
     for _ in 0..ATTEMPTS {
         let cib = pacemaker::read_cib()?;
-        let primitive = cib.primitive(&item.id).ok_or_else(|| format!("{}: vanished from the CIB while adopting", item.id))?;
+        let primitive = cib.primitive(&item.id).with_context(|| format!("{}: vanished from the CIB while adopting", item.id))?;
         if primitive.meta("is-managed") != Some("false") || primitive.meta(MARKER).is_none() {
-            return Err(format!("{}: someone changed its is-managed or {MARKER} meanwhile; not switching it", item.id));
+            bail!("{}: someone changed its is-managed or {MARKER} meanwhile; not switching it", item.id);
         }
         if primitive.provider == to {
             return Ok(());
@@ -186,15 +190,15 @@ fn switch_guarded(item: &Work, to: &str) -> Result<(), String> {
             Err(pacemaker::SwitchError::Changed) => {
                 println!("{}: the CIB changed since it was read (epoch {}); reading it again", item.id, cib.version.epoch)
             }
-            Err(pacemaker::SwitchError::Other(e)) => return Err(format!("{}: {e}", item.id)),
+            Err(pacemaker::SwitchError::Other(e)) => bail!("{}: {e}", item.id),
         }
     }
-    Err(format!("{}: the CIB kept changing under {ATTEMPTS} attempts to switch it; it stays unmanaged, run adopt again", item.id))
+    bail!("{}: the CIB kept changing under {ATTEMPTS} attempts to switch it; it stays unmanaged, run adopt again", item.id)
 }
 
 /// Polls the new agent's probes; manages each resource again as soon as they
 /// confirm it. Returns a message per resource left unmanaged.
-fn wait_and_manage(work: &[Work], to: &str, timeout: Duration) -> Result<Vec<String>, String> {
+fn wait_and_manage(work: &[Work], to: &str, timeout: Duration) -> anyhow::Result<Vec<String>> {
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<&Work> = work.iter().collect();
     let mut left = Vec::new();

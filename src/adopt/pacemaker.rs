@@ -12,13 +12,13 @@ fn bounded() -> Deadline {
     Deadline::after(CALL_TIMEOUT)
 }
 
-pub fn read_cib() -> Result<Cib, String> {
-    let out = exec::run("cibadmin", &["--query"], &bounded()).map_err(|e| e.to_string())?;
+pub fn read_cib() -> anyhow::Result<Cib> {
+    let out = exec::run("cibadmin", &["--query"], &bounded())?;
     parse_cib(&out.stdout)
 }
 
-pub fn read_monitor() -> Result<Monitor, String> {
-    let out = exec::run("crm_mon", &["--one-shot", "--inactive", "--output-as=xml"], &bounded()).map_err(|e| e.to_string())?;
+pub fn read_monitor() -> anyhow::Result<Monitor> {
+    let out = exec::run("crm_mon", &["--one-shot", "--inactive", "--output-as=xml"], &bounded())?;
     parse_crm_mon(&out.stdout)
 }
 
@@ -57,7 +57,7 @@ pub fn switch_provider_args(id: &str, to: &str, version: &CibVersion) -> Vec<Str
 pub enum SwitchError {
     /// The CIB changed since it was read (cibadmin: No such device or address).
     Changed,
-    Other(String),
+    Other(ExecError),
 }
 
 pub fn switch_provider(id: &str, to: &str, version: &CibVersion) -> Result<(), SwitchError> {
@@ -66,18 +66,18 @@ pub fn switch_provider(id: &str, to: &str, version: &CibVersion) -> Result<(), S
         Ok(_) => Ok(()),
         // 105 is cibadmin's exit code for ENXIO: the XPath matched nothing.
         Err(ExecError::Failed { output, .. }) if output.status.code() == Some(105) => Err(SwitchError::Changed),
-        Err(e) => Err(SwitchError::Other(e.to_string())),
+        Err(e) => Err(SwitchError::Other(e)),
     }
 }
 
 /// Runs one of the `*_args` command lines.
-pub fn run(args: &[&str]) -> Result<(), String> {
-    exec::run(args[0], &args[1..], &bounded()).map(drop).map_err(|e| e.to_string())
+pub fn run(args: &[&str]) -> Result<(), ExecError> {
+    exec::run(args[0], &args[1..], &bounded()).map(drop)
 }
 
 /// The target agent's validate-all with the resource's parameters, run as
 /// Pacemaker would run it on this node. Err carries the agent's reason.
-pub fn validate_all(id: &str, to: &str, params: &[(String, String)]) -> Result<(), String> {
+pub fn validate_all(id: &str, to: &str, params: &[(String, String)]) -> anyhow::Result<()> {
     let ocf_root = std::env::var("OCF_ROOT").unwrap_or_else(|_| "/usr/lib/ocf".into());
     let agent = format!("{ocf_root}/resource.d/{to}/VirtualDomain");
     let mut env: Vec<(String, String)> = vec![
@@ -92,8 +92,8 @@ pub fn validate_all(id: &str, to: &str, params: &[(String, String)]) -> Result<(
         Ok(out) => {
             let reason = out.stderr.lines().find_map(|l| l.strip_prefix("ocf-exit-reason:")).map(str::to_owned);
             let fallback = out.stderr.lines().chain(out.stdout.lines()).map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").to_owned();
-            Err(format!("{agent} validate-all exited {}: {}", out.status.code().unwrap_or(-1), reason.unwrap_or(fallback)))
+            anyhow::bail!("{agent} validate-all exited {}: {}", out.status.code().unwrap_or(-1), reason.unwrap_or(fallback))
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -2,6 +2,8 @@
 //! (`cibadmin --query`: configuration, version, operation history) and
 //! `crm_mon --output-as=xml` (Pacemaker's own view: roles, failures, nodes).
 
+use anyhow::Context;
+
 use super::tree::{self, Element};
 
 /// The CIB's version fields that change with every configuration change.
@@ -66,14 +68,14 @@ impl Cib {
     }
 }
 
-pub fn parse_cib(xml: &str) -> Result<Cib, String> {
+pub fn parse_cib(xml: &str) -> anyhow::Result<Cib> {
     let root = tree::parse(xml)?;
     if root.name != "cib" {
-        return Err(format!("not a CIB: the root element is <{}>", root.name));
+        anyhow::bail!("not a CIB: the root element is <{}>", root.name);
     }
     let version = CibVersion {
-        admin_epoch: root.attr("admin_epoch").ok_or("the CIB has no admin_epoch")?.to_owned(),
-        epoch: root.attr("epoch").ok_or("the CIB has no epoch")?.to_owned(),
+        admin_epoch: root.attr("admin_epoch").context("the CIB has no admin_epoch")?.to_owned(),
+        epoch: root.attr("epoch").context("the CIB has no epoch")?.to_owned(),
     };
     let mut primitives = Vec::new();
     if let Some(resources) = root.child("configuration").and_then(|c| c.child("resources")) {
@@ -160,7 +162,7 @@ impl Monitor {
     }
 }
 
-pub fn parse_crm_mon(xml: &str) -> Result<Monitor, String> {
+pub fn parse_crm_mon(xml: &str) -> anyhow::Result<Monitor> {
     let root = tree::parse(xml)?;
     let online_nodes = root
         .child("nodes")

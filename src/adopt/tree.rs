@@ -3,6 +3,7 @@
 //! an event stream makes awkward. Text content is not kept: Pacemaker puts
 //! everything in attributes.
 
+use anyhow::{anyhow, Context};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
@@ -41,11 +42,11 @@ impl Element {
     }
 }
 
-pub fn parse(xml: &str) -> Result<Element, String> {
+pub fn parse(xml: &str) -> anyhow::Result<Element> {
     let mut reader = Reader::from_str(xml);
     let mut stack: Vec<Element> = vec![Element::default()];
     loop {
-        match reader.read_event().map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))? {
+        match reader.read_event().map_err(|e| anyhow!("XML error at byte {}: {e}", reader.buffer_position()))? {
             Event::Start(start) => stack.push(element(&start)?),
             Event::Empty(start) => {
                 let leaf = element(&start)?;
@@ -53,23 +54,23 @@ pub fn parse(xml: &str) -> Result<Element, String> {
             }
             Event::End(_) => {
                 let done = stack.pop().expect("quick-xml checks nesting");
-                stack.last_mut().ok_or("unbalanced XML")?.children.push(done);
+                stack.last_mut().context("unbalanced XML")?.children.push(done);
             }
             Event::Eof => break,
             _ => {}
         }
     }
-    let document = stack.pop().filter(|_| stack.is_empty()).ok_or("unterminated XML")?;
-    document.children.into_iter().next().ok_or_else(|| "empty XML document".to_owned())
+    let document = stack.pop().filter(|_| stack.is_empty()).context("unterminated XML")?;
+    document.children.into_iter().next().context("empty XML document")
 }
 
-fn element(start: &BytesStart) -> Result<Element, String> {
+fn element(start: &BytesStart) -> anyhow::Result<Element> {
     let name = start.name().into_inner().to_owned();
     let mut attributes = Vec::new();
     for attribute in start.attributes() {
-        let attribute = attribute.map_err(|e| format!("bad attribute in <{name}>: {e}"))?;
+        let attribute = attribute.map_err(|e| anyhow!("bad attribute in <{name}>: {e}"))?;
         let key = attribute.key.into_inner().to_owned();
-        let value = attribute.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| format!("bad value of {key} in <{name}>: {e}"))?.into_owned();
+        let value = attribute.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| anyhow!("bad value of {key} in <{name}>: {e}"))?.into_owned();
         attributes.push((key, value));
     }
     Ok(Element { name, attributes, children: Vec::new() })

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use anyhow::{anyhow, bail, Context};
+
 use super::model::DrbdState;
 use super::proc84::minor_of_device;
 
@@ -22,7 +24,7 @@ pub fn looks_like_drbd(path: &str) -> bool {
 /// Resource names for the domain's block devices, or `explicit` (space
 /// separated) when given. A DRBD path that cannot be tied to a resource is
 /// an error: the gate must never wave through a disk it could not check.
-pub fn resources_for_disks(block_devices: &[&str], explicit: Option<&str>, model: &DrbdState) -> Result<Vec<String>, String> {
+pub fn resources_for_disks(block_devices: &[&str], explicit: Option<&str>, model: &DrbdState) -> anyhow::Result<Vec<String>> {
     if let Some(names) = explicit_names(explicit) {
         return Ok(dedup(names));
     }
@@ -33,19 +35,19 @@ pub fn resources_for_disks(block_devices: &[&str], explicit: Option<&str>, model
     Ok(dedup(names))
 }
 
-fn resource_of(device: &str, model: &DrbdState) -> Result<String, String> {
+fn resource_of(device: &str, model: &DrbdState) -> anyhow::Result<String> {
     if let Some(minor) = minor_of_device(device).filter(|_| Path::new(device).parent() == Some(Path::new("/dev"))) {
         return by_minor(device, minor, model);
     }
     if let Some(rest) = device.strip_prefix("/dev/drbd/by-res/") {
         let mut parts = rest.split('/').filter(|p| !p.is_empty());
-        let resource = parts.next().ok_or_else(|| format!("{device}: no resource name after by-res/"))?;
+        let resource = parts.next().with_context(|| format!("{device}: no resource name after by-res/"))?;
         let volume = parts.next();
         if parts.next().is_some() {
-            return Err(format!("{device}: not /dev/drbd/by-res/<resource>[/<volume>]"));
+            bail!("{device}: not /dev/drbd/by-res/<resource>[/<volume>]");
         }
         if let Some(volume) = volume {
-            volume.parse::<u32>().map_err(|_| format!("{device}: '{volume}' is not a volume number"))?;
+            volume.parse::<u32>().map_err(|_| anyhow!("{device}: '{volume}' is not a volume number"))?;
         }
         return Ok(resource.to_owned());
     }
@@ -64,19 +66,19 @@ fn resource_of(device: &str, model: &DrbdState) -> Result<String, String> {
     match std::fs::canonicalize(device) {
         Ok(real) => match real.to_str().and_then(|r| minor_of_device(r).filter(|_| real.parent() == Some(Path::new("/dev")))) {
             Some(minor) => by_minor(device, minor, model),
-            None => Err(format!("{device}: resolves to {}, not a /dev/drbdN device", real.display())),
+            None => Err(anyhow!("{device}: resolves to {}, not a /dev/drbdN device", real.display())),
         },
-        Err(e) => Err(format!("{device}: cannot tell which DRBD resource it belongs to ({e})")),
+        Err(e) => Err(anyhow!("{device}: cannot tell which DRBD resource it belongs to ({e})")),
     }
 }
 
-fn by_minor(device: &str, minor: u32, model: &DrbdState) -> Result<String, String> {
+fn by_minor(device: &str, minor: u32, model: &DrbdState) -> anyhow::Result<String> {
     match model.by_minor(minor) {
         Some((r, _)) => Ok(r.name.clone()),
         None if model.unnamed_minors.contains(&minor) => {
-            Err(format!("{device}: DRBD minor {minor} is up but its resource name is unknown (no /dev/drbd/by-res link, drbdadm sh-dev did not list it)"))
+            Err(anyhow!("{device}: DRBD minor {minor} is up but its resource name is unknown (no /dev/drbd/by-res link, drbdadm sh-dev did not list it)"))
         }
-        None => Err(format!("{device}: no DRBD resource uses minor {minor} on this node")),
+        None => Err(anyhow!("{device}: no DRBD resource uses minor {minor} on this node")),
     }
 }
 
@@ -127,7 +129,7 @@ exists -
     fn unmappable_drbd_paths_are_errors() {
         let m = model();
         let map = |d: &[&str]| resources_for_disks(d, None, &m);
-        assert!(map(&["/dev/drbd7"]).unwrap_err().contains("minor 7"));
+        assert!(map(&["/dev/drbd7"]).unwrap_err().to_string().contains("minor 7"));
         assert!(map(&["/dev/drbd/by-res/"]).is_err());
         assert!(map(&["/dev/drbd/by-res/r0/x"]).is_err());
         assert!(map(&["/dev/drbd/by-res/r0/0/extra"]).is_err());

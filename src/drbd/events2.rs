@@ -7,24 +7,26 @@
 //! do not interpret (statistics, `open`, `write-ordering`, ...) are ignored;
 //! an interpreted key with a value outside its known set is an error.
 
+use anyhow::{anyhow, bail, Context};
+
 use super::model::{ConnState, DiskState, Peer, PeerVolume, ReplState, Resource, Role, SyncVerdict, Volume};
 
-pub fn parse(text: &str) -> Result<Vec<Resource>, String> {
+pub fn parse(text: &str) -> anyhow::Result<Vec<Resource>> {
     let mut resources: Vec<Resource> = Vec::new();
     let mut complete = false;
     for (index, line) in text.lines().enumerate() {
         let line_no = index + 1;
-        let at = |message: String| format!("line {line_no}: {message}");
+        let at = |message: anyhow::Error| anyhow!("line {line_no}: {message:#}");
         let mut words = line.split_whitespace();
         let Some(action) = words.next() else { continue };
         if complete {
-            return Err(at(format!("'{}' after the end of the state dump ('exists -')", shorten(line))));
+            return Err(at(anyhow!("'{}' after the end of the state dump ('exists -')", shorten(line))));
         }
         let object = words.next();
         match (action, object) {
             ("exists", Some("-")) => {
                 if words.next().is_some() {
-                    return Err(at("the end marker 'exists -' carries extra words".into()));
+                    return Err(at(anyhow!("the end marker 'exists -' carries extra words")));
                 }
                 complete = true;
             }
@@ -35,16 +37,16 @@ pub fn parse(text: &str) -> Result<Vec<Resource>, String> {
             // Helper scripts that DRBD ran while we listened: not state.
             ("call" | "response", Some("helper")) => {}
             ("create" | "change" | "destroy" | "rename" | "call" | "response", _) => {
-                return Err(at(format!("unexpected '{action}' event: not a 'drbdsetup events2 --now' state dump")));
+                return Err(at(anyhow!("unexpected '{action}' event: not a 'drbdsetup events2 --now' state dump")));
             }
-            _ => return Err(at(format!("not an events2 line: '{}'", shorten(line)))),
+            _ => return Err(at(anyhow!("not an events2 line: '{}'", shorten(line)))),
         }
     }
     if !complete {
         return Err(if resources.is_empty() && text.trim().is_empty() {
-            "empty output (no 'exists -' end marker)".to_owned()
+            anyhow!("empty output (no 'exists -' end marker)")
         } else {
-            "truncated: the state dump does not end with 'exists -'".to_owned()
+            anyhow!("truncated: the state dump does not end with 'exists -'")
         });
     }
     for resource in &resources {
@@ -53,7 +55,7 @@ pub fn parse(text: &str) -> Result<Vec<Resource>, String> {
     Ok(resources)
 }
 
-fn apply(resources: &mut Vec<Resource>, object: &str, fields: &Fields) -> Result<(), String> {
+fn apply(resources: &mut Vec<Resource>, object: &str, fields: &Fields) -> anyhow::Result<()> {
     match object {
         "resource" => add_resource(resources, fields),
         "connection" => add_connection(owner(resources, fields, object)?, fields),
@@ -64,10 +66,10 @@ fn apply(resources: &mut Vec<Resource>, object: &str, fields: &Fields) -> Result
     }
 }
 
-fn add_resource(resources: &mut Vec<Resource>, fields: &Fields) -> Result<(), String> {
+fn add_resource(resources: &mut Vec<Resource>, fields: &Fields) -> anyhow::Result<()> {
     let name = fields.require("name")?;
     if resources.iter().any(|r| r.name == name) {
-        return Err(format!("resource {name} appears twice"));
+        bail!("resource {name} appears twice");
     }
     resources.push(Resource {
         name: name.to_owned(),
@@ -83,10 +85,10 @@ fn add_resource(resources: &mut Vec<Resource>, fields: &Fields) -> Result<(), St
     Ok(())
 }
 
-fn add_connection(resource: &mut Resource, fields: &Fields) -> Result<(), String> {
+fn add_connection(resource: &mut Resource, fields: &Fields) -> anyhow::Result<()> {
     let conn_name = fields.require("conn-name")?;
     if resource.peers.iter().any(|p| p.name.as_deref() == Some(conn_name)) {
-        return Err(format!("{}: connection {conn_name} appears twice", resource.name));
+        bail!("{}: connection {conn_name} appears twice", resource.name);
     }
     resource.peers.push(Peer {
         name: Some(conn_name.to_owned()),
@@ -100,10 +102,10 @@ fn add_connection(resource: &mut Resource, fields: &Fields) -> Result<(), String
     Ok(())
 }
 
-fn add_device(resource: &mut Resource, fields: &Fields) -> Result<(), String> {
+fn add_device(resource: &mut Resource, fields: &Fields) -> anyhow::Result<()> {
     let number = fields.require_number::<u32>("volume")?;
     if resource.volume(number).is_some() {
-        return Err(format!("{}: volume {number} appears twice", resource.name));
+        bail!("{}: volume {number} appears twice", resource.name);
     }
     resource.volumes.push(Volume {
         number,
@@ -116,25 +118,25 @@ fn add_device(resource: &mut Resource, fields: &Fields) -> Result<(), String> {
     Ok(())
 }
 
-fn add_peer_device(resource: &mut Resource, fields: &Fields) -> Result<(), String> {
+fn add_peer_device(resource: &mut Resource, fields: &Fields) -> anyhow::Result<()> {
     let conn_name = fields.require("conn-name")?;
     let res_name = resource.name.clone();
     let peer = resource
         .peers
         .iter_mut()
         .find(|p| p.name.as_deref() == Some(conn_name))
-        .ok_or_else(|| format!("{res_name}: peer-device for connection {conn_name} before its connection line"))?;
+        .with_context(|| format!("{res_name}: peer-device for connection {conn_name} before its connection line"))?;
     let node_id = fields.number::<u32>("peer-node-id")?;
     if node_id.is_some() && peer.node_id.is_some() && node_id != peer.node_id {
-        return Err(format!("{res_name}: peer-device {conn_name} has another peer-node-id than its connection"));
+        bail!("{res_name}: peer-device {conn_name} has another peer-node-id than its connection");
     }
     let number = fields.require_number::<u32>("volume")?;
     if peer.volume(number).is_some() {
-        return Err(format!("{res_name}: peer-device {conn_name} volume {number} appears twice"));
+        bail!("{res_name}: peer-device {conn_name} volume {number} appears twice");
     }
     let done = fields.number::<f64>("done")?;
     if done.is_some_and(|d| !(0.0..=100.0).contains(&d)) {
-        return Err(format!("{res_name}: done:{} is not a percentage", fields.get("done").unwrap_or("")));
+        bail!("{res_name}: done:{} is not a percentage", fields.get("done").unwrap_or(""));
     }
     peer.volumes.push(PeerVolume {
         number,
@@ -146,40 +148,40 @@ fn add_peer_device(resource: &mut Resource, fields: &Fields) -> Result<(), Strin
     Ok(())
 }
 
-fn owner<'a>(resources: &'a mut [Resource], fields: &Fields, object: &str) -> Result<&'a mut Resource, String> {
+fn owner<'a>(resources: &'a mut [Resource], fields: &Fields, object: &str) -> anyhow::Result<&'a mut Resource> {
     let name = fields.require("name")?;
     resources
         .iter_mut()
         .find(|r| r.name == name)
-        .ok_or_else(|| format!("{object} of resource {name} before its resource line"))
+        .with_context(|| format!("{object} of resource {name} before its resource line"))
 }
 
 /// DRBD lists every peer-device of every connection; a gap means the dump is not whole.
-fn check_complete(resource: &Resource) -> Result<(), String> {
+fn check_complete(resource: &Resource) -> anyhow::Result<()> {
     for peer in &resource.peers {
         let peer_name = peer.name.as_deref().unwrap_or("?");
         for pv in &peer.volumes {
             if resource.volume(pv.number).is_none() {
-                return Err(format!("{}: peer-device {peer_name} volume {} has no device line", resource.name, pv.number));
+                bail!("{}: peer-device {peer_name} volume {} has no device line", resource.name, pv.number);
             }
         }
         for v in &resource.volumes {
             if peer.volume(v.number).is_none() {
-                return Err(format!("{}: connection {peer_name} has no peer-device line for volume {}", resource.name, v.number));
+                bail!("{}: connection {peer_name} has no peer-device line for volume {}", resource.name, v.number);
             }
         }
     }
     Ok(())
 }
 
-fn parse_suspended(text: &str) -> Result<Vec<String>, String> {
+fn parse_suspended(text: &str) -> anyhow::Result<Vec<String>> {
     if text == "no" {
         return Ok(Vec::new());
     }
     text.split(',')
         .map(|reason| match reason {
             "user" | "no-data" | "no-disk" | "fencing" | "quorum" => Ok(reason.to_owned()),
-            other => Err(format!("unknown suspension reason '{other}' in suspended:{text}")),
+            other => Err(anyhow!("unknown suspension reason '{other}' in suspended:{text}")),
         })
         .collect()
 }
@@ -199,15 +201,15 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn parse(words: impl Iterator<Item = &'a str>) -> Result<Fields<'a>, String> {
+    fn parse(words: impl Iterator<Item = &'a str>) -> anyhow::Result<Fields<'a>> {
         let mut pairs: Vec<(&str, &str)> = Vec::new();
         for word in words {
             let (key, value) = word
                 .split_once(':')
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| format!("'{}' is not a key:value field", shorten(word)))?;
+                .with_context(|| format!("'{}' is not a key:value field", shorten(word)))?;
             if pairs.iter().any(|(k, _)| *k == key) {
-                return Err(format!("field '{key}' appears twice"));
+                bail!("field '{key}' appears twice");
             }
             pairs.push((key, value));
         }
@@ -218,37 +220,37 @@ impl<'a> Fields<'a> {
         self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
-    fn require(&self, key: &str) -> Result<&'a str, String> {
+    fn require(&self, key: &str) -> anyhow::Result<&'a str> {
         match self.get(key) {
-            Some("") => Err(format!("field '{key}' is empty")),
+            Some("") => Err(anyhow!("field '{key}' is empty")),
             Some(value) => Ok(value),
-            None => Err(format!("field '{key}' is missing")),
+            None => Err(anyhow!("field '{key}' is missing")),
         }
     }
 
-    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, String> {
+    fn number<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<Option<T>> {
         self.get(key)
-            .map(|v| v.parse::<T>().map_err(|_| format!("{key}:{v} is not a number")))
+            .map(|v| v.parse::<T>().map_err(|_| anyhow!("{key}:{v} is not a number")))
             .transpose()
     }
 
-    fn require_number<T: std::str::FromStr>(&self, key: &str) -> Result<T, String> {
+    fn require_number<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<T> {
         self.require(key)?;
         Ok(self.number(key)?.expect("present"))
     }
 
-    fn yes_no(&self, key: &str) -> Result<Option<bool>, String> {
+    fn yes_no(&self, key: &str) -> anyhow::Result<Option<bool>> {
         self.get(key)
             .map(|v| match v {
                 "yes" => Ok(true),
                 "no" => Ok(false),
-                other => Err(format!("{key}:{other} is neither yes nor no")),
+                other => Err(anyhow!("{key}:{other} is neither yes nor no")),
             })
             .transpose()
     }
 
     /// Like `yes_no`, with DRBD's explicit `unknown` read as "not reported".
-    fn yes_no_unknown(&self, key: &str) -> Result<Option<bool>, String> {
+    fn yes_no_unknown(&self, key: &str) -> anyhow::Result<Option<bool>> {
         match self.get(key) {
             Some("unknown") => Ok(None),
             _ => self.yes_no(key),
@@ -339,9 +341,9 @@ exists -
     #[test]
     fn missing_end_marker_is_truncation() {
         let cut = HEALTHY.replace("exists -\n", "");
-        assert!(parse(&cut).unwrap_err().contains("truncated"));
-        assert!(parse("").unwrap_err().contains("empty"));
-        assert!(parse("\n\n").unwrap_err().contains("empty"));
+        assert!(parse(&cut).unwrap_err().to_string().contains("truncated"));
+        assert!(parse("").unwrap_err().to_string().contains("empty"));
+        assert!(parse("\n\n").unwrap_err().to_string().contains("empty"));
         // Cut in the middle of a line: the marker is missing too.
         let mid = &HEALTHY[..HEALTHY.len() / 2];
         assert!(parse(mid).is_err());
@@ -364,7 +366,7 @@ exists -
         ] {
             let text = HEALTHY.replacen(from, to, 1);
             assert_ne!(text, HEALTHY, "{from}");
-            let err = parse(&text).unwrap_err();
+            let err = parse(&text).unwrap_err().to_string();
             assert!(err.starts_with("line "), "{err}");
         }
     }
@@ -388,7 +390,7 @@ exists -
         }
         // A connection without the peer-device of an existing volume.
         let gap = HEALTHY.lines().filter(|l| !l.contains("peer-device")).collect::<Vec<_>>().join("\n");
-        assert!(parse(&gap).unwrap_err().contains("no peer-device line for volume 0"));
+        assert!(parse(&gap).unwrap_err().to_string().contains("no peer-device line for volume 0"));
     }
 
     #[test]

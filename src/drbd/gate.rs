@@ -228,9 +228,9 @@ fn migrate_source_rules(r: &Resource, target: &str, options: &GateOptions, verb:
 fn data_here_rules(r: &Resource, options: &GateOptions, verb: &str, found: &mut Findings) {
     for v in &r.volumes {
         match local_disk(r, v, options, verb) {
-            Ok(Some(note)) => found.notes.push(note),
-            Ok(None) => {}
-            Err(reason) => {
+            LocalDisk::UsableNoting(note) => found.notes.push(note),
+            LocalDisk::Usable => {}
+            LocalDisk::Refused(reason) => {
                 found.reasons.push(reason);
                 continue;
             }
@@ -260,26 +260,34 @@ fn data_here_rules(r: &Resource, options: &GateOptions, verb: &str, found: &mut 
     }
 }
 
-/// S1/T1 for one volume: Ok(note) when usable, Err(reason) when not.
-fn local_disk(r: &Resource, v: &Volume, options: &GateOptions, verb: &str) -> Result<Option<String>, String> {
+/// What S1/T1 say of one volume's local disk: not an error but half of
+/// the gate's verdict, so the caller sorts it into notes or reasons.
+enum LocalDisk {
+    Usable,
+    /// Usable, with something the log should say (the data is a peer's).
+    UsableNoting(String),
+    Refused(String),
+}
+
+fn local_disk(r: &Resource, v: &Volume, options: &GateOptions, verb: &str) -> LocalDisk {
     let id = format!("{}/{}", r.name, v.number);
     match v.disk {
-        DiskState::UpToDate => Ok(None),
+        DiskState::UpToDate => LocalDisk::Usable,
         DiskState::Diskless => {
             let client = if v.client == Some(true) { " (diskless client)" } else { "" };
             if !options.allow_diskless {
-                return Err(format!("{id}: local disk Diskless{client} and drbd_allow_diskless is off: refusing to {verb} without local data"));
+                return LocalDisk::Refused(format!("{id}: local disk Diskless{client} and drbd_allow_diskless is off: refusing to {verb} without local data"));
             }
             let server = r.peers.iter().find(|p| {
                 p.is_connected()
                     && p.volume(v.number).is_some_and(|pv| pv.peer_disk == DiskState::UpToDate && pv.replication.is_replicating())
             });
             match server {
-                Some(p) => Ok(Some(format!("{id}: local disk Diskless{client}, data served by {} (UpToDate)", p.label()))),
-                None => Err(format!("{id}: local disk Diskless{client} and no connected peer is UpToDate: refusing to {verb} without data")),
+                Some(p) => LocalDisk::UsableNoting(format!("{id}: local disk Diskless{client}, data served by {} (UpToDate)", p.label())),
+                None => LocalDisk::Refused(format!("{id}: local disk Diskless{client} and no connected peer is UpToDate: refusing to {verb} without data")),
             }
         }
-        DiskState::Outdated => Err(format!("{id}: local disk Outdated, {}: refusing to {verb} on stale data", up_to_date_peers(r, v))),
+        DiskState::Outdated => LocalDisk::Refused(format!("{id}: local disk Outdated, {}: refusing to {verb} on stale data", up_to_date_peers(r, v))),
         DiskState::Inconsistent => {
             let sync = r.peers.iter().find_map(|p| {
                 p.volume(v.number).filter(|pv| pv.replication.is_sync_target()).map(|pv| {
@@ -287,12 +295,12 @@ fn local_disk(r: &Resource, v: &Volume, options: &GateOptions, verb: &str) -> Re
                     format!(" ({} from {}{done})", pv.replication, p.name.as_deref().unwrap_or("the peer"))
                 })
             });
-            Err(format!("{id}: local disk Inconsistent{}: refusing to {verb} on incomplete data", sync.unwrap_or_default()))
+            LocalDisk::Refused(format!("{id}: local disk Inconsistent{}: refusing to {verb} on incomplete data", sync.unwrap_or_default()))
         }
-        DiskState::Consistent => Err(format!("{id}: local disk Consistent, not known to be the newest ({}): refusing to {verb}", up_to_date_peers(r, v))),
-        DiskState::Failed | DiskState::Detaching => Err(format!("{id}: local disk {}: refusing to {verb} without a usable disk", v.disk)),
+        DiskState::Consistent => LocalDisk::Refused(format!("{id}: local disk Consistent, not known to be the newest ({}): refusing to {verb}", up_to_date_peers(r, v))),
+        DiskState::Failed | DiskState::Detaching => LocalDisk::Refused(format!("{id}: local disk {}: refusing to {verb} without a usable disk", v.disk)),
         DiskState::Attaching | DiskState::Negotiating | DiskState::DUnknown => {
-            Err(format!("{id}: local disk {}: not known to be current, refusing to {verb}", v.disk))
+            LocalDisk::Refused(format!("{id}: local disk {}: not known to be current, refusing to {verb}", v.disk))
         }
     }
 }

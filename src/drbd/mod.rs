@@ -114,7 +114,7 @@ pub fn gate_domain_with(
     }
     let state = sources.read(purpose.needs_net_options(), deadline).map_err(DrbdError::Read)?;
     let resources = resources_for_disks(block_devices, explicit, &state)
-        .map_err(|e| DrbdError::Resources(format!("DRBD gate: {e}")))?;
+        .map_err(|e| DrbdError::Resources(format!("DRBD gate: {e:#}")))?;
     let verdict = decide(&state, &resources, purpose, &GateOptions { allow_diskless });
     for note in &verdict.notes {
         info!("DRBD gate: {note}");
@@ -148,7 +148,7 @@ pub fn monitor_findings_with(
     }
     let state = sources.read(false, deadline).map_err(DrbdError::Read)?;
     let resources = resources_for_disks(block_devices, explicit, &state)
-        .map_err(|e| DrbdError::Resources(format!("DRBD monitor: {e}")))?;
+        .map_err(|e| DrbdError::Resources(format!("DRBD monitor: {e:#}")))?;
     let found = monitor::findings(&state, &resources);
     for f in &found {
         if f.is_failure() {

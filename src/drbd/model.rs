@@ -1,6 +1,7 @@
 //! One normalized picture of DRBD state, whichever DRBD version reported it:
 //! resources with their local volumes and their peers.
 
+use anyhow::anyhow;
 use serde::{Serialize, Serializer};
 
 /// Declares a closed set of DRBD state names: the enum, its spelling, and the
@@ -18,10 +19,10 @@ macro_rules! drbd_names {
                 match self { $($name::$variant => $text,)* }
             }
 
-            pub fn parse(text: &str) -> Result<$name, String> {
+            pub fn parse(text: &str) -> anyhow::Result<$name> {
                 match text {
                     $($text => Ok($name::$variant),)*
-                    other => Err(format!("unknown {} '{}'", $what, other)),
+                    other => Err(anyhow!("unknown {} '{}'", $what, other)),
                 }
             }
         }
@@ -285,16 +286,16 @@ mod tests {
     #[test]
     fn every_name_round_trips_and_unknown_names_are_errors() {
         for r in Role::ALL {
-            assert_eq!(Role::parse(r.as_str()), Ok(*r));
+            assert_eq!(Role::parse(r.as_str()).unwrap(), *r);
         }
         for d in DiskState::ALL {
-            assert_eq!(DiskState::parse(d.as_str()), Ok(*d));
+            assert_eq!(DiskState::parse(d.as_str()).unwrap(), *d);
         }
         for c in ConnState::ALL {
-            assert_eq!(ConnState::parse(c.as_str()), Ok(*c));
+            assert_eq!(ConnState::parse(c.as_str()).unwrap(), *c);
         }
         for s in ReplState::ALL {
-            assert_eq!(ReplState::parse(s.as_str()), Ok(*s));
+            assert_eq!(ReplState::parse(s.as_str()).unwrap(), *s);
         }
         assert_eq!(DiskState::ALL.len(), 10);
         assert_eq!(ConnState::ALL.len(), 10);
@@ -302,7 +303,7 @@ mod tests {
         assert!(DiskState::parse("uptodate").is_err());
         assert!(DiskState::parse("").is_err());
         assert!(Role::parse("Primary ").is_err());
-        assert_eq!(DiskState::parse("Fresh").unwrap_err(), "unknown disk state 'Fresh'");
+        assert_eq!(DiskState::parse("Fresh").unwrap_err().to_string(), "unknown disk state 'Fresh'");
     }
 
     #[test]

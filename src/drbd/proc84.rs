@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::{anyhow, bail, Context};
+
 use super::model::{ConnState, DiskState, DrbdState, Peer, PeerVolume, ReplState, Resource, Role, StateOrigin, Volume};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,32 +43,32 @@ impl ProcDrbd {
 }
 
 /// Only the `version:` line: enough to tell DRBD 8 from DRBD 9.
-pub fn parse_version(text: &str) -> Result<String, String> {
-    let first = text.lines().find(|l| !l.trim().is_empty()).ok_or("empty /proc/drbd")?;
+pub fn parse_version(text: &str) -> anyhow::Result<String> {
+    let first = text.lines().find(|l| !l.trim().is_empty()).context("empty /proc/drbd")?;
     let rest = first
         .trim()
         .strip_prefix("version:")
-        .ok_or_else(|| format!("not /proc/drbd: first line is '{}'", first.trim()))?;
-    let version = rest.split_whitespace().next().ok_or("no version number on the version: line")?;
+        .with_context(|| format!("not /proc/drbd: first line is '{}'", first.trim()))?;
+    let version = rest.split_whitespace().next().context("no version number on the version: line")?;
     let valid = version.split('.').count() >= 2 && version.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if !valid {
-        return Err(format!("'{version}' is not a DRBD version"));
+        bail!("'{version}' is not a DRBD version");
     }
     Ok(version.to_owned())
 }
 
-pub fn parse(text: &str) -> Result<ProcDrbd, String> {
+pub fn parse(text: &str) -> anyhow::Result<ProcDrbd> {
     let version = parse_version(text)?;
     let mut minors: Vec<ProcMinor> = Vec::new();
     let mut seen: Vec<u32> = Vec::new();
     // Progress lines belong to the minor line above them, if that one is configured.
     let mut progress_owner: Option<usize> = None;
     for (index, line) in text.lines().enumerate() {
-        let at = |m: String| format!("/proc/drbd line {}: {m}", index + 1);
+        let at = |m: anyhow::Error| anyhow!("/proc/drbd line {}: {m:#}", index + 1);
         let trimmed = line.trim();
         if let Some(minor) = minor_prefix(trimmed) {
             if seen.contains(&minor.0) {
-                return Err(at(format!("minor {} appears twice", minor.0)));
+                return Err(at(anyhow!("minor {} appears twice", minor.0)));
             }
             seen.push(minor.0);
             progress_owner = None;
@@ -102,7 +104,7 @@ fn sync_progress(line: &str) -> Option<f64> {
     percent.parse().ok().filter(|p: &f64| (0.0..=100.0).contains(p))
 }
 
-fn parse_minor(minor: u32, rest: &str) -> Result<Option<ProcMinor>, String> {
+fn parse_minor(minor: u32, rest: &str) -> anyhow::Result<Option<ProcMinor>> {
     let mut cs = None;
     let mut ro = None;
     let mut ds = None;
@@ -117,13 +119,13 @@ fn parse_minor(minor: u32, rest: &str) -> Result<Option<ProcMinor>, String> {
             None => {}
         }
     }
-    let cs = cs.ok_or_else(|| format!("minor {minor}: no cs: field"))?;
+    let cs = cs.with_context(|| format!("minor {minor}: no cs: field"))?;
     if cs == "Unconfigured" {
         return Ok(None);
     }
     let (connection, replication) = connection_84(cs)?;
-    let (role, peer_role) = pair(ro.ok_or_else(|| format!("minor {minor}: no ro: field"))?, Role::parse)?;
-    let (disk, peer_disk) = pair(ds.ok_or_else(|| format!("minor {minor}: no ds: field"))?, DiskState::parse)?;
+    let (role, peer_role) = pair(ro.with_context(|| format!("minor {minor}: no ro: field"))?, Role::parse)?;
+    let (disk, peer_disk) = pair(ds.with_context(|| format!("minor {minor}: no ds: field"))?, DiskState::parse)?;
     Ok(Some(ProcMinor {
         minor,
         connection,
@@ -137,13 +139,13 @@ fn parse_minor(minor: u32, rest: &str) -> Result<Option<ProcMinor>, String> {
     }))
 }
 
-fn pair<T>(text: &str, parse: fn(&str) -> Result<T, String>) -> Result<(T, T), String> {
-    let (local, peer) = text.split_once('/').ok_or_else(|| format!("'{text}' is not local/peer"))?;
+fn pair<T>(text: &str, parse: fn(&str) -> anyhow::Result<T>) -> anyhow::Result<(T, T)> {
+    let (local, peer) = text.split_once('/').with_context(|| format!("'{text}' is not local/peer"))?;
     Ok((parse(local)?, parse(peer)?))
 }
 
 /// 8.4 folds connection and replication into one `cs:` value.
-fn connection_84(cs: &str) -> Result<(ConnState, ReplState), String> {
+fn connection_84(cs: &str) -> anyhow::Result<(ConnState, ReplState)> {
     if let Ok(repl) = ReplState::parse(cs) {
         if repl != ReplState::Off && repl != ReplState::Established {
             return Ok((ConnState::Connected, repl));
@@ -154,7 +156,7 @@ fn connection_84(cs: &str) -> Result<(ConnState, ReplState), String> {
         "WFConnection" | "WFReportParams" => (ConnState::Connecting, ReplState::Off),
         other => match ConnState::parse(other) {
             Ok(c) if c != ConnState::Connected && c != ConnState::Connecting => (c, ReplState::Off),
-            _ => return Err(format!("unknown connection state cs:{other}")),
+            _ => bail!("unknown connection state cs:{other}"),
         },
     })
 }
@@ -163,20 +165,20 @@ fn connection_84(cs: &str) -> Result<(ConnState, ReplState), String> {
 pub type MinorNames = BTreeMap<u32, (String, u32)>;
 
 /// `drbdadm sh-resources`: resource names separated by white space.
-pub fn parse_sh_resources(text: &str) -> Result<Vec<String>, String> {
+pub fn parse_sh_resources(text: &str) -> anyhow::Result<Vec<String>> {
     let names: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
     if let Some(bad) = names.iter().find(|n| n.contains('/') || n.contains(':')) {
-        return Err(format!("'{bad}' is not a DRBD resource name"));
+        bail!("'{bad}' is not a DRBD resource name");
     }
     Ok(names)
 }
 
 /// `drbdadm sh-dev <res>`: one `/dev/drbdN` per volume. The volume numbers
 /// are not printed; they are taken as 0, 1, ... in the order listed.
-pub fn parse_sh_dev(resource: &str, text: &str, names: &mut MinorNames) -> Result<(), String> {
+pub fn parse_sh_dev(resource: &str, text: &str, names: &mut MinorNames) -> anyhow::Result<()> {
     for (volume, line) in text.split_whitespace().enumerate() {
         let minor = minor_of_device(line)
-            .ok_or_else(|| format!("drbdadm sh-dev {resource}: '{line}' is not /dev/drbdN"))?;
+            .with_context(|| format!("drbdadm sh-dev {resource}: '{line}' is not /dev/drbdN"))?;
         names.insert(minor, (resource.to_owned(), volume as u32));
     }
     Ok(())

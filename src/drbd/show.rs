@@ -16,6 +16,8 @@
 //! ```
 //! DRBD 8.4 has a single `net` block in the resource.
 
+use anyhow::{anyhow, bail, Context};
+
 use super::model::DrbdState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,19 +28,19 @@ pub struct NetOptions {
     pub allow_two_primaries: bool,
 }
 
-pub fn parse(text: &str) -> Result<Vec<NetOptions>, String> {
+pub fn parse(text: &str) -> anyhow::Result<Vec<NetOptions>> {
     let statements = parse_blocks(text)?;
     let mut options = Vec::new();
     for resource in statements.iter().filter(|s| s.keyword() == Some("resource")) {
-        let name = resource.words.get(1).ok_or("a resource block without a name")?;
-        let body = resource.body.as_deref().ok_or_else(|| format!("resource {name} has no block"))?;
+        let name = resource.words.get(1).context("a resource block without a name")?;
+        let body = resource.body.as_deref().with_context(|| format!("resource {name} has no block"))?;
         for connection in body.iter().filter(|s| s.keyword() == Some("connection")) {
             let inner = connection.body.as_deref().unwrap_or_default();
             let net = inner.iter().find(|s| s.keyword() == Some("net")).and_then(|n| n.body.as_deref());
             let conn_name = net
                 .and_then(|n| value_of(n, "_name"))
                 .or_else(|| value_of(inner, "_name"))
-                .ok_or_else(|| format!("resource {name}: a connection without _name"))?;
+                .with_context(|| format!("resource {name}: a connection without _name"))?;
             options.push(NetOptions {
                 resource: name.clone(),
                 connection: Some(conn_name.to_owned()),
@@ -70,11 +72,11 @@ pub fn apply(state: &mut DrbdState, options: &[NetOptions]) {
     }
 }
 
-fn allow_two_primaries(net: &[Statement]) -> Result<bool, String> {
+fn allow_two_primaries(net: &[Statement]) -> anyhow::Result<bool> {
     match value_of(net, "allow-two-primaries") {
         None | Some("no") => Ok(false),
         Some("yes") => Ok(true),
-        Some(other) => Err(format!("allow-two-primaries {other}: neither yes nor no")),
+        Some(other) => Err(anyhow!("allow-two-primaries {other}: neither yes nor no")),
     }
 }
 
@@ -106,7 +108,7 @@ enum Token {
     End,
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+fn tokenize(text: &str) -> anyhow::Result<Vec<Token>> {
     let mut tokens = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -135,9 +137,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 loop {
                     match chars.next() {
                         Some('"') => break,
-                        Some('\\') => word.push(chars.next().ok_or("unterminated quoted string")?),
+                        Some('\\') => word.push(chars.next().context("unterminated quoted string")?),
                         Some(c) => word.push(c),
-                        None => return Err("unterminated quoted string".into()),
+                        None => bail!("unterminated quoted string"),
                     }
                 }
                 tokens.push(Token::Word(word));
@@ -158,19 +160,19 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
-fn parse_blocks(text: &str) -> Result<Vec<Statement>, String> {
+fn parse_blocks(text: &str) -> anyhow::Result<Vec<Statement>> {
     let tokens = tokenize(text)?;
     let mut position = 0;
     let statements = parse_statements(&tokens, &mut position, 0)?;
     if position != tokens.len() {
-        return Err("unbalanced '}'".into());
+        bail!("unbalanced '}}'");
     }
     Ok(statements)
 }
 
-fn parse_statements(tokens: &[Token], position: &mut usize, depth: usize) -> Result<Vec<Statement>, String> {
+fn parse_statements(tokens: &[Token], position: &mut usize, depth: usize) -> anyhow::Result<Vec<Statement>> {
     if depth > 16 {
-        return Err("blocks nested too deeply".into());
+        bail!("blocks nested too deeply");
     }
     let mut statements = Vec::new();
     let mut words = Vec::new();
@@ -187,27 +189,27 @@ fn parse_statements(tokens: &[Token], position: &mut usize, depth: usize) -> Res
                 let body = parse_statements(tokens, position, depth + 1)?;
                 match tokens.get(*position - 1) {
                     Some(Token::Close) => {}
-                    _ => return Err("unterminated block".into()),
+                    _ => bail!("unterminated block"),
                 }
                 statements.push(Statement { words: std::mem::take(&mut words), body: Some(body) });
             }
             Token::Close => {
                 if depth == 0 {
                     *position -= 1;
-                    return Err("unbalanced '}'".into());
+                    bail!("unbalanced '}}'");
                 }
                 if !words.is_empty() {
-                    return Err(format!("'{}' is not followed by ';'", words.join(" ")));
+                    bail!("'{}' is not followed by ';'", words.join(" "));
                 }
                 return Ok(statements);
             }
         }
     }
     if depth > 0 {
-        return Err("unterminated block".into());
+        bail!("unterminated block");
     }
     if !words.is_empty() {
-        return Err(format!("'{}' is not followed by ';'", words.join(" ")));
+        bail!("'{}' is not followed by ';'", words.join(" "));
     }
     Ok(statements)
 }

@@ -91,7 +91,7 @@ impl Sources {
     fn read_state(&self, deadline: &Deadline) -> Result<DrbdState, ReadError> {
         if let Some(file) = &self.events2_file {
             let text = read_file(file)?;
-            let resources = events2::parse(&text).map_err(|e| ReadError::Unreadable(format!("{}: {e}", file.display())))?;
+            let resources = events2::parse(&text).map_err(|e| ReadError::Unreadable(format!("{}: {e:#}", file.display())))?;
             return Ok(events2_state(resources, format!("file {}", file.display())));
         }
         let drbdsetup = exec::find_program(&self.drbdsetup);
@@ -99,7 +99,7 @@ impl Sources {
             Some(_) => match exec::run(&self.drbdsetup, &["events2", "--now", "all"], deadline) {
                 Ok(out) => {
                     let resources = events2::parse(&out.stdout)
-                        .map_err(|e| ReadError::Unreadable(format!("drbdsetup events2 --now all: {e}")))?;
+                        .map_err(|e| ReadError::Unreadable(format!("drbdsetup events2 --now all: {e:#}")))?;
                     return Ok(events2_state(resources, "drbdsetup events2 --now all".to_owned()));
                 }
                 Err(e @ ExecError::TimedOut { .. }) => return Err(ReadError::Unreadable(e.to_string())),
@@ -117,7 +117,7 @@ impl Sources {
                 return Err(if drbdsetup.is_none() { ReadError::NotInstalled(why) } else { ReadError::Unreadable(why) });
             }
         };
-        let proc = proc84::parse(&proc_text).map_err(|e| ReadError::Unreadable(format!("{}: {e}", self.proc_drbd.display())))?;
+        let proc = proc84::parse(&proc_text).map_err(|e| ReadError::Unreadable(format!("{}: {e:#}", self.proc_drbd.display())))?;
         match proc.major() {
             Some(8) => Ok(self.state_84(&proc, deadline)),
             Some(9) if drbdsetup.is_none() => Err(ReadError::NotInstalled(format!(
@@ -143,14 +143,14 @@ impl Sources {
                     }
                     from = format!("{} + drbdadm", self.proc_drbd.display());
                 }
-                Err(e) => warn!("DRBD 8.4 minor names from drbdadm: {e}"),
+                Err(e) => warn!("DRBD 8.4 minor names from drbdadm: {e:#}"),
             }
         }
         proc84::to_state(proc, &names, &from)
     }
 
-    fn names_from_drbdadm(&self, deadline: &Deadline) -> Result<proc84::MinorNames, String> {
-        let run = |args: &[&str]| exec::run(&self.drbdadm, args, deadline).map(|o| o.stdout).map_err(|e| e.to_string());
+    fn names_from_drbdadm(&self, deadline: &Deadline) -> anyhow::Result<proc84::MinorNames> {
+        let run = |args: &[&str]| exec::run(&self.drbdadm, args, deadline).map(|o| o.stdout);
         let mut names = proc84::MinorNames::new();
         for resource in proc84::parse_sh_resources(&run(&["sh-resources"])?)? {
             proc84::parse_sh_dev(&resource, &run(&["sh-dev", &resource])?, &mut names)?;
@@ -160,14 +160,14 @@ impl Sources {
 
     fn add_net_options(&self, state: &mut DrbdState, deadline: &Deadline) {
         let text = match (&self.show_file, &self.events2_file) {
-            (Some(file), _) => read_file(file).map_err(|e| e.to_string()),
+            (Some(file), _) => read_file(file).map_err(anyhow::Error::from),
             // State from a file and options from the live system would not match.
             (None, Some(_)) => return,
-            (None, None) => exec::run(&self.drbdsetup, &["show", "all"], deadline).map(|o| o.stdout).map_err(|e| e.to_string()),
+            (None, None) => exec::run(&self.drbdsetup, &["show", "all"], deadline).map(|o| o.stdout).map_err(anyhow::Error::from),
         };
         match text.and_then(|t| show::parse(&t)) {
             Ok(options) => show::apply(state, &options),
-            Err(e) => warn!("allow-two-primaries unknown: drbdsetup show: {e}"),
+            Err(e) => warn!("allow-two-primaries unknown: drbdsetup show: {e:#}"),
         }
     }
 }

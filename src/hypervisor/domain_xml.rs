@@ -2,6 +2,7 @@
 //! XML parser (never grep): name, type, emulator, sizes, and what the disks
 //! and interfaces reference.
 
+use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,16 +46,16 @@ impl DomainConfig {
         }
     }
 
-    pub fn parse(xml: &str) -> Result<DomainConfig, String> {
-        let raw: RawDomain = quick_xml::de::from_str(xml).map_err(|e| format!("not a libvirt domain XML: {e}"))?;
+    pub fn parse(xml: &str) -> anyhow::Result<DomainConfig> {
+        let raw: RawDomain = quick_xml::de::from_str(xml).map_err(|e| anyhow!("not a libvirt domain XML: {e}"))?;
         let name = raw.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty())
-            .ok_or("the domain XML has no <name>")?;
+            .context("the domain XML has no <name>")?;
         let max_memory_mib = match raw.memory {
             Some(m) => to_mib(m.value.trim(), m.unit.as_deref().unwrap_or("KiB"))?,
             None => 0,
         };
         let vcpus = match raw.vcpu {
-            Some(v) => v.value.trim().parse().map_err(|_| format!("<vcpu> is not a number: '{}'", v.value.trim()))?,
+            Some(v) => v.value.trim().parse().map_err(|_| anyhow!("<vcpu> is not a number: '{}'", v.value.trim()))?,
             None => 1,
         };
         let devices = raw.devices.unwrap_or_default();
@@ -101,8 +102,8 @@ impl DomainConfig {
     }
 }
 
-fn to_mib(value: &str, unit: &str) -> Result<u64, String> {
-    let n: u64 = value.parse().map_err(|_| format!("<memory> is not a number: '{value}'"))?;
+fn to_mib(value: &str, unit: &str) -> anyhow::Result<u64> {
+    let n: u64 = value.parse().map_err(|_| anyhow!("<memory> is not a number: '{value}'"))?;
     let bytes_per_unit: u64 = match unit {
         "b" | "bytes" => 1,
         "KB" => 1000,
@@ -113,9 +114,9 @@ fn to_mib(value: &str, unit: &str) -> Result<u64, String> {
         "G" | "GiB" => 1 << 30,
         "TB" => 1_000_000_000_000,
         "T" | "TiB" => 1 << 40,
-        other => return Err(format!("unknown memory unit '{other}'")),
+        other => bail!("unknown memory unit '{other}'"),
     };
-    let bytes = n.checked_mul(bytes_per_unit).ok_or("memory size overflows")?;
+    let bytes = n.checked_mul(bytes_per_unit).context("memory size overflows")?;
     Ok(bytes.div_ceil(1 << 20))
 }
 
@@ -242,7 +243,7 @@ mod tests {
     #[test]
     fn clear_errors_for_bad_input() {
         assert!(DomainConfig::parse("").is_err());
-        assert!(DomainConfig::parse("<domain type='kvm'><memory>1</memory></domain>").unwrap_err().contains("<name>"));
+        assert!(DomainConfig::parse("<domain type='kvm'><memory>1</memory></domain>").unwrap_err().to_string().contains("<name>"));
         assert!(DomainConfig::parse("<domain><name>a</name><memory unit='parsec'>1</memory></domain>").is_err());
         assert!(DomainConfig::parse("<domain><name>a</name><vcpu>x</vcpu></domain>").is_err());
         assert!(DomainConfig::parse("<domain><name>a</name>").is_err());

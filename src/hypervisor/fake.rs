@@ -76,33 +76,61 @@ pub enum Call {
     GuestAgent { name: String, question: &'static str, bound: Duration },
 }
 
+/// What a [`Call`] does, without its arguments: the key
+/// [`FakeHypervisor::failing`] injects a failure by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    State,
+    Create,
+    Define,
+    Start,
+    Undefine,
+    Shutdown,
+    Destroy,
+    Save,
+    Restore,
+    InactiveXml,
+    EnsurePool,
+    EnsureNetwork,
+    OpenConnection,
+    SetMaxDowntime,
+    Migrate,
+    JobStats,
+    AbortJob,
+    StartPostcopy,
+    Resume,
+    ActiveDomains,
+    Owner,
+    SetOwner,
+    GuestAgent,
+}
+
 impl Call {
-    /// The operation's name, as [`FakeHypervisor::failing`] takes it.
-    pub fn op(&self) -> &'static str {
+    pub fn op(&self) -> Op {
         match self {
-            Call::State(_) => "state",
-            Call::Create(_) => "create",
-            Call::Define(_) => "define",
-            Call::Start(_) => "start",
-            Call::Undefine(_) => "undefine",
-            Call::Shutdown(..) => "shutdown",
-            Call::Destroy(_) => "destroy",
-            Call::Save(..) => "save",
-            Call::Restore(_) => "restore",
-            Call::InactiveXml(_) => "inactive_xml",
-            Call::EnsurePool(_) => "pool",
-            Call::EnsureNetwork(_) => "network",
-            Call::OpenConnection(_) => "open_connection",
-            Call::SetMaxDowntime(..) => "set_max_downtime",
-            Call::Migrate { .. } => "migrate",
-            Call::JobStats(_) => "job_stats",
-            Call::AbortJob(_) => "abort_job",
-            Call::StartPostcopy(_) => "start_postcopy",
-            Call::Resume(_) => "resume",
-            Call::ActiveDomains => "list",
-            Call::Owner(_) => "owner",
-            Call::SetOwner(..) => "set_owner",
-            Call::GuestAgent { .. } => "agent",
+            Call::State(_) => Op::State,
+            Call::Create(_) => Op::Create,
+            Call::Define(_) => Op::Define,
+            Call::Start(_) => Op::Start,
+            Call::Undefine(_) => Op::Undefine,
+            Call::Shutdown(..) => Op::Shutdown,
+            Call::Destroy(_) => Op::Destroy,
+            Call::Save(..) => Op::Save,
+            Call::Restore(_) => Op::Restore,
+            Call::InactiveXml(_) => Op::InactiveXml,
+            Call::EnsurePool(_) => Op::EnsurePool,
+            Call::EnsureNetwork(_) => Op::EnsureNetwork,
+            Call::OpenConnection(_) => Op::OpenConnection,
+            Call::SetMaxDowntime(..) => Op::SetMaxDowntime,
+            Call::Migrate { .. } => Op::Migrate,
+            Call::JobStats(_) => Op::JobStats,
+            Call::AbortJob(_) => Op::AbortJob,
+            Call::StartPostcopy(_) => Op::StartPostcopy,
+            Call::Resume(_) => Op::Resume,
+            Call::ActiveDomains => Op::ActiveDomains,
+            Call::Owner(_) => Op::Owner,
+            Call::SetOwner(..) => Op::SetOwner,
+            Call::GuestAgent { .. } => Op::GuestAgent,
         }
     }
 }
@@ -154,7 +182,7 @@ struct World {
     /// States returned by the next `state()` calls, before the real one.
     scripted: VecDeque<HvResult<Option<DomainState>>>,
     saved: BTreeMap<PathBuf, FakeDomain>,
-    failures: BTreeMap<&'static str, HvError>,
+    failures: BTreeMap<Op, HvError>,
     calls: Vec<Call>,
     obeys_shutdown_on_create: bool,
     /// The state a created or started domain is in (running unless set).
@@ -256,9 +284,8 @@ impl FakeHypervisor {
         self
     }
 
-    /// Makes operation `op` ("create", "destroy", "state", ... see
-    /// [`Call::op`]) fail with `error`.
-    pub fn failing(self, op: &'static str, error: HvError) -> Self {
+    /// Makes every call of operation `op` fail with `error`.
+    pub fn failing(self, op: Op, error: HvError) -> Self {
         self.world().failures.insert(op, error);
         self
     }
@@ -357,7 +384,7 @@ impl FakeHypervisor {
         if w.lost_at.is_some_and(|at| w.clock.now() >= at) {
             return Err(HvError::new(HvErrorKind::Unreachable, "End of file while reading data: Input/output error"));
         }
-        match w.failures.get(op) {
+        match w.failures.get(&op) {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }

@@ -19,8 +19,10 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-pub use migration::{LiveMigration, SharedHypervisor};
+use anyhow::Context;
+
 pub use guest_agent::GuestFilesystems;
+pub use migration::{LiveMigration, SharedHypervisor};
 pub use state::{DomainState, Health, StateKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +47,10 @@ impl HvError {
     pub fn new(kind: HvErrorKind, message: impl Into<String>) -> Self {
         HvError { kind, message: message.into() }
     }
-    pub fn other(message: impl Into<String>) -> Self {
-        Self::new(HvErrorKind::Other, message)
+    /// Any failure without a kind of its own; `{:#}` keeps an anyhow
+    /// error's whole chain of context.
+    pub fn other(message: impl fmt::Display) -> Self {
+        Self::new(HvErrorKind::Other, format!("{message:#}"))
     }
 }
 
@@ -75,13 +79,13 @@ impl ShutdownModes {
         [("acpi", 1), ("agent", 2), ("initctl", 4), ("signal", 8), ("paravirt", 16)];
 
     /// Parses `acpi`, `agent,acpi`, ... (commas or spaces); empty means the default.
-    pub fn parse(text: &str) -> Result<ShutdownModes, String> {
+    pub fn parse(text: &str) -> anyhow::Result<ShutdownModes> {
         let mut bits = 0;
         for word in text.split([',', ' ']).map(str::trim).filter(|w| !w.is_empty()) {
             let (_, bit) = Self::NAMES
                 .iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case(word))
-                .ok_or_else(|| format!("unknown shutdown mode '{word}' (use acpi, agent, initctl, signal or paravirt)"))?;
+                .with_context(|| format!("unknown shutdown mode '{word}' (use acpi, agent, initctl, signal or paravirt)"))?;
             bits |= bit;
         }
         Ok(ShutdownModes(bits))

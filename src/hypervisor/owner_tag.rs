@@ -4,6 +4,7 @@
 //! with a live migration, so a node that never saw the config file can still
 //! tell "the guest of resource X" from any other domain.
 
+use anyhow::{anyhow, Context};
 use quick_xml::escape::escape;
 use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};
@@ -60,14 +61,14 @@ fn is_ours(ns: &ResolveResult) -> bool {
     matches!(ns, ResolveResult::Bound(Namespace(uri)) if *uri == NAMESPACE)
 }
 
-fn layout(xml: &str) -> Result<Layout, String> {
+fn layout(xml: &str) -> anyhow::Result<Layout> {
     let mut reader = NsReader::from_str(xml);
     let mut found = Layout::default();
     let mut path: Vec<String> = Vec::new();
     let mut tag_start: Option<usize> = None;
     loop {
         let before = reader.buffer_position() as usize;
-        let (ns, event) = reader.read_resolved_event().map_err(|e| format!("not well-formed XML: {e}"))?;
+        let (ns, event) = reader.read_resolved_event().map_err(|e| anyhow!("not well-formed XML: {e}"))?;
         let ours = is_ours(&ns);
         let after = reader.buffer_position() as usize;
         let in_metadata = path.len() == 2 && path[1] == "metadata";
@@ -118,10 +119,10 @@ pub fn owner_in_domain_xml(xml: &str) -> Option<String> {
 
 /// `xml` with exactly one tag naming `instance` (an old tag, of this or any
 /// other resource, is replaced); everything else is left byte for byte.
-pub fn tag_domain_xml(xml: &str, instance: &str) -> Result<String, String> {
+pub fn tag_domain_xml(xml: &str, instance: &str) -> anyhow::Result<String> {
     let found = layout(xml)?;
     let tag = element_in_domain(instance);
-    let root_end = found.root_end.ok_or("the domain XML has no root element")?;
+    let root_end = found.root_end.context("the domain XML has no root element")?;
     let mut edits: Vec<(usize, usize, String)> = found.old_tags.iter().map(|&(a, b)| (a, b, String::new())).collect();
     if let Some((a, b)) = found.metadata_empty {
         edits.push((a, b, format!("<metadata>{tag}</metadata>")));

@@ -6,6 +6,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use anyhow::Context;
+
 use crate::hypervisor::Hypervisor;
 
 use super::Vm;
@@ -30,12 +32,13 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Writes the domain's inactive definition to `config` when it differs from
 /// what is there. Returns whether the file changed.
-pub fn save_if_changed(hv: &dyn Hypervisor, name: &str, config: &Path) -> Result<bool, String> {
-    let xml = hv.inactive_xml(name).map_err(|e| format!("cannot read the definition of {name}: {e}"))?;
+pub fn save_if_changed(hv: &dyn Hypervisor, name: &str, config: &Path) -> anyhow::Result<bool> {
+    let xml = hv.inactive_xml(name).with_context(|| format!("cannot read the definition of {name}"))?;
     if fs::read_to_string(config).is_ok_and(|current| current == xml) {
         return Ok(false);
     }
-    atomic_write(config, xml.as_bytes()).map_err(|e| format!("cannot save the definition of {name} to {}: {e}", config.display()))?;
+    atomic_write(config, xml.as_bytes())
+        .with_context(|| format!("cannot save the definition of {name} to {}", config.display()))?;
     tracing::info!("saved the definition of {name} to {}", config.display());
     Ok(true)
 }
@@ -53,7 +56,7 @@ pub fn save_if_asked(vm: &Vm) {
     }
     if let Ok(hv) = &vm.hv {
         if let Err(e) = save_if_changed(*hv, vm.name(), &vm.config_path) {
-            tracing::warn!("{e}");
+            tracing::warn!("{e:#}");
         }
     }
 }

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::hypervisor::fake::{running, Call, FakeHypervisor};
-use crate::hypervisor::domain_xml::DomainConfig;
-use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
 use crate::deadline::{Clock, Deadline};
-use crate::ocf::{Action, OcfEnv, OcfStatus, Params};
+use crate::hypervisor::domain_xml::DomainConfig;
+use crate::hypervisor::fake::{running, Call, FakeHypervisor, Op};
+use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
+use crate::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
 
 use super::{migrate_from, monitor, start, stop, Vm};
 
@@ -111,7 +111,7 @@ fn start_removes_a_stale_definition_and_keeps_the_config_file() {
 #[test]
 fn start_failure_carries_libvirts_message() {
     let c = case(&[], &[]);
-    let hv = FakeHypervisor::new().failing("create", HvError::other("internal error: qemu unexpectedly closed the monitor"));
+    let hv = FakeHypervisor::new().failing(Op::Create, HvError::other("internal error: qemu unexpectedly closed the monitor"));
     let err = start::start(&vm(&c, Action::Start, &hv)).unwrap_err();
     assert_eq!(err.status, OcfStatus::ErrGeneric);
     assert!(err.reason.contains("qemu unexpectedly closed the monitor"), "{}", err.reason);
@@ -339,8 +339,8 @@ mod guest_agent {
         case(params, &meta)
     }
 
-    fn check(c: &Case, hv: &FakeHypervisor, now: SystemTime) -> Result<(), String> {
-        guest_health::monitor_check(&vm(c, Action::Monitor, hv), Some(running()), now).map_err(|e| e.reason)
+    fn check(c: &Case, hv: &FakeHypervisor, now: SystemTime) -> OcfResult<()> {
+        guest_health::monitor_check(&vm(c, Action::Monitor, hv), Some(running()), now)
     }
 
     fn agent_calls(hv: &FakeHypervisor) -> Vec<Call> {
@@ -374,7 +374,7 @@ mod guest_agent {
         hv.set_guest_agent(NAME, FakeAgent::NotConnected);
         assert_eq!(check(&c, &hv, at(10)), Ok(()));
         assert_eq!(check(&c, &hv, at(40)), Ok(()));
-        let reason = check(&c, &hv, at(52)).unwrap_err();
+        let reason = check(&c, &hv, at(52)).unwrap_err().reason;
         assert_eq!(reason, format!("{NAME}: guest agent silent for 42 s (last answer 22:13:20 UTC); the guest OS is not responding"));
         // The agent is back: healthy at once, and the silence is forgotten.
         hv.set_guest_agent(NAME, FakeAgent::Answering);
@@ -391,7 +391,7 @@ mod guest_agent {
         assert_eq!(check(&c, &hv, at(0)), Ok(()));
         hv.set_guest_agent(NAME, FakeAgent::Frozen);
         assert_eq!(check(&c, &hv, at(10)), Ok(()));
-        assert!(check(&c, &hv, at(16)).unwrap_err().contains("silent for 6 s"));
+        assert!(check(&c, &hv, at(16)).unwrap_err().reason.contains("silent for 6 s"));
     }
 
     #[test]
@@ -401,7 +401,7 @@ mod guest_agent {
         assert_eq!(start::start(&vm(&c, Action::Start, &hv)), Ok(OcfStatus::Success));
         hv.set_guest_agent(NAME, FakeAgent::NotConnected);
         assert_eq!(check(&c, &hv, at(0)), Ok(()));
-        let reason = check(&c, &hv, at(31)).unwrap_err();
+        let reason = check(&c, &hv, at(31)).unwrap_err().reason;
         assert!(reason.contains("never answered since"), "{reason}");
     }
 
@@ -441,13 +441,13 @@ mod guest_agent {
         assert_eq!(asked, ["ping", "filesystems"]);
         hv.set_guest_agent(NAME, FakeAgent::FilesystemsHung);
         assert_eq!(check(&c, &hv, at(5)), Ok(()));
-        let reason = check(&c, &hv, at(20)).unwrap_err();
+        let reason = check(&c, &hv, at(20)).unwrap_err().reason;
         assert!(reason.contains("cannot list its file systems") && reason.contains("for 15 s"), "{reason}");
         hv.set_guest_agent(NAME, FakeAgent::Answering);
         assert_eq!(check(&c, &hv, at(21)), Ok(()));
         hv.set_guest_agent(NAME, FakeAgent::FilesystemsFrozen);
         assert_eq!(check(&c, &hv, at(22)), Ok(()));
-        let reason = check(&c, &hv, at(40)).unwrap_err();
+        let reason = check(&c, &hv, at(40)).unwrap_err().reason;
         assert!(reason.contains("its file systems are frozen for 18 s"), "{reason}");
         // Level 10 does not look at the file systems.
         let c10 = leveled_case("10", &[]);

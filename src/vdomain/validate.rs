@@ -49,7 +49,7 @@ pub fn check_params(params: &Params) -> Result<(), OcfError> {
     if let Some(mode) = &params.shutdown_mode {
         ShutdownModes::parse(mode).map_err(|e| OcfError::configured(format!("shutdown_mode: {e}")))?;
     }
-    super::migration::validate(params).map_err(OcfError::configured)
+    super::migration::validate(params).map_err(|e| OcfError::configured(format!("{e:#}")))
 }
 
 /// Checks of what this node must have for the resource to run here.

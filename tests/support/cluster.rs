@@ -146,9 +146,14 @@ impl Lab {
     }
 
     pub fn boot(&self, node: &'static str) {
+        self.power_on(node);
+        self.harness_ok(&["wait", "120"]);
+    }
+
+    /// Powers a node on without waiting for it to join.
+    pub fn power_on(&self, node: &'static str) {
         self.harness_ok(&["boot", node]);
         self.off.borrow_mut().retain(|n| *n != node);
-        self.harness_ok(&["wait", "120"]);
     }
 
     pub fn node_pids(&self, node: &str) -> Vec<String> {

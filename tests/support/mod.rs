@@ -28,6 +28,9 @@ pub use drbd::{fixtures, fixture_text, state9, state9_text, state84, edited, nam
 pub use agent_guest::{agent_guest, AgentGuest, GuestAgentKind, AGENT_UP_MARKER};
 pub use private::PrivateHypervisor;
 pub use run::{describe, run_bounded};
+/// Finds a program on PATH exactly as the agent does (and as `Command::new`
+/// will when the test runs it).
+pub use virtguard::exec_for_tests::find_program as which;
 
 pub use virsh::{
     domstate, free_port, hypervisor_answers, migrate_live, parse_domstate, process_alive, qemu_pid_in,
@@ -242,14 +245,6 @@ pub fn lab_lock(name: &str) -> nix::fcntl::Flock<std::fs::File> {
         .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .unwrap_or_else(|(_, errno)| panic!("locking {}: {errno}", path.display()))
-}
-
-pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
 }
 
 fn set_mode(path: &Path, mode: u32) {

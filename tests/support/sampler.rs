@@ -33,6 +33,8 @@ const WORKER_STUCK: Duration = Duration::from_secs(5);
 /// double run could go unseen, so the scenario fails. (One fault silences
 /// one node at a time.)
 pub const BLIND_LIMIT_MS: u64 = 15_000;
+/// Rounds per second below which the sampler's silence proves nothing.
+const MIN_RATE: f64 = 2.0;
 
 /// What one round learnt about one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +135,12 @@ impl Findings {
     /// Outages longer than the scenario allows.
     pub fn lost(&self) -> Vec<&Outage> {
         self.longest_outages.iter().filter(|o| o.lasted_ms > o.allowed_ms).collect()
+    }
+
+    /// Whether there were rounds enough, often enough, for the sampler's
+    /// silence to mean something.
+    pub fn sampled(&self) -> bool {
+        self.rounds >= 5 && self.per_second >= MIN_RATE
     }
 
     /// Whether the sampler saw too little to vouch for the properties.
@@ -327,6 +335,26 @@ impl Sampler {
     pub fn finish(mut self) -> Findings {
         self.stop_rounds();
         self.findings_since(0)
+    }
+
+    /// Stops the rounds; the findings, and a scenario's verdict on them: a
+    /// double run, a lost guest, a blind sampler or one too slow to tell
+    /// fails it, with the timeline of each domain at fault.
+    pub fn verdict(self) -> (Findings, Result<(), String>) {
+        let samples = self.samples();
+        let findings = self.finish();
+        let verdict = if findings.violated() {
+            let domains: BTreeSet<&str> =
+                findings.double_runs.iter().map(|d| d.domain.as_str()).chain(findings.lost().iter().map(|o| o.domain.as_str())).collect();
+            let timelines: Vec<String> =
+                domains.iter().map(|d| format!("{d} (node1 node2 per change, q = QEMU alive, libvirtd silent): {}", timeline(&samples, d))).collect();
+            Err(format!("safety property violated: {}\n{}", findings.describe(), timelines.join("\n")))
+        } else if !findings.sampled() {
+            Err(format!("the invariant sampler did not sample: {}", findings.describe()))
+        } else {
+            Ok(())
+        };
+        (findings, verdict)
     }
 
     fn stop_rounds(&mut self) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::hypervisor::HvResult;
 use crate::ocf::Deadline;
 
 use super::options::PostcopyPolicy;
@@ -18,13 +19,13 @@ pub trait MigrationJob {
     /// Statistics of the running job; `Ok(None)` while no job is active
     /// (not begun yet, or just ended). Gives up after `budget`, like the
     /// two calls below: no call may carry the driver past its deadline.
-    fn sample(&mut self, budget: Duration) -> Result<Option<JobSample>, String>;
+    fn sample(&mut self, budget: Duration) -> HvResult<Option<JobSample>>;
     /// The migration call's result, waiting at most `timeout` for it.
-    fn wait(&mut self, timeout: Duration) -> Option<Result<(), String>>;
+    fn wait(&mut self, timeout: Duration) -> Option<HvResult<()>>;
     /// Cancels the job; the guest keeps running on the source.
-    fn abort(&mut self, budget: Duration) -> Result<(), String>;
+    fn abort(&mut self, budget: Duration) -> HvResult<()>;
     /// Moves execution to the target now; the rest of memory follows on demand.
-    fn start_postcopy(&mut self, budget: Duration) -> Result<(), String>;
+    fn start_postcopy(&mut self, budget: Duration) -> HvResult<()>;
     /// Whether the target's hypervisor is still connected. A migration whose
     /// target went away cannot complete: it is aborted at once rather than at
     /// the deadline.
@@ -150,7 +151,7 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
         if let Some(result) = job.wait(step) {
             let outcome = match result {
                 Ok(()) => Outcome::Completed { postcopy },
-                Err(error) => Outcome::Failed { error, postcopy },
+                Err(error) => Outcome::Failed { error: error.message, postcopy },
             };
             return Report { outcome, last };
         }
@@ -222,14 +223,14 @@ fn abort(
         AbortCause::TargetLost => "the connection to the target's hypervisor is lost",
     };
     warn!("{label}: aborting the migration at {at}: {why}");
-    let abort_error = job.abort(CALL_BUDGET.min(limits.hard.remaining())).err();
+    let abort_error = job.abort(CALL_BUDGET.min(limits.hard.remaining())).err().map(|e| e.message);
     if let Some(e) = &abort_error {
         warn!("{label}: abort failed: {e}");
     }
     match job.wait(limits.hard.remaining()) {
         // It finished in the meantime: the abort came too late, which is fine.
         Some(Ok(())) => Outcome::Completed { postcopy: false },
-        Some(Err(error)) => Outcome::Aborted { cause, worker: Some(error), abort_error },
+        Some(Err(error)) => Outcome::Aborted { cause, worker: Some(error.message), abort_error },
         None => Outcome::Aborted { cause, worker: None, abort_error },
     }
 }
@@ -238,6 +239,7 @@ fn abort(
 mod tests {
     use super::*;
     use crate::deadline::Clock;
+    use crate::hypervisor::HvError;
     use std::collections::VecDeque;
 
     const MIB: u64 = 1 << 20;
@@ -305,7 +307,7 @@ mod tests {
         samples: VecDeque<JobSample>,
         polls: u32,
         finish_after: Option<u32>,
-        result_after_abort: Option<Result<(), String>>,
+        result_after_abort: Option<HvResult<()>>,
         aborted: bool,
         postcopy_at: Option<u32>,
         /// The worker hangs forever once aborted.
@@ -323,7 +325,7 @@ mod tests {
                 samples: samples.into(),
                 polls: 0,
                 finish_after: None,
-                result_after_abort: Some(Err("operation aborted: migration out job: canceled by client".into())),
+                result_after_abort: Some(Err(HvError::other("operation aborted: migration out job: canceled by client"))),
                 aborted: false,
                 postcopy_at: None,
                 hangs: false,
@@ -334,10 +336,10 @@ mod tests {
     }
 
     impl MigrationJob for Scripted {
-        fn sample(&mut self, _: Duration) -> Result<Option<JobSample>, String> {
+        fn sample(&mut self, _: Duration) -> HvResult<Option<JobSample>> {
             Ok(if self.samples.len() > 1 { self.samples.pop_front() } else { self.samples.front().copied() })
         }
-        fn wait(&mut self, timeout: Duration) -> Option<Result<(), String>> {
+        fn wait(&mut self, timeout: Duration) -> Option<HvResult<()>> {
             if self.aborted {
                 if self.hangs {
                     self.clock.sleep(timeout);
@@ -352,15 +354,15 @@ mod tests {
             self.clock.sleep(timeout);
             None
         }
-        fn abort(&mut self, budget: Duration) -> Result<(), String> {
+        fn abort(&mut self, budget: Duration) -> HvResult<()> {
             self.aborted = true;
             if self.abort_hangs {
                 self.clock.sleep(budget);
-                return Err("no answer".into());
+                return Err(HvError::other("no answer"));
             }
             Ok(())
         }
-        fn start_postcopy(&mut self, _: Duration) -> Result<(), String> {
+        fn start_postcopy(&mut self, _: Duration) -> HvResult<()> {
             self.postcopy_at = Some(self.polls);
             self.finish_after = Some(self.polls + 2);
             Ok(())
@@ -494,16 +496,16 @@ mod tests {
     fn a_failure_of_the_migration_itself_is_reported_as_such() {
         struct Fails;
         impl MigrationJob for Fails {
-            fn sample(&mut self, _: Duration) -> Result<Option<JobSample>, String> {
-                Err("domain is not running".into())
+            fn sample(&mut self, _: Duration) -> HvResult<Option<JobSample>> {
+                Err(HvError::other("domain is not running"))
             }
-            fn wait(&mut self, _: Duration) -> Option<Result<(), String>> {
-                Some(Err("Cannot recv data: Connection reset by peer".into()))
+            fn wait(&mut self, _: Duration) -> Option<HvResult<()>> {
+                Some(Err(HvError::other("Cannot recv data: Connection reset by peer")))
             }
-            fn abort(&mut self, _: Duration) -> Result<(), String> {
+            fn abort(&mut self, _: Duration) -> HvResult<()> {
                 panic!("nothing to abort")
             }
-            fn start_postcopy(&mut self, _: Duration) -> Result<(), String> {
+            fn start_postcopy(&mut self, _: Duration) -> HvResult<()> {
                 panic!("no post-copy")
             }
             fn target_alive(&mut self) -> bool {

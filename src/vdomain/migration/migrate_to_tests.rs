@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::deadline::{Clock, Deadline};
-use crate::hypervisor::fake::{running, Call, FakeHypervisor, MigrationScript};
+use crate::hypervisor::fake::{running, Call, FakeHypervisor, MigrationScript, Op};
 use crate::hypervisor::state::reason;
 use crate::hypervisor::{DomainState, HvError, StateKind};
 use crate::ocf::{Action, OcfError, OcfResult, OcfStatus};
@@ -131,7 +131,7 @@ fn a_guest_not_running_here_is_refused() {
 fn a_network_that_cannot_start_on_the_target_is_refused() {
     let lab = Lab::new(converging());
     // The clone shares the target's world.
-    lab.target.clone().failing("network", HvError::other("network 'default' is not defined"));
+    lab.target.clone().failing(Op::EnsureNetwork, HvError::other("network 'default' is not defined"));
     let xml = format!(
         "<domain type='qemu'><name>{NAME}</name><memory unit='MiB'>64</memory>\
          <devices><interface type='network'><source network='default'/></interface></devices></domain>"

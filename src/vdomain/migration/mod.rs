@@ -16,6 +16,7 @@ mod migrate_to_tests;
 
 use std::time::Duration;
 
+use anyhow::{bail, ensure};
 use tracing::{info, warn};
 
 use crate::hypervisor::state::reason;
@@ -65,7 +66,7 @@ impl Limits {
 /// Checks the migration parameters without touching anything; the error
 /// names the offending parameter or option. validate-all reports it as
 /// OCF_ERR_CONFIGURED.
-pub fn validate(params: &Params) -> Result<(), String> {
+pub fn validate(params: &Params) -> anyhow::Result<()> {
     let options = MigrateOptions::parse(params.migrate_options.as_deref().unwrap_or_default())?;
     effective_bandwidth(params.migration_speed, &options)?;
     if let Some(user) = &params.migration_user {
@@ -75,20 +76,16 @@ pub fn validate(params: &Params) -> Result<(), String> {
         uri::check_migration_transport(transport)?;
     }
     if let Some(port) = params.migrateport {
-        if !(1..=65535).contains(&port) {
-            return Err(format!("migrateport {port} is not a TCP port"));
-        }
+        ensure!((1..=65535).contains(&port), "migrateport {port} is not a TCP port");
     }
     if options.tunnelled && params.migrateuri.is_some() {
-        return Err("migrateuri cannot be used with --tunnelled (the data goes through libvirtd)".into());
+        bail!("migrateuri cannot be used with --tunnelled (the data goes through libvirtd)");
     }
     if options.tunnelled && params.migration_network_suffix.is_some() {
-        return Err("migration_network_suffix has no effect with --tunnelled (the data goes through libvirtd)".into());
+        bail!("migration_network_suffix has no effect with --tunnelled (the data goes through libvirtd)");
     }
     if let Some(remote) = &params.remoteuri {
-        if !remote.contains("://") {
-            return Err(format!("remoteuri '{remote}' is not a libvirt URI"));
-        }
+        ensure!(remote.contains("://"), "remoteuri '{remote}' is not a libvirt URI");
     }
     if let Some(hv) = &params.hypervisor {
         if params.remoteuri.is_none() && hv.contains("://") {
@@ -106,12 +103,16 @@ pub fn plan(
     target: &str,
     random_port: impl FnOnce() -> u16,
 ) -> Result<MigrationPlan, OcfError> {
-    validate(params).map_err(OcfError::configured)?;
-    let options = MigrateOptions::parse(params.migrate_options.as_deref().unwrap_or_default())
-        .map_err(OcfError::configured)?;
-    let bandwidth = effective_bandwidth(params.migration_speed, &options).map_err(OcfError::configured)?;
-    let remote_uri = uri::remote_hypervisor_uri(params, local_uri, target).map_err(OcfError::generic)?;
-    let data_uri = uri::migration_data_uri(params, &options, target, random_port).map_err(OcfError::generic)?;
+    // Wrong parameters are a configuration error; parameters that only do
+    // not fit this target (an address where the suffix needs a name) fail
+    // this migration alone.
+    let configured = |e: anyhow::Error| OcfError::configured(format!("{e:#}"));
+    let generic = |e: anyhow::Error| OcfError::generic(format!("{e:#}"));
+    validate(params).map_err(configured)?;
+    let options = MigrateOptions::parse(params.migrate_options.as_deref().unwrap_or_default()).map_err(configured)?;
+    let bandwidth = effective_bandwidth(params.migration_speed, &options).map_err(configured)?;
+    let remote_uri = uri::remote_hypervisor_uri(params, local_uri, target).map_err(generic)?;
+    let data_uri = uri::migration_data_uri(params, &options, target, random_port).map_err(generic)?;
     Ok(MigrationPlan {
         remote_uri,
         data_uri,
@@ -212,14 +213,15 @@ fn conclude(
     let (source_view, target_view) = find_guest(&mut source_side, &mut target_side, name, &patience, libvirt_done && !postcopy);
     let facts = Facts { name, source_node: ctx.source_node, target_node: target, timeout: vm.deadline.total() };
     match verdict(&facts, &report, &source_view, &target_view) {
-        Ok(note) => {
-            match note {
-                None => info!("{name}: live migration to {target} succeeded in {elapsed:.1}s{}", if postcopy { " (post-copy)" } else { "" }),
-                Some(note) => warn!("{name}: {note}, but it runs on {target} now: reporting success"),
-            }
+        Verdict::Arrived => {
+            info!("{name}: live migration to {target} succeeded in {elapsed:.1}s{}", if postcopy { " (post-copy)" } else { "" });
             Ok(OcfStatus::Success)
         }
-        Err(reason) => Err(OcfError::generic(reason)),
+        Verdict::ArrivedDespite(trouble) => {
+            warn!("{name}: {trouble}, but it runs on {target} now: reporting success");
+            Ok(OcfStatus::Success)
+        }
+        Verdict::Failed(reason) => Err(OcfError::generic(reason)),
     }
 }
 
@@ -231,10 +233,21 @@ pub struct Facts<'a> {
     pub timeout: Duration,
 }
 
-/// The result from what the driver reported and where the guest was found:
-/// `Ok(None)` for a clean success, `Ok(Some(what went wrong))` when the
-/// guest ended up on the target anyway, `Err(exit reason)` otherwise.
-pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &SideView) -> Result<Option<String>, String> {
+/// How a migration attempt ended, judged by where the guest runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// On the target, and nothing went wrong on the way.
+    Arrived,
+    /// On the target although something went wrong on the way (the text
+    /// says what): still a success, worth a warning.
+    ArrivedDespite(String),
+    /// Not (known to be) on the target: the exit reason, which says where
+    /// the guest is.
+    Failed(String),
+}
+
+/// The verdict from what the driver reported and where the guest was found.
+pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &SideView) -> Verdict {
     let (name, to) = (facts.name, facts.target_node);
     let found = placement(source, target);
     // A job that has not begun sending reports no memory size yet.
@@ -250,7 +263,7 @@ pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &S
                 || (source_left && unanswered(target))
                 || (unanswered(source) && target.executing())
             {
-                return Ok(None);
+                return Verdict::Arrived;
             }
             format!("libvirt reported the migration to {to} as done")
         }
@@ -285,9 +298,9 @@ pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &S
     };
     if found == Placement::Target {
         // Whatever went wrong on the way, the guest arrived and left the source.
-        return Ok(Some(what));
+        return Verdict::ArrivedDespite(what);
     }
-    Err(format!("{name}: {what}; {}", whereabouts(name, facts.source_node, to, source, target)))
+    Verdict::Failed(format!("{name}: {what}; {}", whereabouts(name, facts.source_node, to, source, target)))
 }
 
 /// Looks at both sides until the guest's place is clear or `settle` comes;
@@ -355,46 +368,48 @@ mod tests {
         let aborted = Outcome::Aborted { cause: AbortCause::Deadline, worker: Some("canceled".into()), abort_error: None };
         assert_eq!(
             verdict(&facts(), &report(aborted.clone(), Some(37)), &running(), &SideView::Inactive),
-            Err("vm1: migration to node2 aborted at 63% (iteration 7) before the 120s timeout; vm1 still runs on node1".into())
+            Verdict::Failed("vm1: migration to node2 aborted at 63% (iteration 7) before the 120s timeout; vm1 still runs on node1".into())
         );
         assert_eq!(
             verdict(&facts(), &report(aborted, None), &running(), &SideView::Inactive),
-            Err("vm1: migration to node2 aborted at 0% (no memory sent yet) before the 120s timeout; vm1 still runs on node1".into())
+            Verdict::Failed("vm1: migration to node2 aborted at 0% (no memory sent yet) before the 120s timeout; vm1 still runs on node1".into())
         );
         let lost = Outcome::Aborted { cause: AbortCause::TargetLost, worker: None, abort_error: Some("no job".into()) };
         assert_eq!(
             verdict(&facts(), &report(lost, Some(90)), &running(), &SideView::Unknown("socket closed".into())),
-            Err("vm1: migration to node2 aborted at 10% (iteration 7): the connection to node2's hypervisor was lost \
+            Verdict::Failed("vm1: migration to node2 aborted at 10% (iteration 7): the connection to node2's hypervisor was lost \
                  (abort failed: no job), libvirt has not ended the job yet; vm1 still runs on node1 (node2 did not answer: socket closed)".into())
         );
         let failed = Outcome::Failed { error: "Postcopy is not supported".into(), postcopy: false };
         assert_eq!(
             verdict(&facts(), &report(failed, None), &running(), &SideView::Inactive),
-            Err("vm1: migration to node2 failed before any memory was sent: Postcopy is not supported; vm1 still runs on node1".into())
+            Verdict::Failed("vm1: migration to node2 failed before any memory was sent: Postcopy is not supported; vm1 still runs on node1".into())
         );
         let unfinished = report(Outcome::PostcopyUnfinished, Some(20));
         let paused = SideView::Active(crate::hypervisor::DomainState::new(StateKind::Paused, 12));
-        let verdict_text = verdict(&facts(), &unfinished, &paused, &running()).unwrap_err();
-        assert!(verdict_text.starts_with("vm1: post-copy migration to node2 still running at the 120s timeout; vm1 is active on both"), "{verdict_text}");
+        let Verdict::Failed(reason) = verdict(&facts(), &unfinished, &paused, &running()) else { panic!("arrived") };
+        assert!(reason.starts_with("vm1: post-copy migration to node2 still running at the 120s timeout; vm1 is active on both"), "{reason}");
     }
 
     #[test]
     fn success_is_where_the_guest_runs() {
         let done = report(Outcome::Completed { postcopy: false }, Some(0));
-        assert_eq!(verdict(&facts(), &done, &SideView::Inactive, &running()), Ok(None));
+        assert_eq!(verdict(&facts(), &done, &SideView::Inactive, &running()), Verdict::Arrived);
         // libvirt said done, the source let go, the target cannot be asked: libvirt's word counts.
-        assert_eq!(verdict(&facts(), &done, &SideView::Inactive, &SideView::Unknown("eof".into())), Ok(None));
-        assert!(verdict(&facts(), &done, &running(), &SideView::Inactive).unwrap_err().contains("as done; vm1 still runs on node1"));
+        assert_eq!(verdict(&facts(), &done, &SideView::Inactive, &SideView::Unknown("eof".into())), Verdict::Arrived);
+        assert!(matches!(verdict(&facts(), &done, &running(), &SideView::Inactive),
+            Verdict::Failed(reason) if reason.contains("as done; vm1 still runs on node1")));
         // The source cannot be asked (restarting, frozen) but the guest runs on the target: libvirt's word counts.
         let silent = SideView::Unknown("client socket is closed".into());
-        assert_eq!(verdict(&facts(), &done, &silent, &running()), Ok(None));
+        assert_eq!(verdict(&facts(), &done, &silent, &running()), Verdict::Arrived);
         // Paused there is no proof of arrival.
         let paused = SideView::Active(crate::hypervisor::DomainState::new(StateKind::Paused, reason::PAUSED_MIGRATION));
-        assert!(verdict(&facts(), &done, &silent, &paused).unwrap_err().contains("location of vm1 unknown"));
+        assert!(matches!(verdict(&facts(), &done, &silent, &paused),
+            Verdict::Failed(reason) if reason.contains("location of vm1 unknown")));
         let failed = report(Outcome::Failed { error: "Finish3 failed".into(), postcopy: false }, Some(0));
         assert_eq!(
             verdict(&facts(), &failed, &SideView::Inactive, &running()),
-            Ok(Some("migration to node2 failed at 100% (iteration 7): Finish3 failed".into()))
+            Verdict::ArrivedDespite("migration to node2 failed at 100% (iteration 7): Finish3 failed".into())
         );
     }
 
@@ -411,7 +426,7 @@ mod tests {
     #[test]
     fn validate_names_what_is_wrong() {
         let ok = params(&[("config", "/x.xml"), ("migrate_options", "--p2p --auto-converge --bandwidth=10")]);
-        assert_eq!(validate(&ok), Ok(()));
+        assert!(validate(&ok).is_ok());
         let cases: [(&[(&str, &str)], &str); 8] = [
             (&[("migrate_options", "--turbo")], "--turbo"),
             (&[("migrate_options", "--bandwidth=7"), ("migration_speed", "5")], "migration_speed"),
@@ -423,7 +438,7 @@ mod tests {
             (&[("hypervisor", "qemu://host:port/system")], "malformed"),
         ];
         for (pairs, needle) in cases {
-            let error = validate(&params(pairs)).unwrap_err();
+            let error = validate(&params(pairs)).unwrap_err().to_string();
             assert!(error.contains(needle), "{pairs:?}: {error}");
         }
     }
@@ -471,7 +486,7 @@ mod tests {
         assert_eq!(plan(&p, "qemu+tls:///system", "node2", || 1).unwrap().remote_uri, "qemu+ssh://node2/system");
 
         says("migration_user", "configuration error reported by validate-all");
-        assert!(validate(&params(&[("migration_user", "root@x")])).unwrap_err().contains("migration_user"));
+        assert!(validate(&params(&[("migration_user", "root@x")])).unwrap_err().to_string().contains("migration_user"));
         says("migration_user", "a user in the local URI is kept");
         assert_eq!(plan(&params(&[]), "qemu+ssh://admin@node1/system", "node2", || 1).unwrap().remote_uri, "qemu+ssh://admin@node2/system");
 

@@ -1,8 +1,10 @@
 //! `migrate_options`: virsh-style migration options turned into our typed
 //! [`MigrateOptions`] (the hypervisor backend maps them to its own flags and
-//! parameters). Everything virtguard does not
-//! understand is refused here, so that validate-all finds it at configuration
-//! time instead of a migration failing at 3 a.m.
+//! parameters). Everything virtguard does not understand is refused here, so
+//! that validate-all finds it at configuration time instead of a migration
+//! failing at 3 a.m.
+
+use anyhow::{anyhow, bail, ensure};
 
 pub use crate::hypervisor::migration::{MigrateOptions, MigrationPlan, PostcopyPolicy};
 
@@ -10,7 +12,7 @@ pub use crate::hypervisor::migration::{MigrateOptions, MigrationPlan, PostcopyPo
 /// `--name value` option parses its value (the name is for error texts).
 enum Effect {
     Switch(fn(&mut MigrateOptions)),
-    Value(fn(&mut MigrateOptions, &str, &str) -> Result<(), String>),
+    Value(fn(&mut MigrateOptions, &str, &str) -> anyhow::Result<()>),
 }
 
 /// Every option virtguard understands, and what it does: the one list.
@@ -39,58 +41,74 @@ const KNOWN: &[(&str, Effect)] = &[
         }),
     ),
     ("postcopy-after-precopy", Effect::Switch(|o| o.postcopy = PostcopyPolicy::AfterFirstPass)),
-    ("migrateuri", Effect::Value(|o, n, v| { o.migrateuri = Some(text(n, v)?); Ok(()) })),
-    ("listen-address", Effect::Value(|o, n, v| { o.listen_address = Some(text(n, v)?); Ok(()) })),
-    ("tls-destination", Effect::Value(|o, n, v| { o.tls_destination = Some(text(n, v)?); Ok(()) })),
-    (
-        "parallel-connections",
-        Effect::Value(|o, n, v| {
-            let count = number(n, v, 256)?;
-            if count == 0 {
-                return Err("migrate_options: --parallel-connections must be at least 1".into());
-            }
-            { o.parallel_connections = Some(count as u32); Ok(()) }
-        }),
-    ),
-    ("bandwidth", Effect::Value(|o, n, v| { o.bandwidth = Some(number(n, v, u64::from(u32::MAX))?); Ok(()) })),
-    ("postcopy-bandwidth", Effect::Value(|o, n, v| { o.postcopy_bandwidth = Some(number(n, v, u64::from(u32::MAX))?); Ok(()) })),
-    ("auto-converge-initial", Effect::Value(|o, n, v| { o.auto_converge_initial = Some(number(n, v, 100)? as u32); Ok(()) })),
-    ("auto-converge-increment", Effect::Value(|o, n, v| { o.auto_converge_increment = Some(number(n, v, 100)? as u32); Ok(()) })),
-    ("disks-port", Effect::Value(|o, n, v| { o.disks_port = Some(number(n, v, 65535)? as u32); Ok(()) })),
-    (
-        "comp-methods",
-        Effect::Value(|o, n, v| {
-            let methods = list(n, v)?;
-            // The `virt` crate passes one compression parameter; libvirt would take several.
-            if methods.len() > 1 {
-                return Err("migrate_options: --comp-methods: give one compression method".into());
-            }
-            if let Some(bad) = methods.iter().find(|m| !["xbzrle", "mt", "zlib", "zstd"].contains(&m.as_str())) {
-                return Err(format!("migrate_options: --comp-methods: unknown compression method '{bad}'"));
-            }
-            { o.compression_methods = methods; Ok(()) }
-        }),
-    ),
-    ("migrate-disks", Effect::Value(|o, n, v| { o.migrate_disks = list(n, v)?; Ok(()) })),
+    ("migrateuri", Effect::Value(|o, n, v| {
+        o.migrateuri = Some(text(n, v)?);
+        Ok(())
+    })),
+    ("listen-address", Effect::Value(|o, n, v| {
+        o.listen_address = Some(text(n, v)?);
+        Ok(())
+    })),
+    ("tls-destination", Effect::Value(|o, n, v| {
+        o.tls_destination = Some(text(n, v)?);
+        Ok(())
+    })),
+    ("parallel-connections", Effect::Value(|o, n, v| {
+        let count = number(n, v, 256)?;
+        ensure!(count > 0, "migrate_options: --parallel-connections must be at least 1");
+        o.parallel_connections = Some(count as u32);
+        Ok(())
+    })),
+    ("bandwidth", Effect::Value(|o, n, v| {
+        o.bandwidth = Some(number(n, v, u64::from(u32::MAX))?);
+        Ok(())
+    })),
+    ("postcopy-bandwidth", Effect::Value(|o, n, v| {
+        o.postcopy_bandwidth = Some(number(n, v, u64::from(u32::MAX))?);
+        Ok(())
+    })),
+    ("auto-converge-initial", Effect::Value(|o, n, v| {
+        o.auto_converge_initial = Some(number(n, v, 100)? as u32);
+        Ok(())
+    })),
+    ("auto-converge-increment", Effect::Value(|o, n, v| {
+        o.auto_converge_increment = Some(number(n, v, 100)? as u32);
+        Ok(())
+    })),
+    ("disks-port", Effect::Value(|o, n, v| {
+        o.disks_port = Some(number(n, v, 65535)? as u32);
+        Ok(())
+    })),
+    ("comp-methods", Effect::Value(|o, n, v| {
+        let methods = list(n, v)?;
+        // The `virt` crate passes one compression parameter; libvirt would take several.
+        ensure!(methods.len() <= 1, "migrate_options: --comp-methods: give one compression method");
+        if let Some(bad) = methods.iter().find(|m| !["xbzrle", "mt", "zlib", "zstd"].contains(&m.as_str())) {
+            bail!("migrate_options: --comp-methods: unknown compression method '{bad}'");
+        }
+        o.compression_methods = methods;
+        Ok(())
+    })),
+    ("migrate-disks", Effect::Value(|o, n, v| {
+        o.migrate_disks = list(n, v)?;
+        Ok(())
+    })),
 ];
 
-fn text(name: &str, value: &str) -> Result<String, String> {
-    if value.is_empty() {
-        Err(format!("migrate_options: --{name} needs a value"))
-    } else {
-        Ok(value.to_owned())
-    }
+fn text(name: &str, value: &str) -> anyhow::Result<String> {
+    ensure!(!value.is_empty(), "migrate_options: --{name} needs a value");
+    Ok(value.to_owned())
 }
 
-fn number(name: &str, value: &str, max: u64) -> Result<u64, String> {
+fn number(name: &str, value: &str, max: u64) -> anyhow::Result<u64> {
     value
         .parse::<u64>()
         .ok()
         .filter(|n| *n <= max)
-        .ok_or_else(|| format!("migrate_options: --{name}={value} is not a whole number between 0 and {max}"))
+        .ok_or_else(|| anyhow!("migrate_options: --{name}={value} is not a whole number between 0 and {max}"))
 }
 
-fn list(name: &str, value: &str) -> Result<Vec<String>, String> {
+fn list(name: &str, value: &str) -> anyhow::Result<Vec<String>> {
     Ok(text(name, value)?.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
 }
 
@@ -113,32 +131,32 @@ const REFUSED: &[(&str, &str)] = &[
 
 impl MigrateOptions {
     /// Parses the space-separated options; the error names the offending one.
-    pub fn parse(text: &str) -> Result<MigrateOptions, String> {
+    pub fn parse(text: &str) -> anyhow::Result<MigrateOptions> {
         let mut options = MigrateOptions::default();
         let mut words = text.split_whitespace();
         while let Some(word) = words.next() {
             let Some(body) = word.strip_prefix("--") else {
-                return Err(format!("migrate_options: '{word}' is not an option (options start with --)"));
+                bail!("migrate_options: '{word}' is not an option (options start with --)");
             };
             let (name, inline_value) = match body.split_once('=') {
                 Some((name, value)) => (name, Some(value)),
                 None => (body, None),
             };
             if let Some((_, why)) = REFUSED.iter().find(|(refused, _)| *refused == name) {
-                return Err(format!("migrate_options: --{name} is not supported: {why}"));
+                bail!("migrate_options: --{name} is not supported: {why}");
             }
             let Some((_, effect)) = KNOWN.iter().find(|(known, _)| *known == name) else {
-                return Err(format!("migrate_options: unknown option --{name}"));
+                bail!("migrate_options: unknown option --{name}");
             };
             match (effect, inline_value) {
                 (Effect::Switch(set), None) => set(&mut options),
-                (Effect::Switch(_), Some(_)) => return Err(format!("migrate_options: --{name} takes no value")),
+                (Effect::Switch(_), Some(_)) => bail!("migrate_options: --{name} takes no value"),
                 (Effect::Value(set), Some(value)) => set(&mut options, name, value)?,
                 (Effect::Value(set), None) => {
                     let value = words
                         .next()
                         .filter(|next| !next.starts_with("--"))
-                        .ok_or_else(|| format!("migrate_options: --{name} needs a value"))?;
+                        .ok_or_else(|| anyhow!("migrate_options: --{name} needs a value"))?;
                     set(&mut options, name, value)?
                 }
             }
@@ -148,52 +166,51 @@ impl MigrateOptions {
     }
 
     /// Combinations libvirt would only refuse once the migration starts.
-    fn check_combinations(&self) -> Result<(), String> {
+    fn check_combinations(&self) -> anyhow::Result<()> {
         if self.tunnelled && !self.p2p {
-            return Err("migrate_options: --tunnelled needs --p2p".into());
+            bail!("migrate_options: --tunnelled needs --p2p");
         }
         if self.tunnelled && self.migrateuri.is_some() {
-            return Err("migrate_options: --migrateuri cannot be used with --tunnelled".into());
+            bail!("migrate_options: --migrateuri cannot be used with --tunnelled");
         }
         if self.tunnelled && self.parallel {
-            return Err("migrate_options: --parallel cannot be used with --tunnelled".into());
+            bail!("migrate_options: --parallel cannot be used with --tunnelled");
         }
         if self.parallel_connections.is_some() && !self.parallel {
-            return Err("migrate_options: --parallel-connections needs --parallel".into());
+            bail!("migrate_options: --parallel-connections needs --parallel");
         }
         if self.postcopy_bandwidth.is_some() && self.postcopy == PostcopyPolicy::Never {
-            return Err("migrate_options: --postcopy-bandwidth needs --postcopy".into());
+            bail!("migrate_options: --postcopy-bandwidth needs --postcopy");
         }
         if (self.auto_converge_initial.is_some() || self.auto_converge_increment.is_some()) && !self.auto_converge {
-            return Err("migrate_options: --auto-converge-initial/-increment need --auto-converge".into());
+            bail!("migrate_options: --auto-converge-initial/-increment need --auto-converge");
         }
         if !self.compression_methods.is_empty() && !self.compressed {
-            return Err("migrate_options: --comp-methods needs --compressed".into());
+            bail!("migrate_options: --comp-methods needs --compressed");
         }
         if (!self.migrate_disks.is_empty() || self.disks_port.is_some())
             && !(self.copy_storage_all || self.copy_storage_inc)
         {
-            return Err("migrate_options: --migrate-disks/--disks-port need --copy-storage-all or --copy-storage-inc".into());
+            bail!("migrate_options: --migrate-disks/--disks-port need --copy-storage-all or --copy-storage-inc");
         }
         if self.copy_storage_all && self.copy_storage_inc {
-            return Err("migrate_options: use either --copy-storage-all or --copy-storage-inc".into());
+            bail!("migrate_options: use either --copy-storage-all or --copy-storage-inc");
         }
         if self.tls_destination.is_some() && !self.tls {
-            return Err("migrate_options: --tls-destination needs --tls".into());
+            bail!("migrate_options: --tls-destination needs --tls");
         }
         Ok(())
     }
-
 }
 
 /// The bandwidth in MiB/s: `--bandwidth` or `migration_speed` (0 = unlimited);
 /// both set and different is a configuration error.
-pub fn effective_bandwidth(migration_speed: u64, options: &MigrateOptions) -> Result<Option<u64>, String> {
+pub fn effective_bandwidth(migration_speed: u64, options: &MigrateOptions) -> anyhow::Result<Option<u64>> {
     let from_param = (migration_speed > 0).then_some(migration_speed);
     match (from_param, options.bandwidth.filter(|b| *b > 0)) {
-        (Some(a), Some(b)) if a != b => Err(format!(
-            "migration_speed={a} and --bandwidth={b} in migrate_options disagree; set only one"
-        )),
+        (Some(a), Some(b)) if a != b => {
+            bail!("migration_speed={a} and --bandwidth={b} in migrate_options disagree; set only one")
+        }
         (a, b) => Ok(a.or(b)),
     }
 }
@@ -207,7 +224,7 @@ mod tests {
     }
 
     fn error(text: &str) -> String {
-        MigrateOptions::parse(text).expect_err(text)
+        MigrateOptions::parse(text).expect_err(text).to_string()
     }
 
     #[test]
@@ -292,6 +309,6 @@ mod tests {
         assert_eq!(effective_bandwidth(0, &parse("--bandwidth=7")).unwrap(), Some(7));
         assert_eq!(effective_bandwidth(7, &parse("--bandwidth=7")).unwrap(), Some(7));
         assert_eq!(effective_bandwidth(0, &parse("--bandwidth=0")).unwrap(), None);
-        assert!(effective_bandwidth(5, &parse("--bandwidth=7")).unwrap_err().contains("migration_speed"));
+        assert!(effective_bandwidth(5, &parse("--bandwidth=7")).unwrap_err().to_string().contains("migration_speed"));
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::hypervisor::migration::{bounded, MigrationCall};
-use crate::hypervisor::{HvErrorKind, SharedHypervisor};
+use crate::hypervisor::{HvErrorKind, HvResult, SharedHypervisor};
 
 use super::job::MigrationJob;
 use super::progress::JobSample;
@@ -23,28 +23,27 @@ pub struct RunningJob {
 }
 
 impl MigrationJob for RunningJob {
-    fn sample(&mut self, budget: Duration) -> Result<Option<JobSample>, String> {
+    fn sample(&mut self, budget: Duration) -> HvResult<Option<JobSample>> {
         let name = self.name.clone();
         match bounded(&self.control, budget, move |hv| hv.job_stats(&name)) {
-            Ok(sample) => Ok(sample),
             // The guest left for the target (gone, or shut off here): its job is over.
             Err(e) if matches!(e.kind, HvErrorKind::NoDomain | HvErrorKind::NotRunning) => Ok(None),
-            Err(e) => Err(e.message),
+            other => other,
         }
     }
 
-    fn wait(&mut self, timeout: Duration) -> Option<Result<(), String>> {
-        self.call.wait(timeout).map(|r| r.map_err(|e| e.message))
+    fn wait(&mut self, timeout: Duration) -> Option<HvResult<()>> {
+        self.call.wait(timeout)
     }
 
-    fn abort(&mut self, budget: Duration) -> Result<(), String> {
+    fn abort(&mut self, budget: Duration) -> HvResult<()> {
         let name = self.name.clone();
-        bounded(&self.control, budget, move |hv| hv.abort_job(&name)).map_err(|e| e.message)
+        bounded(&self.control, budget, move |hv| hv.abort_job(&name))
     }
 
-    fn start_postcopy(&mut self, budget: Duration) -> Result<(), String> {
+    fn start_postcopy(&mut self, budget: Duration) -> HvResult<()> {
         let name = self.name.clone();
-        bounded(&self.control, budget, move |hv| hv.start_postcopy(&name)).map_err(|e| e.message)
+        bounded(&self.control, budget, move |hv| hv.start_postcopy(&name))
     }
 
     fn target_alive(&mut self) -> bool {

@@ -4,6 +4,8 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+use anyhow::{anyhow, ensure};
+
 use crate::ocf::Params;
 
 use super::options::MigrateOptions;
@@ -32,13 +34,12 @@ pub struct HypervisorUri {
 }
 
 impl HypervisorUri {
-    pub fn parse(uri: &str) -> Result<HypervisorUri, String> {
+    pub fn parse(uri: &str) -> anyhow::Result<HypervisorUri> {
         let (scheme, after) = uri
             .split_once("://")
-            .ok_or_else(|| format!("'{uri}' is not a libvirt URI of the form driver[+transport]://host/path"))?;
-        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
-            return Err(format!("'{uri}' has no valid scheme"));
-        }
+            .ok_or_else(|| anyhow!("'{uri}' is not a libvirt URI of the form driver[+transport]://host/path"))?;
+        let valid_scheme = !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        ensure!(valid_scheme, "'{uri}' has no valid scheme");
         let (driver, transport) = match scheme.split_once('+') {
             Some((driver, transport)) => (driver, Some(transport.to_owned())),
             None => (scheme, None),
@@ -49,7 +50,7 @@ impl HypervisorUri {
             Some((user, host_port)) => (Some(user.to_owned()), host_port),
             None => (None, authority),
         };
-        let (host, port) = split_host_port(host_port).ok_or_else(|| format!("'{uri}' has a malformed host"))?;
+        let (host, port) = split_host_port(host_port).ok_or_else(|| anyhow!("'{uri}' has a malformed host"))?;
         Ok(HypervisorUri {
             driver: driver.to_owned(),
             transport,
@@ -118,13 +119,12 @@ fn is_ip_literal(node: &str) -> bool {
 /// `migration_network_suffix` applied to a node name: inserted after the
 /// first label, so `node2` -> `node2-mig` and `node2.example` ->
 /// `node2-mig.example`. An address has no labels to extend.
-pub fn with_network_suffix(node: &str, suffix: &str) -> Result<String, String> {
-    if is_ip_literal(node) {
-        return Err(format!(
-            "migration_network_suffix '{suffix}' cannot be applied to the address {node}; \
-             use migrateuri for address-based migration networks"
-        ));
-    }
+pub fn with_network_suffix(node: &str, suffix: &str) -> anyhow::Result<String> {
+    ensure!(
+        !is_ip_literal(node),
+        "migration_network_suffix '{suffix}' cannot be applied to the address {node}; \
+         use migrateuri for address-based migration networks"
+    );
     Ok(match node.split_once('.') {
         Some((first, domain)) => format!("{first}{suffix}.{domain}"),
         None => format!("{node}{suffix}"),
@@ -132,25 +132,23 @@ pub fn with_network_suffix(node: &str, suffix: &str) -> Result<String, String> {
 }
 
 /// User names that fit into a URI's user part without escaping.
-pub fn check_migration_user(user: &str) -> Result<(), String> {
+pub fn check_migration_user(user: &str) -> anyhow::Result<()> {
     let valid = user.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
         && user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("migration_user '{user}' is not a plain user name (letters, digits, '.', '_', '-')"))
-    }
+    ensure!(valid, "migration_user '{user}' is not a plain user name (letters, digits, '.', '_', '-')");
+    Ok(())
 }
 
 /// Transports libvirt's remote driver knows (`driver+transport://`).
 pub const TRANSPORTS: [&str; 7] = ["tls", "tcp", "unix", "ssh", "libssh", "libssh2", "ext"];
 
-pub fn check_migration_transport(transport: &str) -> Result<(), String> {
-    if TRANSPORTS.contains(&transport) {
-        Ok(())
-    } else {
-        Err(format!("migration_transport '{transport}' is not a libvirt transport ({})", TRANSPORTS.join(", ")))
-    }
+pub fn check_migration_transport(transport: &str) -> anyhow::Result<()> {
+    ensure!(
+        TRANSPORTS.contains(&transport),
+        "migration_transport '{transport}' is not a libvirt transport ({})",
+        TRANSPORTS.join(", ")
+    );
+    Ok(())
 }
 
 /// The URI of the target node's hypervisor. `remoteuri` wins (with `%n`
@@ -160,12 +158,12 @@ pub fn check_migration_transport(transport: &str) -> Result<(), String> {
 /// replacing what the local URI had there; port, path and query stay.
 /// `migration_network_suffix` is applied to the host, as the classic agent
 /// does: the whole migration, control and data, uses the dedicated network.
-pub fn remote_hypervisor_uri(params: &Params, local_uri: &str, target: &str) -> Result<String, String> {
+pub fn remote_hypervisor_uri(params: &Params, local_uri: &str, target: &str) -> anyhow::Result<String> {
     if let Some(remote) = &params.remoteuri {
         return Ok(remote.replace(NODE_PLACEHOLDER, target));
     }
     let mut uri = HypervisorUri::parse(local_uri)
-        .map_err(|e| format!("cannot derive the target's hypervisor URI ({e}); set remoteuri"))?;
+        .map_err(|e| anyhow!("cannot derive the target's hypervisor URI ({e:#}); set remoteuri"))?;
     uri.host = match &params.migration_network_suffix {
         Some(suffix) => uri_host(&with_network_suffix(target, suffix)?),
         None => uri_host(target),
@@ -191,7 +189,7 @@ pub fn migration_data_uri(
     options: &MigrateOptions,
     target: &str,
     random_port: impl FnOnce() -> u16,
-) -> Result<Option<String>, String> {
+) -> anyhow::Result<Option<String>> {
     if options.tunnelled {
         return Ok(None);
     }
@@ -204,7 +202,7 @@ pub fn migration_data_uri(
         Some(port) => u16::try_from(port)
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("migrateport {port} is not a TCP port"))?,
+            .ok_or_else(|| anyhow!("migrateport {port} is not a TCP port"))?,
         None => random_port(),
     };
     Ok(Some(format!("tcp:{host}:{port}")))
@@ -228,11 +226,11 @@ mod tests {
         Params::from_lookup(|name| map.get(name).cloned()).expect("valid test parameters")
     }
 
-    fn remote(pairs: &[(&str, &str)], local: &str, target: &str) -> Result<String, String> {
+    fn remote(pairs: &[(&str, &str)], local: &str, target: &str) -> anyhow::Result<String> {
         remote_hypervisor_uri(&params(pairs), local, target)
     }
 
-    fn data(pairs: &[(&str, &str)], options: &str, target: &str) -> Result<Option<String>, String> {
+    fn data(pairs: &[(&str, &str)], options: &str, target: &str) -> anyhow::Result<Option<String>> {
         let p = params(pairs);
         let opts = MigrateOptions::parse(options).expect("valid test options");
         migration_data_uri(&p, &opts, target, || 49200)
@@ -345,8 +343,8 @@ mod tests {
 
     #[test]
     fn remote_uri_errors_name_the_problem() {
-        assert!(remote(&[], "system", "node2").unwrap_err().contains("remoteuri"));
-        assert!(remote(&[("migration_user", "a@b")], "qemu:///system", "node2").unwrap_err().contains("migration_user"));
+        assert!(remote(&[], "system", "node2").unwrap_err().to_string().contains("remoteuri"));
+        assert!(remote(&[("migration_user", "a@b")], "qemu:///system", "node2").unwrap_err().to_string().contains("migration_user"));
         assert!(remote(&[("migration_user", "a/b")], "qemu:///system", "node2").is_err());
     }
 
@@ -356,7 +354,7 @@ mod tests {
         assert_eq!(with_network_suffix("node2.example.com", "-mig").unwrap(), "node2-mig.example.com");
         assert_eq!(with_network_suffix("node2.", "m").unwrap(), "node2m.");
         for address in ["10.0.0.2", "fe80::2", "[fe80::2]", "::1"] {
-            assert!(with_network_suffix(address, "-mig").unwrap_err().contains(address), "{address}");
+            assert!(with_network_suffix(address, "-mig").unwrap_err().to_string().contains(address), "{address}");
         }
     }
 
@@ -398,7 +396,7 @@ mod tests {
         let p = [("migration_network_suffix", "-mig")];
         assert!(data(&p, "", "192.168.1.2").is_err());
         assert!(data(&p, "", "fe80::2").is_err());
-        assert!(data(&[("migration_network_suffix", "-mig"), ("migrateport", "70000")], "", "n2").unwrap_err().contains("70000"));
+        assert!(data(&[("migration_network_suffix", "-mig"), ("migrateport", "70000")], "", "n2").unwrap_err().to_string().contains("70000"));
         assert!(data(&[("migration_network_suffix", "-mig"), ("migrateport", "0")], "", "n2").is_err());
     }
 

@@ -2,7 +2,7 @@
 //! runs, whatever happened to the config file or the memory under HA_RSCTMP.
 
 use super::*;
-use crate::hypervisor::fake::Call;
+use crate::hypervisor::fake::{Call, Op};
 use crate::hypervisor::owner_tag;
 use crate::ocf::OcfError;
 use crate::vdomain::missing_config;
@@ -177,7 +177,7 @@ fn the_guest_of_a_resource_is_found_by_its_tag_alone() {
     hv.set_owner("ours", INSTANCE).unwrap();
     assert_eq!(missing_config::tagged_here(&hv, INSTANCE).as_deref(), Some("ours"));
     assert_eq!(missing_config::tagged_here(&hv, "nobody"), None);
-    let broken = FakeHypervisor::new().failing("list", HvError::other("cannot list"));
+    let broken = FakeHypervisor::new().failing(Op::ActiveDomains, HvError::other("cannot list"));
     assert_eq!(missing_config::tagged_here(&broken, INSTANCE), None);
 }
 
