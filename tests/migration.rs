@@ -72,12 +72,13 @@ impl Call {
         let config_xml = std::fs::read_to_string(&config_path).expect("the guest's XML");
         let local = virtguard::hypervisor::connect(Some(&self.source_uri)).expect("the source's libvirtd");
         let started = Instant::now();
+        let deadline = env.deadline(Action::MigrateTo);
         let vm = Vm {
             action: Action::MigrateTo,
             params: &params,
             env: &env,
-            deadline: env.deadline(Action::MigrateTo),
-            operation: env.deadline(Action::MigrateTo),
+            deadline,
+            operation: deadline,
             config_path,
             domain: DomainConfig::parse(&config_xml).expect("a domain XML"),
             config_xml,
