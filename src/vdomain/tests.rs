@@ -503,3 +503,38 @@ mod guest_agent {
         assert!(check_config(&wait.params, &wait.env, Action::Start, "vm1", no_channel).unwrap_err().reason.contains("wait_for_guest_agent"));
     }
 }
+
+/// A libvirtd that fails just as stop's working deadline runs out: stop
+/// turns to the emulator with no working time left, and must still wait
+/// until the operation's deadline to see it gone after SIGKILL (a stop
+/// reported failed is a fence). A real process, as the emulator: a copy of
+/// sh named like QEMU, carrying the guest's `-name`, ignoring SIGTERM.
+#[test]
+fn stop_past_its_working_deadline_still_waits_for_the_killed_emulator() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    let c = case(&[], &[]);
+    let name = format!("vgunit-late-stop-{}", std::process::id());
+    let fake_qemu = c.dir.join("qemu-system-vgunit");
+    std::fs::copy("/bin/sh", &fake_qemu).unwrap();
+    std::fs::set_permissions(&fake_qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = "trap '' TERM; echo ready; while :; do sleep 1; done";
+    let mut child = std::process::Command::new(&fake_qemu)
+        .args(["-c", script, "-name", &format!("guest={name}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let reaper = std::thread::spawn(move || child.wait());
+
+    let mut vm = unreachable_vm(&c, Action::Stop).for_domain(&name);
+    vm.operation = Deadline::after(Duration::from_secs(2));
+    while vm.deadline.sleep(Duration::from_secs(1)) {}
+
+    assert_eq!(stop::stop(&vm), Ok(OcfStatus::Success));
+    let status = reaper.join().unwrap().unwrap();
+    assert_eq!(status.signal(), Some(nix::sys::signal::Signal::SIGKILL as i32), "{status:?}");
+}
