@@ -333,6 +333,8 @@ fn source_daemon_dies_during_migration(tag: &str, migrate_options: &str, fate: S
 /// (SIGSEGV) in most runs, taking every other test of the binary with it.
 /// migrate_to itself returned in time in every run
 /// (`cargo test --release --test migration freezing -- --ignored --nocapture`).
+/// The agent binary, which exits as soon as migrate_to returns, is run
+/// against the same faults in tests/agent_frozen_libvirtd.rs.
 #[test]
 #[ignore = "libvirt's client crashes this process (SIGSEGV) when the frozen daemon's connections end under waiting threads"]
 fn freezing_the_source_hypervisor_during_the_migration_fails_before_the_timeout() {
