@@ -264,14 +264,7 @@ impl Run<'_> {
         self.new_log_lines(marks)
             .into_iter()
             .filter(|(_, line)| line.contains("pacemaker-execd"))
-            .filter_map(|(node, line)| {
-                // "Resource agent vgf-2_migrate_to_0[23022] timed out after 30s"
-                let (head, _) = line.split_once("] timed out after ")?;
-                let key = head.rsplit_once("Resource agent ")?.1.split('[').next()?;
-                let (rsc_op, _interval) = key.rsplit_once('_')?;
-                let (rsc, op) = rsc_op.split_once('_')?;
-                Some(format!("{rsc} {op} on {node}"))
-            })
+            .filter_map(|(node, line)| timed_out_operation(&line).map(|(rsc, op)| format!("{rsc} {op} on {node}")))
             .collect()
     }
 
@@ -281,11 +274,7 @@ impl Run<'_> {
         let reasons: Vec<String> = self
             .new_log_lines(marks)
             .into_iter()
-            .filter_map(|(_, line)| {
-                let (head, why) = line.split_once("will be fenced: ")?;
-                // "... warning: Cluster node vg-node2 will be fenced: peer is no longer part of the cluster"
-                head.trim_end().rsplit(' ').next().map(|node| format!("{node}: {why}"))
-            })
+            .filter_map(|(_, line)| fencing_reason(&line).map(|(node, why)| format!("{node}: {why}")))
             .collect();
         self.lab
             .fence_actions()
@@ -298,6 +287,7 @@ impl Run<'_> {
             .map(|node| {
                 let mut why: Vec<&str> =
                     reasons.iter().filter_map(|r| r.strip_prefix(&format!("{node}: "))).collect();
+                why.sort_unstable();
                 why.dedup();
                 format!("{node} ({})", if why.is_empty() { "no reason logged".to_owned() } else { why.join(", ") })
             })
@@ -431,6 +421,39 @@ impl Run<'_> {
         let [node] = located.as_slice() else { return false };
         NODES.iter().all(|n| self.lab.domains_on(n).is_some_and(|domains| domains.iter().any(|d| d == guest) == (n == node)))
     }
+}
+
+/// The resource and operation of a pacemaker-execd line saying it killed
+/// an agent at its timeout ("Resource agent vgf-2_migrate_to_0[23022] timed
+/// out after 30s"; resource names here have no underscore).
+fn timed_out_operation(line: &str) -> Option<(&str, &str)> {
+    let (head, _) = line.split_once("] timed out after ")?;
+    let key = head.rsplit_once("Resource agent ")?.1.split('[').next()?;
+    let (rsc_op, _interval) = key.rsplit_once('_')?;
+    rsc_op.split_once('_')
+}
+
+/// The node and reason of a scheduler line deciding to fence ("Cluster node
+/// vg-node2 will be fenced: peer is no longer part of the cluster").
+fn fencing_reason(line: &str) -> Option<(&str, &str)> {
+    let (head, why) = line.split_once("will be fenced: ")?;
+    Some((head.trim_end().rsplit(' ').next()?, why))
+}
+
+#[test]
+fn reads_timeouts_and_fencing_reasons_from_pacemaker_logs() {
+    // Lines as the lab's pacemaker.log (Pacemaker 2.1.5) has them.
+    let killed = "Dec 01 03:35:21.511 vg-node1 pacemaker-execd     [16237] (async_action_complete) \tinfo: Resource agent vgf-2_migrate_to_0[23022] timed out after 30s";
+    assert_eq!(timed_out_operation(killed), Some(("vgf-2", "migrate_to")));
+    let monitor = "Dec 01 03:32:51.083 vg-node1 pacemaker-execd     [2694] (async_action_complete) \tinfo: Resource agent vgf-3_monitor_10000[7569] timed out after 30s";
+    assert_eq!(timed_out_operation(monitor), Some(("vgf-3", "monitor")));
+    let recorded = "Dec 01 03:35:21.511 vg-node1 pacemaker-execd     [16237] (log_finished) \tinfo: vgf-2 migrate_to (call 54, PID 23022) could not be executed: Timed Out (Resource agent did not complete within 30s) (execution time 30.004s)";
+    assert_eq!(timed_out_operation(recorded), None);
+    let fence = "Dec 01 03:25:44.939 vg-node1 pacemaker-schedulerd[19247] (pe_fence_node) \twarning: Cluster node vg-node2 will be fenced: peer is no longer part of the cluster";
+    assert_eq!(fencing_reason(fence), Some(("vg-node2", "peer is no longer part of the cluster")));
+    let stop_failed = "Dec 01 03:35:45.339 vg-node1 pacemaker-schedulerd[16239] (pe_fence_node) \twarning: Cluster node vg-node1 will be fenced: vgf-1 failed there";
+    assert_eq!(fencing_reason(stop_failed), Some(("vg-node1", "vgf-1 failed there")));
+    assert_eq!(fencing_reason(killed), None);
 }
 
 fn signal(pid: &str, signal: nix::sys::signal::Signal) {
