@@ -17,7 +17,7 @@ pub(crate) mod stop;
 pub(crate) mod systemd;
 pub(crate) mod utilization;
 pub(crate) mod validate;
-pub mod watchdog;
+pub(crate) mod watchdog;
 
 #[cfg(test)]
 mod tests;
