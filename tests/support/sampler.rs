@@ -396,7 +396,9 @@ fn spawn_worker(index: usize, generation: u64, node: NodeAccess, answers: Sender
             // connection: that costs this answer, not the worker.
             let running = entered.as_ref().ok().and_then(|()| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| running_domains(&uri, &mut connection))).unwrap_or_else(|_| {
-                    connection = None;
+                    if let Some(suspect) = connection.take() {
+                        close(suspect);
+                    }
                     None
                 })
             });
