@@ -270,14 +270,20 @@ impl ParamSpec {
 }
 
 #[cfg(test)]
+impl Params {
+    /// Parameters from name/value pairs, as tests write them (a name given
+    /// twice: the last value counts, as in the environment).
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Result<Params, Vec<ParamError>> {
+        Params::from_lookup(|name| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Params, Vec<ParamError>> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Params::from_lookup(|name| map.get(name).cloned())
+        Params::from_pairs(pairs)
     }
 
     #[test]

@@ -97,11 +97,9 @@ pub fn publish(vm: &Vm, deadline: &Deadline) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Params::from_lookup(|n| map.get(n).cloned()).unwrap()
+        Params::from_pairs(pairs).expect("valid test parameters")
     }
 
     fn sizes() -> Sizes {

@@ -100,11 +100,9 @@ fn require_program(program: &str, for_what: &str) -> Result<(), OcfError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Params::from_lookup(|n| map.get(n).cloned()).unwrap()
+        Params::from_pairs(pairs).expect("valid test parameters")
     }
 
     #[test]

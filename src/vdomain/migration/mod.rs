@@ -67,8 +67,14 @@ impl Limits {
 /// names the offending parameter or option. validate-all reports it as
 /// OCF_ERR_CONFIGURED.
 pub fn validate(params: &Params) -> anyhow::Result<()> {
+    checked(params).map(|_| ())
+}
+
+/// The migration parameters, checked, and what they come to: the options
+/// and the bandwidth limit (MiB/s).
+fn checked(params: &Params) -> anyhow::Result<(MigrateOptions, Option<u64>)> {
     let options = MigrateOptions::parse(params.migrate_options.as_deref().unwrap_or_default())?;
-    effective_bandwidth(params.migration_speed, &options)?;
+    let bandwidth = effective_bandwidth(params.migration_speed, &options)?;
     if let Some(user) = &params.migration_user {
         uri::check_migration_user(user)?;
     }
@@ -92,7 +98,7 @@ pub fn validate(params: &Params) -> anyhow::Result<()> {
             uri::HypervisorUri::parse(hv)?;
         }
     }
-    Ok(())
+    Ok((options, bandwidth))
 }
 
 /// The whole migration plan from the parameters: options, limits and both
@@ -108,9 +114,7 @@ pub fn plan(
     // this migration alone.
     let configured = |e: anyhow::Error| OcfError::configured(format!("{e:#}"));
     let generic = |e: anyhow::Error| OcfError::generic(format!("{e:#}"));
-    validate(params).map_err(configured)?;
-    let options = MigrateOptions::parse(params.migrate_options.as_deref().unwrap_or_default()).map_err(configured)?;
-    let bandwidth = effective_bandwidth(params.migration_speed, &options).map_err(configured)?;
+    let (options, bandwidth) = checked(params).map_err(configured)?;
     let remote_uri = uri::remote_hypervisor_uri(params, local_uri, target).map_err(generic)?;
     let data_uri = uri::migration_data_uri(params, &options, target, random_port).map_err(generic)?;
     Ok(MigrationPlan {
@@ -341,8 +345,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Params::from_lookup(|name| map.get(name).cloned()).unwrap()
+        Params::from_pairs(pairs).expect("valid test parameters")
     }
 
     fn facts() -> Facts<'static> {

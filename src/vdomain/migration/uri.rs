@@ -218,12 +218,9 @@ pub fn random_migration_port() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Params::from_lookup(|name| map.get(name).cloned()).expect("valid test parameters")
+        Params::from_pairs(pairs).expect("valid test parameters")
     }
 
     fn remote(pairs: &[(&str, &str)], local: &str, target: &str) -> anyhow::Result<String> {
