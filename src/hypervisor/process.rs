@@ -112,6 +112,27 @@ pub fn terminate(pid: i32, deadline: &Deadline) -> bool {
     deadline.poll(step, || (!alive(pid)).then_some(())).is_some()
 }
 
+/// Test support: a real process that ignores SIGTERM.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::io::BufRead;
+    use std::process::{Command, ExitStatus, Stdio};
+    use std::thread::JoinHandle;
+
+    /// Starts `command`, a shell whose script ignores SIGTERM and then
+    /// prints `ready`, and waits for that line, so that no signal can come
+    /// before the trap is set. Its pid, and how it ended (reaped in the
+    /// background, so that it does not linger as a zombie).
+    pub(crate) fn started_ignoring_sigterm(mut command: Command, ready: &str) -> (i32, JoinHandle<std::io::Result<ExitStatus>>) {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), ready);
+        let pid = child.id() as i32;
+        (pid, std::thread::spawn(move || child.wait()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,22 +175,12 @@ mod tests {
 
     #[test]
     fn terminate_stops_a_process_that_ignores_sigterm() {
-        use std::io::BufRead;
         use std::os::unix::process::ExitStatusExt;
         let d = Deadline::after(Duration::from_secs(10));
-        // The shell says when SIGTERM is ignored, so the signal cannot come first;
-        // the ignored disposition survives the exec.
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "trap '' TERM; echo ignoring; exec sleep 30"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ignoring");
-        let pid = child.id() as i32;
-        // Reap in the background so that the process does not linger as a zombie.
-        let reaper = std::thread::spawn(move || child.wait());
+        // The ignored disposition survives the exec.
+        let mut sh = std::process::Command::new("sh");
+        sh.args(["-c", "trap '' TERM; echo ignoring; exec sleep 30"]);
+        let (pid, reaper) = testing::started_ignoring_sigterm(sh, "ignoring");
         assert!(terminate(pid, &Deadline::after(Duration::from_millis(600))));
         assert!(!d.expired());
         let status = reaper.join().unwrap().unwrap();

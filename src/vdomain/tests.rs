@@ -511,7 +511,6 @@ mod guest_agent {
 /// sh named like QEMU, carrying the guest's `-name`, ignoring SIGTERM.
 #[test]
 fn stop_past_its_working_deadline_still_waits_for_the_killed_emulator() {
-    use std::io::BufRead;
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::ExitStatusExt;
     let c = case(&[], &[]);
@@ -520,15 +519,9 @@ fn stop_past_its_working_deadline_still_waits_for_the_killed_emulator() {
     std::fs::copy("/bin/sh", &fake_qemu).unwrap();
     std::fs::set_permissions(&fake_qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
     let script = "trap '' TERM; echo ready; while :; do sleep 1; done";
-    let mut child = std::process::Command::new(&fake_qemu)
-        .args(["-c", script, "-name", &format!("guest={name}")])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    let reaper = std::thread::spawn(move || child.wait());
+    let mut emulator = std::process::Command::new(&fake_qemu);
+    emulator.args(["-c", script, "-name", &format!("guest={name}")]);
+    let (_, reaper) = crate::hypervisor::process::testing::started_ignoring_sigterm(emulator, "ready");
 
     let mut vm = unreachable_vm(&c, Action::Stop).for_domain(&name);
     vm.operation = Deadline::after(Duration::from_secs(2));
