@@ -76,6 +76,28 @@ struct Marks {
     logs: [usize; 2],
 }
 
+/// What the cluster did since some marks.
+struct Aftermath {
+    /// Nodes the fence agent powered off, each with Pacemaker's reason.
+    fenced: Vec<String>,
+    /// Agent operations pacemaker-execd killed at their timeout.
+    timed_out: Vec<String>,
+}
+
+/// What went wrong when the fault guests were deleted.
+struct Deletion {
+    /// Nodes fenced (a stop that failed), with reasons.
+    fenced: Vec<String>,
+    /// Guests still running after their resource was gone.
+    left_running: Vec<String>,
+}
+
+impl Deletion {
+    fn clean(&self) -> bool {
+        self.fenced.is_empty() && self.left_running.is_empty()
+    }
+}
+
 fn seed() -> u64 {
     std::env::var("VG_FAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(7)
 }
@@ -123,9 +145,8 @@ impl Run<'_> {
         }
         // Deleting the guests stops them: a stop that fails there fences a
         // node too, and is counted with the faults' fencing.
-        let deletion_went_wrong = self.delete_fault_guests();
-        let fenced = outcomes.iter().map(|o| o.fenced.len()).sum::<usize>()
-            + deletion_went_wrong.iter().filter(|w| w.ends_with(" fenced")).count();
+        let deletion = self.delete_fault_guests();
+        let fenced = outcomes.iter().map(|o| o.fenced.len()).sum::<usize>() + deletion.fenced.len();
         let timed_out: usize = outcomes.iter().map(|o| o.timed_out.len()).sum();
         self.figure(
             &format!("seeded faults (VG_FAULT_SEED={seed}), {}", self.agent),
@@ -136,10 +157,12 @@ impl Run<'_> {
                 settled.iter().copied().fold(0.0, f64::max)
             ),
         );
-        self.check(settled.len() == count && double_runs == 0 && lost == 0 && deletion_went_wrong.is_empty(), || {
+        self.check(settled.len() == count && double_runs == 0 && lost == 0 && deletion.clean(), || {
             format!(
-                "seed {seed}: {} of {count} faults settled, {double_runs} double runs, {lost} lost guests; when the guests were deleted: {deletion_went_wrong:?} (details above)",
-                settled.len()
+                "seed {seed}: {} of {count} faults settled, {double_runs} double runs, {lost} lost guests; when the guests were deleted: fenced {:?}, left running {:?} (details above)",
+                settled.len(),
+                deletion.fenced,
+                deletion.left_running
             )
         });
     }
@@ -166,10 +189,9 @@ impl Run<'_> {
     }
 
     /// Deletes the fault guests, booting a node that was fenced meanwhile.
-    /// What went wrong: the nodes fenced (with reasons) and the guests left
-    /// running after their resource was gone (destroyed here, so that the
-    /// next scenario starts clean).
-    fn delete_fault_guests(&mut self) -> Vec<String> {
+    /// Guests left running after their resource was gone are destroyed here,
+    /// so that the next scenario starts clean.
+    fn delete_fault_guests(&mut self) -> Deletion {
         let lab = self.lab;
         let marks = self.marks();
         for guest in GUESTS {
@@ -179,17 +201,21 @@ impl Run<'_> {
         std::thread::sleep(Duration::from_secs(2));
         self.boot_fenced_nodes();
         lab.wait_idle();
-        let mut wrong: Vec<String> = self.fenced_since(&marks).into_iter().map(|f| format!("{f} fenced")).collect();
+        let mut deletion = Deletion { fenced: self.aftermath(&marks).fenced, left_running: Vec::new() };
         for guest in GUESTS {
             for node in lab.running_on(guest) {
-                wrong.push(format!("{guest} left running on {node}"));
+                deletion.left_running.push(format!("{guest} on {node}"));
                 let _ = lab.run(node, &["virsh", "-c", "qemu:///system", "destroy", guest]);
             }
         }
-        if !wrong.is_empty() {
+        if !deletion.clean() {
+            let mut wrong: Vec<String> = deletion.fenced.iter().map(|f| format!("{f} fenced")).collect();
+            if !deletion.left_running.is_empty() {
+                wrong.push(format!("left running: {}", deletion.left_running.join(", ")));
+            }
             self.figure("when the fault guests were deleted", wrong.join("; "));
         }
-        wrong
+        deletion
     }
 
     /// Boots each node that fencing powered off, once Pacemaker has
@@ -244,39 +270,25 @@ impl Run<'_> {
         Marks { fence_actions: self.lab.fence_actions().len(), logs: NODES.map(|n| self.lab.pacemaker_log(n).len()) }
     }
 
-    /// What the nodes' Pacemaker logs gained since `marks`, node by node.
-    fn new_log_lines(&self, marks: &Marks) -> Vec<(&'static str, String)> {
-        NODES
-            .iter()
-            .zip(marks.logs)
-            .flat_map(|(node, from)| {
-                let log = self.lab.pacemaker_log(node);
-                // A log shorter than before was started anew.
-                let new = log.get(from..).unwrap_or(&log).to_owned();
-                new.lines().map(|l| (*node, l.to_owned())).collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    /// The agent operations pacemaker-execd killed at their timeout since
-    /// `marks` ("vgf-2 migrate_to on vg-node1").
-    fn timed_out_since(&self, marks: &Marks) -> Vec<String> {
-        self.new_log_lines(marks)
-            .into_iter()
-            .filter(|(_, line)| line.contains("pacemaker-execd"))
-            .filter_map(|(node, line)| timed_out_operation(&line).map(|(rsc, op)| format!("{rsc} {op} on {node}")))
-            .collect()
-    }
-
-    /// The nodes powered off by fencing since `marks`, each with the reasons
-    /// Pacemaker's schedulers logged ("will be fenced: ...").
-    fn fenced_since(&self, marks: &Marks) -> Vec<String> {
-        let reasons: Vec<String> = self
-            .new_log_lines(marks)
-            .into_iter()
-            .filter_map(|(_, line)| fencing_reason(&line).map(|(node, why)| format!("{node}: {why}")))
-            .collect();
-        self.lab
+    /// What happened since `marks`, from what the nodes' Pacemaker logs
+    /// gained (each read once) and the lab fence agent's record.
+    fn aftermath(&self, marks: &Marks) -> Aftermath {
+        let mut timed_out = Vec::new();
+        let mut reasons: Vec<(String, String)> = Vec::new();
+        for (node, from) in NODES.iter().zip(marks.logs) {
+            let log = self.lab.pacemaker_log(node);
+            // A log shorter than before was started anew.
+            for line in log.get(from..).unwrap_or(&log).lines() {
+                if let Some((rsc, op)) = timed_out_operation(line).filter(|_| line.contains("pacemaker-execd")) {
+                    timed_out.push(format!("{rsc} {op} on {node}"));
+                }
+                if let Some((target, why)) = fencing_reason(line) {
+                    reasons.push((target.to_owned(), why.to_owned()));
+                }
+            }
+        }
+        let fenced = self
+            .lab
             .fence_actions()
             .iter()
             .skip(marks.fence_actions)
@@ -285,13 +297,13 @@ impl Run<'_> {
                 _ => None,
             })
             .map(|node| {
-                let mut why: Vec<&str> =
-                    reasons.iter().filter_map(|r| r.strip_prefix(&format!("{node}: "))).collect();
+                let mut why: Vec<&str> = reasons.iter().filter(|(target, _)| *target == node).map(|(_, why)| why.as_str()).collect();
                 why.sort_unstable();
                 why.dedup();
                 format!("{node} ({})", if why.is_empty() { "no reason logged".to_owned() } else { why.join(", ") })
             })
-            .collect()
+            .collect();
+        Aftermath { fenced, timed_out }
     }
 
     /// One fault, then the bounded wait for a settled cluster, then the
@@ -350,14 +362,12 @@ impl Run<'_> {
             }
         }
         let settled = self.settle(&guest, t);
-        let outcome_what = match settled {
+        let mut outcome_what = match settled {
             Some(s) => format!("settled {s:.0}s after the fault began"),
             None => format!("NOT settled within {}s", SETTLE_BOUND.as_secs()),
         };
         let findings = self.sampler().findings_since(window_start);
-        let fenced = self.fenced_since(&marks);
-        let timed_out = self.timed_out_since(&marks);
-        let mut outcome_what = outcome_what;
+        let Aftermath { fenced, timed_out } = self.aftermath(&marks);
         if !fenced.is_empty() {
             outcome_what += &format!("; fenced: {}", fenced.join("; "));
         }
