@@ -35,10 +35,9 @@ fn guest_on_drbd(label: &str) -> GuestGuard {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn start_on_stale_data_is_refused_before_anything_runs() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     for (fixture, state) in [("outdated", "Outdated"), ("sync-target", "Inconsistent"), ("peer-primary", "Primary")] {
         let guest = guest_on_drbd("vg-drbd-no");
         let start = agent("start", &env_for(&guest, fixture, &[]));
@@ -50,10 +49,9 @@ fn start_on_stale_data_is_refused_before_anything_runs() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn unreadable_drbd_state_never_allows_a_start() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     for fixture in ["garbage", "truncated", "empty"] {
         let guest = guest_on_drbd("vg-drbd-bad");
         let start = agent("start", &env_for(&guest, fixture, &[]));
@@ -64,10 +62,9 @@ fn unreadable_drbd_state_never_allows_a_start() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn start_on_up_to_date_data_runs_and_monitor_watches_the_volume() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-drbd-ok");
     // Named explicitly (the guest's own disk is not a DRBD device here).
     let extra = [("OCF_RESKEY_drbd_resources", "r0"), ("OCF_RESKEY_CRM_meta_interval", "10000")];
@@ -85,10 +82,9 @@ fn start_on_up_to_date_data_runs_and_monitor_watches_the_volume() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn drbd_disks_without_drbd_userland_is_an_installation_error() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = guest_on_drbd("vg-drbd-none");
     let mut env = env_for(&guest, "outdated", &[]);
     // An empty bin directory first on PATH and the real tools out of reach.

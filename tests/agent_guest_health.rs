@@ -67,10 +67,9 @@ fn monitor_until_failure(env: &[(&str, &str)], timeout_ms: u64) -> (String, usiz
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_killed_agent_fails_level_ten_after_the_grace_and_level_zero_never() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = started("vg-ga-kill", GuestAgentKind::Running);
     assert!(guest.wait_agent(BOOT), "qemu-ga never answered; console:\n{}", guest.guard.console_text());
     let base = env_for(&guest, "30000", &[("OCF_RESKEY_guest_agent_grace", "10")]);
@@ -95,10 +94,9 @@ fn a_killed_agent_fails_level_ten_after_the_grace_and_level_zero_never() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_frozen_agent_fails_after_the_grace_with_every_monitor_in_time_and_recovers() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = started("vg-ga-stop", GuestAgentKind::Running);
     assert!(guest.wait_agent(BOOT), "qemu-ga never answered; console:\n{}", guest.guard.console_text());
     let base = env_for(&guest, "20000", &[("OCF_RESKEY_guest_agent_grace", "8")]);
@@ -116,10 +114,9 @@ fn a_frozen_agent_fails_after_the_grace_with_every_monitor_in_time_and_recovers(
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn start_waits_for_the_agent_and_fails_within_its_deadline_without_one() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let with_agent = agent_guest("vg-ga-wait", GuestAgentKind::Running, "");
     let env = env_for(&with_agent, "90000", &[("OCF_RESKEY_wait_for_guest_agent", "true")]);
     let start = agent("start", &env);
@@ -144,10 +141,9 @@ fn start_waits_for_the_agent_and_fails_within_its_deadline_without_one() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_missing_agent_channel_is_a_configuration_error_at_depth_ten() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-ga-nochan");
     let config = guest.xml.to_str().unwrap();
     let env = [("OCF_RESKEY_config", config), ("OCF_RESKEY_hypervisor", HOST_URI), ("OCF_CHECK_LEVEL", "10")];
@@ -160,10 +156,9 @@ fn a_missing_agent_channel_is_a_configuration_error_at_depth_ten() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_kernel_panic_through_pvpanic_fails_the_monitor_as_crashed_panicked() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = started("vg-ga-panic", GuestAgentKind::Running);
     assert!(guest.wait_agent(BOOT), "qemu-ga never answered; console:\n{}", guest.guard.console_text());
     guest.control("panic");
@@ -190,10 +185,9 @@ fn watchdog_fired(label: &str, action: &str) -> AgentGuest {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_watchdog_that_pauses_the_guest_fails_the_monitor() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = watchdog_fired("vg-ga-wdpause", "pause");
     let paused = wait_for(Duration::from_secs(60), Duration::from_millis(200), || {
         domstate(HOST_URI, &guest.guard.name).is_some_and(|(state, reason)| state == "paused" && reason == "watchdog")
@@ -206,10 +200,9 @@ fn a_watchdog_that_pauses_the_guest_fails_the_monitor() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_watchdog_reset_counts_as_running_again() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = watchdog_fired("vg-ga-wdreset", "reset");
     // The guest boots a second time inside the same QEMU.
     let rebooted = wait_for(Duration::from_secs(90), Duration::from_millis(200), || {

@@ -35,10 +35,9 @@ fn shutdown_reason_logged(guest: &GuestGuard) -> Option<String> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn firmware_guest_lifecycle_and_destroy_after_the_graceful_budget() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-fw-life");
     let env = env_for(&guest, "20000", &[]);
 
@@ -70,10 +69,9 @@ fn firmware_guest_lifecycle_and_destroy_after_the_graceful_budget() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn acpi_guest_stops_gracefully() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = acpi_guest("vg-acpi-stop", GuestMode::Idle);
     let env = env_for(&guest, "60000", &[]);
     let start = agent("start", &env);
@@ -88,10 +86,9 @@ fn acpi_guest_stops_gracefully() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn shutdown_mode_reaches_libvirt() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     // The guest has no guest agent: libvirt's refusal of mode "agent" proves
     // that the mode was passed (the classic agent silently dropped it).
     let guest = firmware_guest("vg-fw-mode");
@@ -106,10 +103,9 @@ fn shutdown_mode_reaches_libvirt() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn force_stop_destroys_at_once() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-fw-force");
     let env = env_for(&guest, "30000", &[("OCF_RESKEY_force_stop", "true")]);
     assert_eq!(agent("start", &env).code, 0);
@@ -121,10 +117,9 @@ fn force_stop_destroys_at_once() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn operator_pause_is_running_but_an_io_error_pause_is_a_failure() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-fw-pause");
     let env = env_for(&guest, "20000", &[]);
     assert_eq!(agent("start", &env).code, 0);
@@ -154,10 +149,9 @@ fn operator_pause_is_running_but_an_io_error_pause_is_a_failure() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn monitor_scripts_pass_fail_and_hang() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-fw-scripts");
     let dir = guest.dir.clone();
     let write_script = |name: &str, body: &str| {
@@ -190,10 +184,9 @@ fn monitor_scripts_pass_fail_and_hang() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn start_failure_reports_libvirts_own_error() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-fw-bad");
     // A memory size QEMU cannot give: libvirt's message must reach the exit reason.
     let xml = std::fs::read_to_string(&guest.xml).unwrap().replace("<memory unit='MiB'>64</memory>", "<memory unit='TiB'>64</memory>");

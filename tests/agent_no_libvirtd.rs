@@ -31,10 +31,9 @@ fn started_guest(hv: &PrivateHypervisor, label: &str) -> (GuestGuard, u32) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn libvirtd_down_monitor_and_stop_use_the_emulator_process() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let hv = PrivateHypervisor::start("down");
     let (guest, qemu) = started_guest(&hv, "vg-nolv");
     hv.kill_daemon();
@@ -65,10 +64,9 @@ impl Drop for Frozen {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn frozen_libvirtd_cannot_carry_stop_or_monitor_past_the_timeout() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let hv = PrivateHypervisor::start("frozen");
     let (guest, qemu) = started_guest(&hv, "vg-frozen");
     let daemon = hv.libvirtd_pid().expect("libvirtd pid") as i32;
@@ -93,10 +91,9 @@ fn frozen_libvirtd_cannot_carry_stop_or_monitor_past_the_timeout() {
 /// bounded on its own: a frozen libvirtd must not turn a probe into a
 /// timeout, nor a stop into fencing.
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn frozen_libvirtd_cannot_hold_the_owner_tag_lookup_past_the_timeout() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let hv = PrivateHypervisor::start("frozentag");
     let (guest, _qemu) = started_guest(&hv, "vg-frztag");
     let daemon = hv.libvirtd_pid().expect("libvirtd pid") as i32;

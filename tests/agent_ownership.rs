@@ -72,10 +72,9 @@ fn leak<T: ?Sized>(value: Box<T>) -> &'static T {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn config_missing_probe_and_monitor_report_the_running_guest_and_stop_stops_it() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-own-gone");
     let env = env_for(&guest, HOST_URI, &[]);
     let start = agent("start", &env);
@@ -101,10 +100,9 @@ fn config_missing_probe_and_monitor_report_the_running_guest_and_stop_stops_it()
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_guest_started_by_the_classic_agent_is_adopted_and_later_found_by_its_tag() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-own-adopt");
     // What the classic agent does: a transient domain from the config, no tag.
     virsh_ok(HOST_URI, &["create", guest.xml.to_str().unwrap()]);
@@ -134,10 +132,9 @@ fn a_guest_started_by_the_classic_agent_is_adopted_and_later_found_by_its_tag() 
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_node_that_never_ran_it_still_answers_not_running() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-own-never");
     let _away = ConfigAway::new(&guest.xml);
     let env = env_for(&guest, HOST_URI, &[]);
@@ -151,10 +148,9 @@ fn a_node_that_never_ran_it_still_answers_not_running() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_state_directory_that_cannot_be_written_aborts_the_start_before_anything_runs() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-own-full");
     // A directory below a regular file cannot be created: like a full /run.
     let blocker = scratch_dir(&format!("{}-state", guest.name)).join("not-a-dir");
@@ -168,10 +164,9 @@ fn a_state_directory_that_cannot_be_written_aborts_the_start_before_anything_run
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_replaced_config_is_reported_with_both_names_and_stop_stops_the_old_guest() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let old = firmware_guest("vg-own-old");
     let new = firmware_guest("vg-own-new");
     let env = env_for(&old, HOST_URI, &[]);
@@ -196,10 +191,9 @@ fn a_replaced_config_is_reported_with_both_names_and_stop_stops_the_old_guest() 
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_guest_running_under_another_resource_is_not_started_again() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-own-two");
     let first = env_for(&guest, HOST_URI, &[]);
     assert_eq!(agent("start", &first).code, 0);
@@ -216,10 +210,9 @@ fn a_guest_running_under_another_resource_is_not_started_again() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn migrate_from_without_config_fails_so_that_stop_stops_the_arrived_guest() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let target = PrivateHypervisor::start("ownmig");
     let mut guest = firmware_guest("vg-own-mig");
     guest.track(&target.uri);
@@ -257,10 +250,9 @@ fn migrate_from_without_config_fails_so_that_stop_stops_the_arrived_guest() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn libvirtd_down_and_config_missing_the_emulator_is_found_by_the_remembered_name() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let hv = PrivateHypervisor::start("ownproc");
     let mut guest = firmware_guest("vg-own-proc");
     guest.track(&hv.uri);

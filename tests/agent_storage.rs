@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{agent, agent_wrapped, describe, domstate, ensure_libvirtd, firmware_guest, run_bounded, virsh, virsh_ok, GuestGuard, HOST_URI};
+use support::{agent, agent_wrapped, describe, domstate, ensure_libvirtd, firmware_guest, run_bounded, virsh, virsh_ok, GuestGuard, PrivateHypervisor, HOST_URI};
 
 fn env_for<'a>(guest: &'a GuestGuard, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
@@ -48,10 +48,9 @@ fn sh(script: &str) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn snapshot_saves_on_stop_and_restores_on_start() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-snap");
     let snapdir = guest.dir.join("snapshots");
     std::fs::create_dir_all(&snapdir).unwrap();
@@ -83,10 +82,9 @@ fn snapshot_saves_on_stop_and_restores_on_start() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn backingfile_overlay_is_kept_or_recreated() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-cow");
     let backing = guest.dir.join("base.raw");
     sh(&format!("qemu-img create -q -f raw '{}' 16M", backing.display()));
@@ -114,10 +112,9 @@ fn backingfile_overlay_is_kept_or_recreated() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn save_config_on_stop_writes_libvirts_definition_atomically() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-savecfg");
     let original = std::fs::read_to_string(&guest.xml).unwrap();
     assert!(!original.contains("<uuid>"));
@@ -134,10 +131,9 @@ fn save_config_on_stop_writes_libvirts_definition_atomically() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_failed_config_write_keeps_the_old_config() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     let guest = firmware_guest("vg-fullfs");
     // The config on a tiny filesystem that is full: the new copy cannot be written.
     let mount = guest.dir.join("tiny");
@@ -173,6 +169,7 @@ fn a_failed_config_write_keeps_the_old_config() {
 }
 
 struct PoolAndNetwork {
+    uri: String,
     pool: String,
     network: String,
 }
@@ -185,19 +182,24 @@ impl Drop for PoolAndNetwork {
             ["net-destroy", &self.network],
             ["net-undefine", &self.network],
         ] {
-            let _ = virsh(HOST_URI, &args);
+            let _ = virsh(&self.uri, &args);
         }
     }
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn start_resources_starts_the_pool_and_network_first() {
-    if !ensure_libvirtd() {
-        return;
-    }
-    let guest = firmware_guest("vg-res");
+    ensure_libvirtd();
+    // Pools and networks defined on the host's libvirtd would be written
+    // under the host's /etc/libvirt (the first pool creates storage/ there):
+    // a private libvirtd has a copy of its own.
+    let hv = PrivateHypervisor::start("res");
+    let mut guest = firmware_guest("vg-res");
+    guest.uris.clear();
+    guest.track(&hv.uri);
     let id = std::process::id() % 100_000;
-    let resources = PoolAndNetwork { pool: format!("vgpool{id}"), network: format!("vgnet{id}") };
+    let resources = PoolAndNetwork { uri: hv.uri.clone(), pool: format!("vgpool{id}"), network: format!("vgnet{id}") };
     let pool_dir = guest.dir.join("pool");
     std::fs::create_dir_all(&pool_dir).unwrap();
     sh(&format!("qemu-img create -q -f raw '{}/disk.raw' 4M", pool_dir.display()));
@@ -205,8 +207,8 @@ fn start_resources_starts_the_pool_and_network_first() {
     std::fs::write(&pool_xml, format!("<pool type='dir'><name>{}</name><target><path>{}</path></target></pool>", resources.pool, pool_dir.display())).unwrap();
     let net_xml = guest.dir.join("net.xml");
     std::fs::write(&net_xml, format!("<network><name>{}</name><bridge name='vgbr{id}'/></network>", resources.network)).unwrap();
-    virsh_ok(HOST_URI, &["pool-define", pool_xml.to_str().unwrap()]);
-    virsh_ok(HOST_URI, &["net-define", net_xml.to_str().unwrap()]);
+    virsh_ok(&hv.uri, &["pool-define", pool_xml.to_str().unwrap()]);
+    virsh_ok(&hv.uri, &["net-define", net_xml.to_str().unwrap()]);
     add_devices(
         &guest,
         &format!(
@@ -216,27 +218,25 @@ fn start_resources_starts_the_pool_and_network_first() {
         ),
     );
 
-    let without = env_for(&guest, &[("OCF_RESKEY_force_stop", "true")]);
+    let without = env_for(&guest, &[("OCF_RESKEY_force_stop", "true"), ("OCF_RESKEY_hypervisor", &hv.uri)]);
     let start = agent("start", &without);
     assert_eq!(start.code, 1, "inactive pool and network: start must fail: {}", start.stderr);
-    assert_eq!(domstate(HOST_URI, &guest.name), None);
+    assert_eq!(domstate(&hv.uri, &guest.name), None);
 
-    let with = env_for(&guest, &[("OCF_RESKEY_start_resources", "true"), ("OCF_RESKEY_force_stop", "true")]);
+    let with = env_for(&guest, &[("OCF_RESKEY_start_resources", "true"), ("OCF_RESKEY_force_stop", "true"), ("OCF_RESKEY_hypervisor", &hv.uri)]);
     let start = agent("start", &with);
     assert_eq!(start.code, 0, "{}", start.stderr);
-    assert!(virsh_ok(HOST_URI, &["pool-info", &resources.pool]).contains("running"));
-    assert!(virsh_ok(HOST_URI, &["net-info", &resources.network]).lines().any(|l| l.starts_with("Active:") && l.ends_with("yes")));
+    assert!(virsh_ok(&hv.uri, &["pool-info", &resources.pool]).contains("running"));
+    assert!(virsh_ok(&hv.uri, &["net-info", &resources.network]).lines().any(|l| l.starts_with("Active:") && l.ends_with("yes")));
     assert_eq!(agent("stop", &with).code, 0);
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn copyindirs_lands_in_a_fresh_stateless_overlay() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     if support::which("virt-copy-in").is_none() || support::which("mke2fs").is_none() {
-        support::skip_or_fail("virt-copy-in (libguestfs-tools) or mke2fs is not installed");
-        return;
+        support::missing_prerequisite("virt-copy-in (libguestfs-tools) or mke2fs is not installed");
     }
     let guest = firmware_guest("vg-copyin");
     // A backing file that libguestfs recognises as an operating system.
@@ -337,13 +337,11 @@ fn host_file(path: &str) -> Option<(Vec<u8>, u64)> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn sync_config_on_stop_saves_and_hands_the_config_to_csync2() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     if support::which("csync2").is_none() {
-        support::skip_or_fail("csync2 is not installed");
-        return;
+        support::missing_prerequisite("csync2 is not installed");
     }
     let host_config = host_file("/etc/csync2.cfg");
     let guest = firmware_guest("vg-csync");

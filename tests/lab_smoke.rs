@@ -51,10 +51,9 @@ fn agent_harness_runs_the_binary_as_virtual_domain() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn acpi_guest_boots_and_powers_off_on_shutdown() {
-    if !support::ensure_libvirtd() {
-        return;
-    }
+    support::ensure_libvirtd();
     let mut guest = support::acpi_guest("acpi", GuestMode::Idle);
     let started = Instant::now();
     guest.define_and_start(HOST_URI);
@@ -73,10 +72,9 @@ fn acpi_guest_boots_and_powers_off_on_shutdown() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn firmware_guest_ignores_acpi_shutdown() {
-    if !support::ensure_libvirtd() {
-        return;
-    }
+    support::ensure_libvirtd();
     let mut guest = support::firmware_guest("fw");
     guest.define_and_start(HOST_URI);
     assert_eq!(support::domstate(HOST_URI, &guest.name).map(|s| s.0).as_deref(), Some("running"));
@@ -88,10 +86,9 @@ fn firmware_guest_ignores_acpi_shutdown() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn suspend_gives_paused_user() {
-    if !support::ensure_libvirtd() {
-        return;
-    }
+    support::ensure_libvirtd();
     let mut guest = support::firmware_guest("susp");
     guest.define_and_start(HOST_URI);
     support::virsh_ok(HOST_URI, &["suspend", &guest.name]);
@@ -101,10 +98,9 @@ fn suspend_gives_paused_user() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn ioerror_guest_ends_paused_with_io_error() {
-    if !support::ensure_libvirtd() {
-        return;
-    }
+    support::ensure_libvirtd();
     let mut guest = support::ioerror_guest("ioerr", &support::scratch_root());
     let started = Instant::now();
     guest.define_and_start(HOST_URI);
@@ -120,10 +116,9 @@ fn ioerror_guest_ends_paused_with_io_error() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn private_hypervisor_survives_a_daemon_kill_and_restarts() {
-    if !support::ensure_libvirtd() {
-        return;
-    }
+    support::ensure_libvirtd();
     let hypervisor = support::PrivateHypervisor::start("kill");
     let mut guest = support::firmware_guest("priv");
     guest.define_and_start(&hypervisor.uri);
@@ -148,10 +143,9 @@ fn private_hypervisor_survives_a_daemon_kill_and_restarts() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn live_migration_host_to_private() {
-    if !support::ensure_libvirtd() {
-        return;
-    }
+    support::ensure_libvirtd();
     let hypervisor = support::PrivateHypervisor::start("mig");
     let mut guest = support::acpi_guest("mig", GuestMode::Idle);
     guest.define_and_start(HOST_URI);
@@ -171,10 +165,9 @@ fn live_migration_host_to_private() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn live_migration_between_two_private_hypervisors() {
-    if !support::ensure_libvirtd() {
-        return;
-    }
+    support::ensure_libvirtd();
     let first = support::PrivateHypervisor::start("one");
     let second = support::PrivateHypervisor::start("two");
     let mut guest = support::firmware_guest("mig2");
@@ -190,10 +183,9 @@ fn live_migration_between_two_private_hypervisors() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn ioerror_guest_inside_a_private_hypervisor() {
-    if !support::ensure_libvirtd() {
-        return;
-    }
+    support::ensure_libvirtd();
     let hypervisor = support::PrivateHypervisor::start("ioerr");
     let mut guest = hypervisor.ioerror_guest("pioerr");
     guest.define_and_start(&hypervisor.uri);

@@ -108,17 +108,13 @@ fn figure(what: &str, took: Duration) {
     eprintln!("FIGURE {what}: {:.2} s", took.as_secs_f64());
 }
 
-/// The host's libvirtd as source and a fresh private one as target, or
-/// `None` after a loud skip (a failure under CI).
-fn lab(tag: &str) -> Option<PrivateHypervisor> {
-    if !support::ensure_libvirtd() {
-        return None;
-    }
+/// The host's libvirtd as source and a fresh private one as target.
+fn lab(tag: &str) -> PrivateHypervisor {
+    support::ensure_libvirtd();
     if !nix::unistd::Uid::effective().is_root() {
-        support::skip_or_fail("private hypervisors need root");
-        return None;
+        support::missing_prerequisite("private hypervisors need root");
     }
-    Some(PrivateHypervisor::start(tag))
+    PrivateHypervisor::start(tag)
 }
 
 /// A guest started (transient, as the agent starts it) on the host.
@@ -156,8 +152,9 @@ fn wait_for_migration_job(uri: &str, name: &str) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn running_guest_migrates_and_then_runs_on_the_target_only() {
-    let Some(target) = lab("migok") else { return };
+    let target = lab("migok");
     let guest = started_on_host(support::firmware_guest("migok"), &target);
 
     let (result, took) = Call::new(&guest, &target, Duration::from_secs(120)).set("migration_downtime", "300").run();
@@ -168,8 +165,9 @@ fn running_guest_migrates_and_then_runs_on_the_target_only() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn peer_to_peer_migration_with_a_bandwidth_cap_succeeds() {
-    let Some(target) = lab("migp2p") else { return };
+    let target = lab("migp2p");
     let guest = started_on_host(support::firmware_guest("migp2p"), &target);
 
     let call = Call::new(&guest, &target, Duration::from_secs(120))
@@ -183,8 +181,9 @@ fn peer_to_peer_migration_with_a_bandwidth_cap_succeeds() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_migration_that_cannot_converge_is_aborted_before_the_timeout() {
-    let Some(target) = lab("migslow") else { return };
+    let target = lab("migslow");
     let guest = dirty_guest_on_host(&target);
     let timeout = Duration::from_secs(30);
 
@@ -204,11 +203,13 @@ fn a_migration_that_cannot_converge_is_aborted_before_the_timeout() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn killing_the_target_hypervisor_during_the_migration_leaves_the_guest_on_the_source() {
     kill_target_during_migration("migkill", "");
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn killing_the_target_hypervisor_during_a_peer_to_peer_migration_leaves_the_guest_on_the_source() {
     kill_target_during_migration("migkillp2p", "--p2p");
 }
@@ -216,7 +217,7 @@ fn killing_the_target_hypervisor_during_a_peer_to_peer_migration_leaves_the_gues
 /// This process drives a plain migration and notices the lost target
 /// through keepalive; with `--p2p` the source's libvirtd notices it.
 fn kill_target_during_migration(tag: &str, migrate_options: &str) {
-    let Some(target) = lab(tag) else { return };
+    let target = lab(tag);
     let guest = dirty_guest_on_host(&target);
     let timeout = Duration::from_secs(60);
     let call = Call::new(&guest, &target, timeout)
@@ -247,6 +248,7 @@ fn kill_target_during_migration(tag: &str, migrate_options: &str) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn restarting_the_source_hypervisor_during_the_migration_is_answered_at_once() {
     source_daemon_dies_during_migration("migsrcrst", "", SourceDaemonFate::Restarted);
 }
@@ -254,11 +256,13 @@ fn restarting_the_source_hypervisor_during_the_migration_is_answered_at_once() {
 /// Killed, not restarted with SIGTERM: a libvirtd that runs a peer-to-peer
 /// migration itself did not stop within the lab script's 15 s on SIGTERM.
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn killing_and_restarting_the_source_hypervisor_during_a_peer_to_peer_migration_is_answered_at_once() {
     source_daemon_dies_during_migration("migsrcp2p", "--p2p", SourceDaemonFate::KilledThenStarted);
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn killing_and_restarting_the_source_hypervisor_during_the_migration_is_answered_at_once() {
     source_daemon_dies_during_migration("migsrckill", "", SourceDaemonFate::KilledThenStarted);
 }
@@ -278,7 +282,7 @@ enum SourceDaemonFate {
 /// restarted daemon where the guest is rather than wait for its timeout,
 /// and find it still running on the source.
 fn source_daemon_dies_during_migration(tag: &str, migrate_options: &str, fate: SourceDaemonFate) {
-    let Some(source) = lab(tag) else { return };
+    let source = lab(tag);
     let target = PrivateHypervisor::start(&format!("{tag}t"));
     let guest = dirty_guest_on(&source.uri, &target.uri);
     let timeout = Duration::from_secs(60);
@@ -338,7 +342,7 @@ fn source_daemon_dies_during_migration(tag: &str, migrate_options: &str, fate: S
 #[test]
 #[ignore = "libvirt's client crashes this process (SIGSEGV) when the frozen daemon's connections end under waiting threads"]
 fn freezing_the_source_hypervisor_during_the_migration_fails_before_the_timeout() {
-    let Some(source) = lab("migsrcstop") else { return };
+    let source = lab("migsrcstop");
     let target = PrivateHypervisor::start("migsrcstopt");
     let guest = dirty_guest_on(&source.uri, &target.uri);
     let timeout = Duration::from_secs(30);
@@ -364,8 +368,9 @@ fn freezing_the_source_hypervisor_during_the_migration_fails_before_the_timeout(
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn preflight_refuses_an_unreachable_target_and_leaves_the_guest_alone() {
-    let Some(target) = lab("migunr") else { return };
+    let target = lab("migunr");
     let guest = started_on_host(support::firmware_guest("migunr"), &target);
     let nowhere = format!("qemu+unix:///system?socket={}/no-such-sock", target.dir.display());
 
@@ -380,8 +385,9 @@ fn preflight_refuses_an_unreachable_target_and_leaves_the_guest_alone() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn preflight_gives_up_on_a_hanging_target_in_time() {
-    let Some(target) = lab("mighang") else { return };
+    let target = lab("mighang");
     let guest = started_on_host(support::firmware_guest("mighang"), &target);
     let daemon = target.libvirtd_pid().expect("the private libvirtd runs");
     let timeout = Duration::from_secs(20);
@@ -399,8 +405,9 @@ fn preflight_gives_up_on_a_hanging_target_in_time() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn preflight_refuses_when_the_domain_is_already_active_on_the_target() {
-    let Some(target) = lab("migdup") else { return };
+    let target = lab("migdup");
     let guest = started_on_host(support::firmware_guest("migdup"), &target);
     let xml = guest.xml.to_string_lossy().into_owned();
     support::virsh_ok(&target.uri, &["create", &xml]);
@@ -433,8 +440,9 @@ fn let_target_qemu_use_userfaultfd(target: &PrivateHypervisor) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn postcopy_takes_over_when_precopy_cannot_converge() {
-    let Some(target) = lab("migpost") else { return };
+    let target = lab("migpost");
     let_target_qemu_use_userfaultfd(&target);
     let guest = dirty_guest_on_host(&target);
     let timeout = Duration::from_secs(30);
@@ -460,8 +468,9 @@ fn unknown_migrate_options_are_a_configuration_error_before_anything_happens() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn a_local_guest_that_is_not_running_is_refused() {
-    let Some(target) = lab("mignot") else { return };
+    let target = lab("mignot");
     let guest = support::firmware_guest("mignot");
     let (result, _) = Call::new(&guest, &target, Duration::from_secs(30)).run();
     let error = result.expect_err("nothing to migrate");

@@ -9,13 +9,11 @@ use std::time::Duration;
 use support::{agent_symlink, describe, ensure_libvirtd, firmware_guest, run_bounded, which, HOST_URI};
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn ocf_tester_passes_against_a_real_guest() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     if which("ocf-tester").is_none() {
-        support::skip_or_fail("ocf-tester (resource-agents) is not installed");
-        return;
+        support::missing_prerequisite("ocf-tester (resource-agents) is not installed");
     }
     let guest = firmware_guest("vg-ocftester");
     let mut command = Command::new("ocf-tester");
@@ -31,13 +29,11 @@ fn ocf_tester_passes_against_a_real_guest() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn ocft_cases_pass_against_a_real_guest() {
-    if !ensure_libvirtd() {
-        return;
-    }
+    ensure_libvirtd();
     if which("ocft").is_none() {
-        support::skip_or_fail("ocft (resource-agents) is not installed");
-        return;
+        support::missing_prerequisite("ocft (resource-agents) is not installed");
     }
     let guest = firmware_guest("vg-ocft");
     let cases = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ocf/ocft/VirtualDomain")).unwrap();
@@ -78,14 +74,13 @@ fn run_ok(program: &str, args: &[&str]) -> String {
 }
 
 #[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn the_installed_agent_is_known_to_pcs_crmsh_and_crm_resource() {
-    if !ensure_libvirtd() || !support::install_agent() {
-        return;
-    }
+    ensure_libvirtd();
+    support::install_agent();
     for tool in ["pcs", "crm", "crm_resource"] {
         if which(tool).is_none() {
-            support::skip_or_fail(&format!("{tool} is not installed"));
-            return;
+            support::missing_prerequisite(&format!("{tool} is not installed"));
         }
     }
     let agent = "ocf:virtguard:VirtualDomain";

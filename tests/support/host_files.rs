@@ -3,7 +3,10 @@
 //! of every host file the suite could change by mistake, and when the process
 //! ends the fingerprint is taken again; any difference fails the test binary,
 //! naming the file. Tests that need their own copy of such a file get it in a
-//! private mount namespace (see `tests/agent_storage.rs`, csync2).
+//! private mount namespace (see `tests/agent_storage.rs`, csync2), or a
+//! private libvirtd (`PrivateHypervisor`) with its own /etc/libvirt. The host's
+//! libvirtd is started before the first fingerprint: its first start rewrites
+//! package-owned files there, and that must not count as a test's change.
 //!
 //! Part of `tests/support` (`support::host_files`).
 
@@ -118,6 +121,11 @@ static BEFORE: OnceLock<Fingerprint> = OnceLock::new();
 /// real components.
 pub fn watch_host_files() {
     BEFORE.get_or_init(|| {
+        // libvirtd's first start on a machine is the daemon's own change to
+        // /etc/libvirt, not a test's: let it happen before the snapshot. When
+        // it cannot start here, the tests that need it say why
+        // (`ensure_libvirtd`); the others do not need it.
+        let _ = super::start_host_libvirtd();
         // SAFETY: registers a plain `extern "C" fn` without captured state.
         let registered = unsafe { nix::libc::atexit(compare_at_exit) };
         assert_eq!(registered, 0, "cannot register the host-file check");
