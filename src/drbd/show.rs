@@ -60,11 +60,16 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<NetOptions>> {
     Ok(options)
 }
 
-/// Fills `allow_two_primaries` of every peer that `options` describes.
+/// Fills `allow_two_primaries` of every peer that `options` describes. 8.4's
+/// single unnamed `net` block belongs to the resource's one peer, whatever
+/// the state source called that peer (drbdsetup-84's events2 says `peer`).
 pub fn apply(state: &mut DrbdState, options: &[NetOptions]) {
     for resource in &mut state.resources {
+        let single_peer = resource.peers.len() == 1;
         for peer in &mut resource.peers {
-            let found = options.iter().find(|o| o.resource == resource.name && o.connection == peer.name);
+            let found = options.iter().find(|o| {
+                o.resource == resource.name && (o.connection == peer.name || (o.connection.is_none() && single_peer))
+            });
             if let Some(o) = found {
                 peer.allow_two_primaries = Some(o.allow_two_primaries);
             }

@@ -32,6 +32,8 @@
 # resync can be observed; raise it with `set-rate`), and two helpers:
 #   drbd-a2p yes|no     allow-two-primaries in the configuration, then adjust
 #   drbd-rate RATE      resync-rate in the configuration, then adjust
+#   lab-fence-peer      the fence-peer handler (fencing resource-only): it
+#                       returns what the host wrote to /run/lab-fence-answer
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -69,6 +71,7 @@ build_base() {
     mkdir -p "$root/bin" "$root/sbin" "$root/usr/sbin" "$root/usr/lib" "$root/proc" "$root/sys" "$root/dev" \
         "$root/tmp" "$root/run" "$root/var/lib/drbd" "$root/etc/drbd.d" "$root/lib/modules"
     ln -s ../run "$root/var/run"
+    ln -s ../run/lock "$root/var/lock"
     # drbdadm 9.22 runs the 8.4 variant from /lib/drbd; without this link the
     # kernel's before-resync-source helper fails (exit 20) and the first sync drops.
     ln -s ../usr/lib/drbd "$root/lib/drbd"
@@ -161,6 +164,12 @@ resource r0 {
         # A fixed rate (no dynamic controller), low at first so a resync can be watched.
         c-plan-ahead 0;
         resync-rate 2M;
+        # A Primary that loses its peer asks the fence-peer handler, which is
+        # how a peer's disk becomes Outdated in DRBD 8.4 (a cut alone leaves it DUnknown).
+        fencing resource-only;
+    }
+    handlers {
+        fence-peer "/bin/lab-fence-peer";
     }
     on alpha { address 10.77.0.1:7789; }
     on beta { address 10.77.0.2:7789; }
@@ -174,7 +183,25 @@ cat > /bin/drbd-rate <<'HELP'
 #!/bin/sh
 sed -i "s/resync-rate [0-9A-Za-z]*;/resync-rate $1;/" /etc/drbd.conf && drbdadm adjust r0
 HELP
-chmod 0755 /bin/drbd-a2p /bin/drbd-rate
+# The lab's stand-in for crm-fence-peer.sh: it cannot reach the peer over the
+# cut link, so it waits (up to 60 s) for the host to put the outcome into
+# /run/lab-fence-answer after the host made it true through the peer's own
+# command port (4: the peer is Outdated now; 5: unreachable, assumed dead).
+cat > /bin/lab-fence-peer <<'HELP'
+#!/bin/sh
+echo "fence-peer called: $*" >> /run/lab-fence-peer.log
+for _ in $(seq 1 600); do
+    if [ -s /run/lab-fence-answer ]; then
+        answer=$(cat /run/lab-fence-answer)
+        rm -f /run/lab-fence-answer
+        echo "fence-peer answers $answer" >> /run/lab-fence-peer.log
+        exit "$answer"
+    fi
+    usleep 100000
+done
+exit 1
+HELP
+chmod 0755 /bin/drbd-a2p /bin/drbd-rate /bin/lab-fence-peer
 
 port=
 for _ in $(seq 1 50); do
