@@ -126,6 +126,13 @@ impl DrbdLab {
         }
     }
 
+    /// Both sides agree: each /proc/drbd shows `words` (the two nodes see a
+    /// state change a moment apart, and a capture must not fall in between).
+    fn wait_both(&self, words: &[&str]) {
+        self.wait_proc(ALPHA, words);
+        self.wait_proc(BETA, words);
+    }
+
     /// `virtguard drbd check r0 <args>` in `node`, against its own kernel.
     fn check(&self, node: &str, args: &str) -> Reply {
         self.run(node, &format!("virtguard drbd check r0 {args}"))
@@ -231,7 +238,7 @@ fn the_gate_decides_as_its_rules_say_against_the_real_drbd_84_kernel() {
     lab.allowed(ALPHA, "--for start");
 
     both(&lab, "drbd-rate 200M");
-    lab.wait_proc(BETA, &["cs:Connected", "ds:UpToDate/UpToDate"]);
+    lab.wait_both(&["cs:Connected", "ds:UpToDate/UpToDate"]);
     lab.capture("primary", ALPHA);
     lab.capture("peer-primary", BETA);
     lab.refused(BETA, "--for start", "is Primary");
@@ -247,14 +254,14 @@ fn the_gate_decides_as_its_rules_say_against_the_real_drbd_84_kernel() {
     lab.refused(BETA, "--for start", "is Primary");
     // The target promoted, the source still Primary: the migration's own window.
     lab.ok(BETA, "drbdadm primary r0");
-    lab.wait_proc(BETA, &["ro:Primary/Primary"]);
+    lab.wait_both(&["ro:Primary/Primary"]);
     lab.capture("dual-primary", BETA);
     lab.allowed(BETA, "--for migrate-target --peer alpha");
     lab.refused(ALPHA, "--for start", "is Primary");
     lab.ok(BETA, "drbdadm secondary r0");
     both(&lab, "drbd-a2p no");
     lab.ok(ALPHA, "drbdadm secondary r0");
-    lab.wait_proc(BETA, &["ro:Secondary/Secondary", "ds:UpToDate/UpToDate"]);
+    lab.wait_both(&["ro:Secondary/Secondary", "ds:UpToDate/UpToDate"]);
     lab.capture("healthy", ALPHA);
     lab.allowed(ALPHA, "--for start");
     lab.allowed(BETA, "--for start");
@@ -277,19 +284,20 @@ fn the_gate_decides_as_its_rules_say_against_the_real_drbd_84_kernel() {
     lab.allowed(ALPHA, "--for start");
     lab.refused(ALPHA, "--for migrate-source --peer beta", "connection to beta is");
     lab.ok(BETA, "drbdadm connect r0");
-    lab.wait_proc(BETA, &["cs:Connected", "ds:UpToDate/UpToDate"]);
+    lab.wait_both(&["cs:Connected", "ds:UpToDate/UpToDate"]);
     lab.ok(ALPHA, "drbdadm secondary r0");
 
     // Detached: Diskless, served by the connected UpToDate peer only when allowed.
     lab.ok(BETA, "drbdadm detach r0");
     lab.wait_proc(BETA, &["ds:Diskless/UpToDate"]);
+    lab.wait_proc(ALPHA, &["ds:UpToDate/Diskless"]);
     lab.capture("diskless", BETA);
     lab.capture("peer-diskless", ALPHA);
     lab.refused(BETA, "--for start", "local disk Diskless");
     lab.allowed(BETA, "--for start --allow-diskless");
     lab.refused(ALPHA, "--for migrate-source --peer beta", "peer beta disk Diskless");
     lab.ok(BETA, "drbdadm attach r0");
-    lab.wait_proc(BETA, &["cs:Connected", "ds:UpToDate/UpToDate"]);
+    lab.wait_both(&["cs:Connected", "ds:UpToDate/UpToDate"]);
 
     // Split brain: both sides written while apart; DRBD refuses to reconnect.
     both(&lab, "drbdadm disconnect r0");
