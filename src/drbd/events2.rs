@@ -427,12 +427,37 @@ exists -
             "exists - extra\n",
             "exists resource name:r0 role:Secondary\nexists resource name:r0 role:Secondary\nexists -\n",
             "exists resource name:r0 role:Secondary\nexists peer-device name:r0 conn-name:x volume:0 replication:Off peer-disk:DUnknown\nexists -\n",
+            // Neither conn-name nor peer-node-id: nothing ties the lines together.
+            "exists resource name:r0 role:Secondary\nexists connection name:r0 connection:StandAlone role:Unknown\nexists -\n",
+            "exists resource name:r0 role:Secondary\nexists connection name:r0 conn-name: connection:StandAlone role:Unknown\nexists -\n",
         ] {
             assert!(parse(text).is_err(), "accepted: {text}");
         }
         // A connection without the peer-device of an existing volume.
         let gap = HEALTHY.lines().filter(|l| !l.contains("peer-device")).collect::<Vec<_>>().join("\n");
         assert!(parse(&gap).unwrap_err().to_string().contains("no peer-device line for volume 0"));
+    }
+
+    /// What drbdsetup-84 (drbd-utils 9.22) printed on the real 8.4.11 kernel
+    /// in StandAlone (tests/fixtures/drbd84-real/standalone.beta.events2):
+    /// no conn-name, the lines tied by peer-node-id.
+    #[test]
+    fn a_connection_without_conn_name_is_keyed_by_peer_node_id() {
+        let text = "\
+exists resource name:r0 role:Secondary suspended:no
+exists connection name:r0 peer-node-id:0 connection:StandAlone role:Unknown
+exists device name:r0 volume:0 minor:0 disk:Outdated
+exists peer-device name:r0 peer-node-id:0 volume:0 replication:Off peer-disk:DUnknown resync-suspended:no
+exists -
+";
+        let r = &parse(text).unwrap()[0];
+        assert_eq!(r.peers.len(), 1);
+        assert_eq!((r.peers[0].name.as_deref(), r.peers[0].node_id), (None, Some(0)));
+        assert_eq!(r.peers[0].connection, ConnState::StandAlone);
+        assert_eq!(r.peers[0].volumes[0].peer_disk, DiskState::DUnknown);
+        // A peer-device of another node id has no connection line.
+        let stray = text.replace("peer-device name:r0 peer-node-id:0", "peer-device name:r0 peer-node-id:3");
+        assert!(parse(&stray).unwrap_err().to_string().contains("before its connection line"));
     }
 
     #[test]

@@ -283,6 +283,40 @@ mod tests {
         assert_eq!(o, vec![NetOptions { resource: "r0".into(), connection: None, allow_two_primaries: true }]);
     }
 
+    /// drbdsetup-84's events2 calls the 8.4 peer `peer`; the unnamed net
+    /// block is still that peer's.
+    #[test]
+    fn the_8_4_net_block_reaches_the_single_peer_whatever_its_name() {
+        use crate::drbd::model::{ConnState, Peer, Resource, Role, StateOrigin};
+        let peer = |name: &str| Peer {
+            name: Some(name.to_owned()),
+            node_id: Some(0),
+            connection: ConnState::Connected,
+            role: Role::Secondary,
+            sync_state: None,
+            allow_two_primaries: None,
+            volumes: vec![],
+        };
+        let resource = |peers: Vec<Peer>| Resource {
+            name: "r0".into(),
+            role: Role::Primary,
+            suspended: vec![],
+            force_io_failures: None,
+            may_promote: None,
+            promotion_score: None,
+            volumes: vec![],
+            missing_volumes: vec![],
+            peers,
+        };
+        let mut state = DrbdState { origin: StateOrigin::Events2 { from: "test".into() }, resources: vec![resource(vec![peer("peer")])], unnamed_minors: vec![] };
+        apply(&mut state, &parse(EIGHT).unwrap());
+        assert_eq!(state.resources[0].peers[0].allow_two_primaries, Some(true));
+        // With two named peers an unnamed block says nothing about either.
+        state.resources[0] = resource(vec![peer("b"), peer("c")]);
+        apply(&mut state, &parse(EIGHT).unwrap());
+        assert!(state.resources[0].peers.iter().all(|p| p.allow_two_primaries.is_none()));
+    }
+
     #[test]
     fn malformed_configuration_is_an_error() {
         assert!(parse("resource r0 {").is_err());
