@@ -55,6 +55,7 @@ impl DrbdLab {
         }
         let root = std::env::temp_dir().join("virtguard-tests");
         std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
+        sweep_stale_labs(&root);
         let dir = root.join(format!("drbd-real-{}", std::process::id()));
         // The guard exists before anything starts, so a failed `up` is cleaned too.
         let lab = DrbdLab { dir, ports: vec![(ALPHA, Mutex::new(None)), (BETA, Mutex::new(None))] };
@@ -207,6 +208,22 @@ impl Drop for DrbdLab {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// The emulators run daemonized, so a test process killed outright (no
+/// unwinding, no Drop) leaves them behind: stop the labs of test processes
+/// that are gone, by the pid files in their directories.
+fn sweep_stale_labs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("drbd-real-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = Command::new("sh").arg(script()).arg("down").arg(entry.path()).status();
+        let _ = std::fs::remove_dir_all(entry.path());
     }
 }
 
