@@ -280,6 +280,13 @@ fn the_gate_decides_as_its_rules_say_against_the_real_drbd_84_kernel() {
     lab.ok(ALPHA, "drbdadm secondary r0");
     lab.wait_both(&["ro:Secondary/Secondary", "ds:UpToDate/UpToDate"]);
     lab.capture("healthy", ALPHA);
+    // `status` names where the state came from and leaves the one 8.4 peer unnamed.
+    let status = lab.ok(ALPHA, "virtguard drbd status --json r0");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    assert_eq!(status["origin"]["kind"], "events2-drbd84", "{status}");
+    assert_eq!(status["origin"]["version"], "8.4.11", "{status}");
+    assert_eq!(status["resources"][0]["peers"][0]["name"], serde_json::Value::Null, "{status}");
+    assert_eq!(status["resources"][0]["peers"][0]["connection"], "Connected", "{status}");
     lab.allowed(ALPHA, "--for start");
     lab.allowed(BETA, "--for start");
 
@@ -330,6 +337,10 @@ fn the_gate_decides_as_its_rules_say_against_the_real_drbd_84_kernel() {
         lab.wait_proc(node, &["cs:StandAlone"]);
     }
     lab.capture("split-brain", ALPHA);
+    // Promoting without the peer went through the fence-peer handler, whose
+    // "unreachable" made the kernel mark the peer Outdated (ds:UpToDate/Outdated).
+    let fenced = lab.ok(ALPHA, "cat /run/lab-fence-peer.log");
+    assert!(fenced.contains("fence-peer answers 5"), "{fenced}");
     lab.refused(ALPHA, "--for start", "StandAlone");
     lab.refused(BETA, "--for start", "StandAlone");
     eprintln!("DRBD truth table against the real kernel: {:.1}s", started.elapsed().as_secs_f64());

@@ -189,6 +189,9 @@ HELP
 # cut link, so it waits (up to 60 s) for the host to put the outcome into
 # /run/lab-fence-answer after the host made it true through the peer's own
 # command port (4: the peer is Outdated now; 5: unreachable, assumed dead).
+# Seen with 8.4.11: the kernel calls it when a node is promoted while
+# disconnected (answer 5 -> the peer is marked Outdated); a Secondary that
+# disconnects cleanly from a Primary outdates itself without any call.
 cat > /bin/lab-fence-peer <<'HELP'
 #!/bin/sh
 echo "fence-peer called: $*" >> /run/lab-fence-peer.log
