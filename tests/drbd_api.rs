@@ -70,10 +70,45 @@ fn from_proc84(name: &str, scratch: &Scratch, links: &[(&str, &str, &str)]) -> S
     Sources {
         proc_drbd: fixtures().join(format!("84-{name}.proc")),
         by_res_dir: by_res,
-        drbdsetup: scratch.script("drbdsetup-84", "echo \"drbdsetup: unknown command '$1'\" >&2; exit 20"),
+        // drbd-utils 8.x: no events2, so /proc/drbd it is. (drbd-utils 9 does
+        // answer events2 on 8.4, through drbdsetup-84: see from_real84.)
+        drbdsetup: scratch.script("drbdsetup-utils-8", "echo \"drbdsetup: unknown command '$1'\" >&2; exit 20"),
         drbdadm: "/nonexistent/drbdadm".into(),
         ..Sources::default()
     }
+}
+
+/// DRBD 8.4 as Debian 12 reads it: drbd-utils 9.22's drbdsetup answers
+/// events2 and show with what the real 8.4.11 kernel printed
+/// (tests/fixtures/drbd84-real/<state>), /proc/drbd says 8.4.11.
+fn from_real84(state: &str, scratch: &Scratch) -> Sources {
+    let real = fixtures().parent().unwrap().join("drbd84-real").join(state);
+    let body = format!(
+        "case $1 in events2) cat '{0}.events2' ;; show) cat '{0}.show' ;; *) exit 20 ;; esac",
+        real.display()
+    );
+    Sources {
+        proc_drbd: fixtures().parent().unwrap().join("drbd84-real").join(format!("{state}.proc")),
+        by_res_dir: PathBuf::from("/nonexistent/by-res"),
+        drbdsetup: scratch.script("drbdsetup", &body),
+        drbdadm: "/nonexistent/drbdadm".into(),
+        ..Sources::default()
+    }
+}
+
+#[test]
+fn real_84_through_events2_lets_a_dual_primary_migration_through_and_refuses_standalone() {
+    let scratch = Scratch::new("real84");
+    let disks = ["/dev/drbd0"];
+    let to_beta = Purpose::MigrateSource { target: "beta".into() };
+    let from_alpha = Purpose::MigrateTarget { source: "alpha".into() };
+    gate_domain_with(&from_real84("primary-a2p.alpha", &scratch), &disks, None, &to_beta, false, &deadline()).unwrap();
+    gate_domain_with(&from_real84("peer-primary-a2p.beta", &scratch), &disks, None, &from_alpha, false, &deadline()).unwrap();
+    let refused = gate_domain_with(&from_real84("standalone.beta", &scratch), &disks, None, &Purpose::Start, false, &deadline());
+    assert!(
+        matches!(&refused, Err(virtguard::drbd::DrbdError::Refused(r)) if r.iter().any(|r| r.contains("StandAlone"))),
+        "{refused:?}"
+    );
 }
 
 #[test]

@@ -272,3 +272,60 @@ fn no_drbd_at_all_is_never_success() {
     assert_eq!(r.code, 2);
 }
 
+
+/// The real DRBD 8.4.11 kernel's outputs (tests/fixtures/drbd84-real) as
+/// Debian 12's drbd-utils 9.22 gives them: `drbdsetup events2` answers on
+/// 8.4 (through drbdsetup-84), so the fake answers too, with the kernel's
+/// own text, and /proc/drbd says 8.4.11. The verdicts are those drbd_real
+/// saw in the emulated nodes.
+#[test]
+fn drbd84_through_events2_as_drbd_utils_9_reads_it() {
+    let real = |state: &str| fixtures().parent().unwrap().join("drbd84-real").join(state).to_string_lossy().into_owned();
+    let env = |state: &str| {
+        vec![
+            ("VIRTGUARD_FAKE_DRBD_FIXTURE", real(state)),
+            ("VIRTGUARD_PROC_DRBD", format!("{}.proc", real(state))),
+        ]
+    };
+    let check = |state: &str, args: &[&str]| {
+        let mut all = vec!["drbd", "check", "r0"];
+        all.extend_from_slice(args);
+        virtguard(&all, &env(state))
+    };
+    let start = ["--for", "start"];
+    let to_beta = ["--for", "migrate-source", "--peer", "beta"];
+    let from_alpha = ["--for", "migrate-target", "--peer", "alpha"];
+
+    let r = check("primary-a2p.alpha", &to_beta);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "r0: live migration to beta allowed (DRBD 8.4.11 (drbdsetup events2 --now all))\n"), "{}", r.stderr);
+    let r = check("peer-primary-a2p.beta", &from_alpha);
+    assert_eq!(r.code, 0, "the migration source is the one peer, not a third Primary: {}", r.stderr);
+    assert_eq!(check("dual-primary.beta", &from_alpha).code, 0);
+    let r = check("primary.alpha", &to_beta);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("allow-two-primaries is off on the connection to beta"), "{}", r.stderr);
+    let r = check("standalone.beta", &start);
+    assert_eq!(r.code, 1, "StandAlone without conn-name is a refusal, not unreadable: {}", r.stderr);
+    assert!(r.stderr.contains("r0: connection to the peer is StandAlone"), "{}", r.stderr);
+    for (state, args, code) in [
+        ("healthy.alpha", &start[..], 0),
+        ("new-inconsistent.alpha", &start, 1),
+        ("sync-source.alpha", &start, 0),
+        ("sync-source.alpha", &to_beta, 1),
+        ("sync-target.beta", &start, 1),
+        ("sync-target.beta", &from_alpha, 1),
+        ("peer-primary.beta", &start, 1),
+        ("peer-primary.beta", &from_alpha, 1),
+        ("standalone-outdated.beta", &start, 1),
+        ("peer-outdated.alpha", &start, 0),
+        ("peer-outdated.alpha", &to_beta, 1),
+        ("diskless.beta", &start, 1),
+        ("peer-diskless.alpha", &to_beta, 1),
+        ("split-brain.alpha", &start, 1),
+    ] {
+        let r = check(state, args);
+        assert_eq!(r.code, code, "{state} {args:?}: {}{}", r.stdout, r.stderr);
+    }
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start", "--allow-diskless"], &env("diskless.beta"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

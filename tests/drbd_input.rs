@@ -281,3 +281,43 @@ fn proc_drbd_garbage_and_truncation() {
     let ok = proc84::parse(&fixture_text("84-healthy.proc")).unwrap();
     assert_eq!(ok.minors.len(), 1);
 }
+
+/// Every capture of the real 8.4.11 kernel (tests/fixtures/drbd84-real): the
+/// parsers read it, and /proc/drbd and events2, read by their own parsers,
+/// tell the same story (roles, disks, connection, replication), so either
+/// source gives the gate the same state. `show` yields the one unnamed peer
+/// whose allow-two-primaries the configuration sets.
+#[test]
+fn real_84_captures_parse_and_agree_between_proc_drbd_and_events2() {
+    let dir = fixtures().parent().unwrap().join("drbd84-real");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(state) = path.file_name().unwrap().to_str().and_then(|n| n.strip_suffix(".events2")).map(str::to_owned) else {
+            continue;
+        };
+        let read = |kind: &str| std::fs::read_to_string(dir.join(format!("{state}.{kind}"))).unwrap();
+        let from_events2 = events2::parse(&read("events2")).unwrap_or_else(|e| panic!("{state}.events2: {e:#}"));
+        let proc = proc84::parse(&read("proc")).unwrap_or_else(|e| panic!("{state}.proc: {e:#}"));
+        assert_eq!(proc.version, "8.4.11", "{state}");
+        let mut names = proc84::MinorNames::new();
+        let line = read("drbdadm");
+        let (res, device) = line.trim().split_once(' ').unwrap();
+        proc84::parse_sh_dev(res, device, &mut names).unwrap();
+        let from_proc = proc84::to_state(&proc, &names, "fixture");
+        let (a, b) = (&from_events2[0], &from_proc.resources[0]);
+        assert_eq!((a.name.as_str(), a.role), (b.name.as_str(), b.role), "{state}");
+        assert_eq!(a.volumes[0].disk, b.volumes[0].disk, "{state}");
+        assert_eq!(a.volumes[0].minor, b.volumes[0].minor, "{state}");
+        let (pa, pb) = (&a.peers[0], &b.peers[0]);
+        assert_eq!((pa.connection, pa.role), (pb.connection, pb.role), "{state}");
+        assert_eq!(pa.volumes[0].peer_disk, pb.volumes[0].peer_disk, "{state}");
+        assert_eq!(pa.volumes[0].replication, pb.volumes[0].replication, "{state}");
+        let options = show::parse(&read("show")).unwrap_or_else(|e| panic!("{state}.show: {e:#}"));
+        assert_eq!(options.len(), 1, "{state}");
+        assert_eq!(options[0].connection, None, "{state}: 8.4 names no connection");
+        assert_eq!(options[0].allow_two_primaries, state.contains("a2p") || state.starts_with("dual-primary"), "{state}");
+        seen += 1;
+    }
+    assert!(seen >= 14, "only {seen} real captures in {}", dir.display());
+}

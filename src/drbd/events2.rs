@@ -86,13 +86,13 @@ fn add_resource(resources: &mut Vec<Resource>, fields: &Fields) -> anyhow::Resul
 }
 
 fn add_connection(resource: &mut Resource, fields: &Fields) -> anyhow::Result<()> {
-    let conn_name = fields.require("conn-name")?;
-    if resource.peers.iter().any(|p| p.name.as_deref() == Some(conn_name)) {
-        bail!("{}: connection {conn_name} appears twice", resource.name);
+    let key = PeerKey::of(fields)?;
+    if resource.peers.iter().any(|p| key.matches(p)) {
+        bail!("{}: connection {key} appears twice", resource.name);
     }
     resource.peers.push(Peer {
-        name: Some(conn_name.to_owned()),
-        node_id: fields.number("peer-node-id")?,
+        name: key.name.map(str::to_owned),
+        node_id: key.node_id,
         connection: ConnState::parse(fields.require("connection")?)?,
         role: Role::parse(fields.require("role")?)?,
         sync_state: fields.get("sync-state").map(SyncVerdict::parse).transpose()?,
@@ -100,6 +100,47 @@ fn add_connection(resource: &mut Resource, fields: &Fields) -> anyhow::Result<()
         volumes: Vec::new(),
     });
     Ok(())
+}
+
+/// Which connection a `connection` or `peer-device` line belongs to: its
+/// `conn-name`, else its `peer-node-id`. drbdsetup-84 (drbd-utils 9 on a
+/// DRBD 8.4 kernel) leaves `conn-name` off in StandAlone, as the real 8.4.11
+/// kernel showed (tests/fixtures/drbd84-real); the node id still ties the
+/// lines together.
+struct PeerKey<'a> {
+    name: Option<&'a str>,
+    node_id: Option<u32>,
+}
+
+impl<'a> PeerKey<'a> {
+    fn of(fields: &Fields<'a>) -> anyhow::Result<PeerKey<'a>> {
+        let name = match fields.get("conn-name") {
+            Some("") => bail!("field 'conn-name' is empty"),
+            other => other,
+        };
+        let node_id = fields.number::<u32>("peer-node-id")?;
+        if name.is_none() && node_id.is_none() {
+            bail!("neither conn-name nor peer-node-id names the connection");
+        }
+        Ok(PeerKey { name, node_id })
+    }
+
+    fn matches(&self, peer: &Peer) -> bool {
+        match self.name {
+            Some(name) => peer.name.as_deref() == Some(name),
+            None => peer.name.is_none() && peer.node_id == self.node_id,
+        }
+    }
+}
+
+impl std::fmt::Display for PeerKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.name, self.node_id) {
+            (Some(name), _) => f.write_str(name),
+            (None, Some(id)) => write!(f, "to peer-node-id {id}"),
+            (None, None) => f.write_str("(unnamed)"),
+        }
+    }
 }
 
 fn add_device(resource: &mut Resource, fields: &Fields) -> anyhow::Result<()> {
@@ -119,14 +160,15 @@ fn add_device(resource: &mut Resource, fields: &Fields) -> anyhow::Result<()> {
 }
 
 fn add_peer_device(resource: &mut Resource, fields: &Fields) -> anyhow::Result<()> {
-    let conn_name = fields.require("conn-name")?;
+    let key = PeerKey::of(fields)?;
+    let conn_name = key.to_string();
     let res_name = resource.name.clone();
     let peer = resource
         .peers
         .iter_mut()
-        .find(|p| p.name.as_deref() == Some(conn_name))
+        .find(|p| key.matches(p))
         .with_context(|| format!("{res_name}: peer-device for connection {conn_name} before its connection line"))?;
-    let node_id = fields.number::<u32>("peer-node-id")?;
+    let node_id = key.node_id;
     if node_id.is_some() && peer.node_id.is_some() && node_id != peer.node_id {
         bail!("{res_name}: peer-device {conn_name} has another peer-node-id than its connection");
     }
@@ -385,12 +427,37 @@ exists -
             "exists - extra\n",
             "exists resource name:r0 role:Secondary\nexists resource name:r0 role:Secondary\nexists -\n",
             "exists resource name:r0 role:Secondary\nexists peer-device name:r0 conn-name:x volume:0 replication:Off peer-disk:DUnknown\nexists -\n",
+            // Neither conn-name nor peer-node-id: nothing ties the lines together.
+            "exists resource name:r0 role:Secondary\nexists connection name:r0 connection:StandAlone role:Unknown\nexists -\n",
+            "exists resource name:r0 role:Secondary\nexists connection name:r0 conn-name: connection:StandAlone role:Unknown\nexists -\n",
         ] {
             assert!(parse(text).is_err(), "accepted: {text}");
         }
         // A connection without the peer-device of an existing volume.
         let gap = HEALTHY.lines().filter(|l| !l.contains("peer-device")).collect::<Vec<_>>().join("\n");
         assert!(parse(&gap).unwrap_err().to_string().contains("no peer-device line for volume 0"));
+    }
+
+    /// What drbdsetup-84 (drbd-utils 9.22) printed on the real 8.4.11 kernel
+    /// in StandAlone (tests/fixtures/drbd84-real/standalone.beta.events2):
+    /// no conn-name, the lines tied by peer-node-id.
+    #[test]
+    fn a_connection_without_conn_name_is_keyed_by_peer_node_id() {
+        let text = "\
+exists resource name:r0 role:Secondary suspended:no
+exists connection name:r0 peer-node-id:0 connection:StandAlone role:Unknown
+exists device name:r0 volume:0 minor:0 disk:Outdated
+exists peer-device name:r0 peer-node-id:0 volume:0 replication:Off peer-disk:DUnknown resync-suspended:no
+exists -
+";
+        let r = &parse(text).unwrap()[0];
+        assert_eq!(r.peers.len(), 1);
+        assert_eq!((r.peers[0].name.as_deref(), r.peers[0].node_id), (None, Some(0)));
+        assert_eq!(r.peers[0].connection, ConnState::StandAlone);
+        assert_eq!(r.peers[0].volumes[0].peer_disk, DiskState::DUnknown);
+        // A peer-device of another node id has no connection line.
+        let stray = text.replace("peer-device name:r0 peer-node-id:0", "peer-device name:r0 peer-node-id:3");
+        assert!(parse(&stray).unwrap_err().to_string().contains("before its connection line"));
     }
 
     #[test]

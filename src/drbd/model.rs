@@ -157,13 +157,18 @@ pub enum StateOrigin {
     Events2 { from: String },
     /// DRBD 8.4: `/proc/drbd`, names from `/dev/drbd/by-res` or `drbdadm`.
     ProcDrbd { version: String, from: String },
+    /// DRBD 8.4 read through `drbdsetup events2` (drbd-utils 9 hands the
+    /// call to drbdsetup-84); `version` from `/proc/drbd`.
+    Events2Drbd84 { version: String, from: String },
 }
 
 impl StateOrigin {
     pub fn describe(&self) -> String {
         match self {
             StateOrigin::Events2 { from } => format!("DRBD 9 ({from})"),
-            StateOrigin::ProcDrbd { version, from } => format!("DRBD {version} ({from})"),
+            StateOrigin::ProcDrbd { version, from } | StateOrigin::Events2Drbd84 { version, from } => {
+                format!("DRBD {version} ({from})")
+            }
         }
     }
 }

@@ -60,11 +60,16 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<NetOptions>> {
     Ok(options)
 }
 
-/// Fills `allow_two_primaries` of every peer that `options` describes.
+/// Fills `allow_two_primaries` of every peer that `options` describes. 8.4's
+/// single unnamed `net` block belongs to the resource's one peer, whatever
+/// the state source called that peer (drbdsetup-84's events2 says `peer`).
 pub fn apply(state: &mut DrbdState, options: &[NetOptions]) {
     for resource in &mut state.resources {
+        let single_peer = resource.peers.len() == 1;
         for peer in &mut resource.peers {
-            let found = options.iter().find(|o| o.resource == resource.name && o.connection == peer.name);
+            let found = options.iter().find(|o| {
+                o.resource == resource.name && (o.connection == peer.name || (o.connection.is_none() && single_peer))
+            });
             if let Some(o) = found {
                 peer.allow_two_primaries = Some(o.allow_two_primaries);
             }
@@ -276,6 +281,40 @@ mod tests {
     fn reads_the_single_8_4_net_block() {
         let o = parse(EIGHT).unwrap();
         assert_eq!(o, vec![NetOptions { resource: "r0".into(), connection: None, allow_two_primaries: true }]);
+    }
+
+    /// drbdsetup-84's events2 calls the 8.4 peer `peer`; the unnamed net
+    /// block is still that peer's.
+    #[test]
+    fn the_8_4_net_block_reaches_the_single_peer_whatever_its_name() {
+        use crate::drbd::model::{ConnState, Peer, Resource, Role, StateOrigin};
+        let peer = |name: &str| Peer {
+            name: Some(name.to_owned()),
+            node_id: Some(0),
+            connection: ConnState::Connected,
+            role: Role::Secondary,
+            sync_state: None,
+            allow_two_primaries: None,
+            volumes: vec![],
+        };
+        let resource = |peers: Vec<Peer>| Resource {
+            name: "r0".into(),
+            role: Role::Primary,
+            suspended: vec![],
+            force_io_failures: None,
+            may_promote: None,
+            promotion_score: None,
+            volumes: vec![],
+            missing_volumes: vec![],
+            peers,
+        };
+        let mut state = DrbdState { origin: StateOrigin::Events2 { from: "test".into() }, resources: vec![resource(vec![peer("peer")])], unnamed_minors: vec![] };
+        apply(&mut state, &parse(EIGHT).unwrap());
+        assert_eq!(state.resources[0].peers[0].allow_two_primaries, Some(true));
+        // With two named peers an unnamed block says nothing about either.
+        state.resources[0] = resource(vec![peer("b"), peer("c")]);
+        apply(&mut state, &parse(EIGHT).unwrap());
+        assert!(state.resources[0].peers.iter().all(|p| p.allow_two_primaries.is_none()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, warn};
 
-use super::model::{DrbdState, StateOrigin};
+use super::model::{DrbdState, Resource, StateOrigin};
 use super::{events2, proc84, show};
 use crate::exec::{self, ExecError};
 use crate::deadline::Deadline;
@@ -92,7 +92,7 @@ impl Sources {
         if let Some(file) = &self.events2_file {
             let text = read_file(file)?;
             let resources = events2::parse(&text).map_err(|e| ReadError::Unreadable(format!("{}: {e:#}", file.display())))?;
-            return Ok(events2_state(resources, format!("file {}", file.display())));
+            return Ok(self.events2_state(resources, format!("file {}", file.display())));
         }
         let drbdsetup = exec::find_program(&self.drbdsetup);
         let events2_failure = match &drbdsetup {
@@ -100,7 +100,7 @@ impl Sources {
                 Ok(out) => {
                     let resources = events2::parse(&out.stdout)
                         .map_err(|e| ReadError::Unreadable(format!("drbdsetup events2 --now all: {e:#}")))?;
-                    return Ok(events2_state(resources, "drbdsetup events2 --now all".to_owned()));
+                    return Ok(self.events2_state(resources, "drbdsetup events2 --now all".to_owned()));
                 }
                 Err(e @ ExecError::TimedOut { .. }) => return Err(ReadError::Unreadable(e.to_string())),
                 Err(e) => {
@@ -130,6 +130,32 @@ impl Sources {
                 proc.version
             ))),
         }
+    }
+
+    /// The state from events2 text. drbd-utils 9 answers `events2` on a DRBD
+    /// 8.4 kernel as well (through drbdsetup-84), but it cannot know the
+    /// peer's host name: it calls the one peer of every resource `peer` (and
+    /// nothing at all in StandAlone). Taken as a name, that refused every
+    /// migration ("no connection to <target>") and counted the migration
+    /// source as a third Primary. 8.4 has exactly one peer per resource, so
+    /// when /proc/drbd says 8.x the peer is unnamed, as it is when read from
+    /// /proc/drbd: it stands for whichever node the caller means.
+    fn events2_state(&self, mut resources: Vec<Resource>, from: String) -> DrbdState {
+        let Some(version) = self.drbd84_version() else {
+            return DrbdState { origin: StateOrigin::Events2 { from }, resources, unnamed_minors: Vec::new() };
+        };
+        for peer in resources.iter_mut().flat_map(|r| r.peers.iter_mut()) {
+            peer.name = None;
+        }
+        DrbdState { origin: StateOrigin::Events2Drbd84 { version, from }, resources, unnamed_minors: Vec::new() }
+    }
+
+    /// The loaded module's version when it is DRBD 8.x; None without
+    /// /proc/drbd (DRBD 9 fixtures, hosts without the module) or for 9.x.
+    fn drbd84_version(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.proc_drbd).ok()?;
+        let proc = proc84::parse(&text).ok()?;
+        (proc.major() == Some(8)).then(|| proc.version.clone())
     }
 
     fn state_84(&self, proc: &proc84::ProcDrbd, deadline: &Deadline) -> DrbdState {
@@ -172,9 +198,6 @@ impl Sources {
     }
 }
 
-fn events2_state(resources: Vec<crate::drbd::model::Resource>, from: String) -> DrbdState {
-    DrbdState { origin: StateOrigin::Events2 { from }, resources, unnamed_minors: Vec::new() }
-}
 
 fn read_file(path: &Path) -> Result<String, ReadError> {
     std::fs::read_to_string(path).map_err(|e| ReadError::Unreadable(format!("{}: {e}", path.display())))
