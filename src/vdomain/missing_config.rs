@@ -7,6 +7,12 @@
 //! then stops it here (stop finds it the same way) before it starts it
 //! anywhere else. Only when neither knows a guest do the usual
 //! invalid-environment rules apply (a probe answers "not running").
+//!
+//! migrate_from of a guest that arrived tagged with this resource fails
+//! rather than completes because a node without the config can neither
+//! restart, save nor migrate the guest again; after a failed migrate_from
+//! Pacemaker stops the resource on both nodes and starts it where it can,
+//! and the stop here finds the guest it remembered.
 
 use std::path::Path;
 

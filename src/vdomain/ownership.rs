@@ -4,6 +4,15 @@
 //! own definition (travels with a live migration; see
 //! `hypervisor::owner_tag`). Monitor, probe and stop use them when the
 //! config file is gone or names another domain.
+//!
+//! A start refused because another resource's guest runs here is a
+//! configuration error (6), not a soft one: with 1 Pacemaker would try the
+//! next node and create the same guest there. A probe or monitor that finds
+//! the guest under another resource's tag still says running: "not running"
+//! would let Pacemaker start it elsewhere, and "failed" would make it stop a
+//! guest that may belong to a resource that still runs it (the tag can also
+//! be stale: after a resource is renamed the guest keeps the old tag until
+//! it is started again or migrated).
 
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::hypervisor::{HvError, HvErrorKind, Hypervisor};

@@ -1,6 +1,19 @@
 //! Shutdown ordering on systemd hosts: the cluster's resources must stop
 //! before the libvirt daemons do, whether the host runs the monolithic
 //! libvirtd or the modular virtqemud.
+//!
+//! start and migrate_from write a drop-in that orders
+//! `resource-agents-deps.target` (and so Pacemaker, which is ordered after
+//! it) after both daemon layouts' units and after
+//! `virt-guest-shutdown.target`, and they start that target. libvirt orders
+//! every guest's machine scope before `virt-guest-shutdown.target`; but
+//! systemd applies an ordering only between units that get a stop job, and
+//! an inactive target gets none. Without the start, `systemctl poweroff`
+//! stops the guests' scopes (SIGTERM to QEMU) while Pacemaker is still
+//! migrating them: the systemd lab (`tests/cluster_systemd.rs`) showed all
+//! three guests of a node killed that way. migrate_from does the same as
+//! start because a node that only received guests (one just rebooted: the
+//! drop-in lives in `/run`) needs the same protection.
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A two-node Pacemaker/Corosync cluster on one machine, for virtguard's cluster
-# tests and benchmarks (tests/cluster.rs runs the scenarios; README "Tests").
+# tests and benchmarks (tests/cluster.rs runs the scenarios; tests/README.md).
 #
 # A node is a named network namespace (the "NIC", it survives a power-off) plus
 # a mount and UTS namespace held by a node-init process (the "machine": it and

@@ -3,6 +3,14 @@
 //! progress and decides, before the operation deadline, whether to keep
 //! waiting, switch to post-copy, or abort. The decisions are pure functions
 //! of what was observed, tested in-process against a scripted job.
+//!
+//! With `--postcopy` the switch comes as late as safely possible (see
+//! [`POSTCOPY_WINDOW`], [`POSTCOPY_FIT`], [`POSTCOPY_SLACK`]). Late, because
+//! pre-copy gets every chance to converge on its own: post-copy slows the
+//! guest down while pages are fetched over the network, and a network
+//! failure during post-copy loses the guest, because neither side has all of
+//! its memory. Only when the post-copy phase is expected to finish before
+//! the timeout, so that Pacemaker never kills an agent in the middle of it.
 
 use std::time::Duration;
 
