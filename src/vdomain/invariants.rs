@@ -111,6 +111,10 @@ pub struct State {
     pub channel: bool,
     pub config: ConfigFile,
     pub libvirtd_up: bool,
+    /// HA_RSCTMP cannot be written (below a regular file, as on a full or
+    /// broken /run): nothing is remembered, and nothing can be. Otherwise it
+    /// exists only when something is remembered.
+    pub state_dir_broken: bool,
     pub check_level: u32,
     /// Parameter name and value; `{dir}` stands for the case's directory.
     pub params: Vec<(&'static str, &'static str)>,
@@ -127,6 +131,7 @@ impl State {
             channel: false,
             config: ConfigFile::Present,
             libvirtd_up: true,
+            state_dir_broken: false,
             check_level: 0,
             params: Vec::new(),
         }
@@ -144,7 +149,7 @@ impl State {
 
     /// Whether domain NAME is this resource's guest (see the module text).
     fn is_this_guest(&self) -> bool {
-        self.config == ConfigFile::Present || self.remembered || self.tag == Tag::Ours
+        self.config == ConfigFile::Present || (self.remembered && !self.state_dir_broken) || self.tag == Tag::Ours
     }
 }
 
@@ -256,8 +261,13 @@ fn run_in(dir: &Path, state: &State, action: Action, interval: Option<&str>) -> 
     fake.set_guest_agent(NAME, agent);
     fake.set_guest_agent(NEW_NAME, agent);
 
-    let rsctmp = dir.join("rsc");
-    if state.remembered {
+    let rsctmp = if state.state_dir_broken {
+        std::fs::write(dir.join("not-a-dir"), "").unwrap();
+        dir.join("not-a-dir").join("rsc")
+    } else {
+        dir.join("rsc")
+    };
+    if state.remembered && !state.state_dir_broken {
         StateFiles::new(&rsctmp, INSTANCE).write(StateKey::Domain, NAME).unwrap();
     }
     let mut meta: BTreeMap<&str, String> = BTreeMap::new();
@@ -393,9 +403,9 @@ pub fn states() -> impl Strategy<Value = State> {
     (
         (guests(), any::<bool>(), prop_oneof![Just(Tag::None), Just(Tag::Ours), Just(Tag::Other)], any::<bool>()),
         (any::<bool>(), configs(), prop::bool::weighted(0.85), prop_oneof![Just(0u32), Just(10), Just(20)]),
-        parameters(),
+        (prop::bool::weighted(0.1), parameters()),
     )
-        .prop_map(|((guest, persistent, tag, remembered), (channel, config, libvirtd_up, check_level), params)| State {
+        .prop_map(|((guest, persistent, tag, remembered), (channel, config, libvirtd_up, check_level), (state_dir_broken, params))| State {
             guest,
             persistent,
             tag,
@@ -403,6 +413,7 @@ pub fn states() -> impl Strategy<Value = State> {
             channel,
             config,
             libvirtd_up,
+            state_dir_broken,
             check_level,
             params,
         })
