@@ -198,7 +198,11 @@ pub struct Outcome {
     pub calls: Vec<Call>,
     /// Whether this guest's emulator runs here after the action.
     pub runs_after: bool,
+    pub took: std::time::Duration,
 }
+
+/// The operation timeout every generated call gets (`CRM_meta_timeout`).
+const TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2000);
 
 /// The monitor calls of a check: (interval, name) pairs.
 const PROBE: Option<&str> = None;
@@ -210,7 +214,9 @@ pub fn run(state: &State, action: Action, interval: Option<&str>) -> Outcome {
     let n = CASES.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("vg-prop-{}-{n}", std::process::id()));
     std::fs::create_dir_all(dir.join("snap")).unwrap();
-    let outcome = run_in(&dir, state, action, interval);
+    let started = std::time::Instant::now();
+    let mut outcome = run_in(&dir, state, action, interval);
+    outcome.took = started.elapsed();
     let _ = std::fs::remove_dir_all(&dir);
     outcome
 }
@@ -274,7 +280,7 @@ fn run_in(dir: &Path, state: &State, action: Action, interval: Option<&str>) -> 
     meta.insert("OCF_RESOURCE_INSTANCE", INSTANCE.into());
     meta.insert("HA_RSCTMP", rsctmp.to_string_lossy().into_owned());
     // Short: a start waiting for a failing monitor script waits until it.
-    meta.insert("OCF_RESKEY_CRM_meta_timeout", "2000".into());
+    meta.insert("OCF_RESKEY_CRM_meta_timeout", TIMEOUT.as_millis().to_string());
     meta.insert("OCF_CHECK_LEVEL", state.check_level.to_string());
     if let Some(ms) = interval {
         meta.insert("OCF_RESKEY_CRM_meta_interval", ms.into());
@@ -299,7 +305,7 @@ fn run_in(dir: &Path, state: &State, action: Action, interval: Option<&str>) -> 
         && state.is_this_guest()
         && fake.domain(NAME).is_some_and(|d| d.state.is_active())
         || up && fake.domain(NEW_NAME).is_some_and(|d| d.state.is_active());
-    Outcome { status, reason, calls: fake.calls(), runs_after }
+    Outcome { status, reason, calls: fake.calls(), runs_after, took: std::time::Duration::ZERO }
 }
 
 fn says_running(status: OcfStatus) -> bool {
@@ -356,6 +362,14 @@ pub fn check(state: &State) -> Result<(), String> {
     let validate = run(state, Action::ValidateAll, None);
     if validate.status == OcfStatus::NotRunning {
         return Err("rule 1: validate-all answered 7".into());
+    }
+
+    // 4, as far as the fake can show it: the agent's own deadlines end every
+    // wait (a libvirt call that blocks, and the watchdog, are not modelled).
+    for (what, o) in [("probe", &probe), ("monitor", &recurring), ("start", &start), ("stop", &stop), ("validate-all", &validate)] {
+        if o.took > TIMEOUT {
+            return Err(format!("rule 4: {what} took {:?}, past its {TIMEOUT:?} timeout", o.took));
+        }
     }
     Ok(())
 }
