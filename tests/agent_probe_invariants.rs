@@ -14,7 +14,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use support::{agent, ensure_libvirtd, firmware_guest, rsctmp_for_this_test, virsh, GuestGuard, XorShift, HOST_URI};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{
+    agent, ensure_libvirtd, firmware_guest, process_alive, rsctmp_for_this_test, virsh, wait_for, GuestGuard,
+    PrivateHypervisor, XorShift, HOST_URI,
+};
 
 /// Per parameter: values that are valid, and values that are not.
 /// `/bin/false` as a monitor script is valid and fails: a failure (1), the
@@ -186,4 +191,62 @@ fn a_random_sample_of_states_never_hides_or_stops_the_running_guest() {
     let stop = call("stop", &env_of(&guest, &s, &remembered), &[]);
     assert_eq!(stop.code, 0, "seed {seed}: stop with {s:?}: {}", stop.stderr);
     assert_eq!(domain_id(&guest.name), None, "seed {seed}: stop answered 0 and the guest runs: {}", stop.stderr);
+}
+
+/// Resumes a stopped process on drop, so that a failing test leaves no frozen daemon.
+struct Frozen(i32);
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+    }
+}
+
+/// What the property test cannot model: the guest's emulator alive while
+/// libvirtd is frozen, then gone. The guest is found in /proc; a bad
+/// parameter still never makes it look stopped, probe and recurring monitor
+/// agree, and a stop under the same bad parameters kills the emulator.
+#[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
+fn with_libvirtd_frozen_or_down_a_bad_parameter_still_never_hides_the_guest() {
+    if !ensure_libvirtd() {
+        return;
+    }
+    let hv = PrivateHypervisor::start("probe-inv");
+    let mut guest = firmware_guest("vg-probe-nolv");
+    guest.track(&hv.uri);
+    let config = guest.xml.to_string_lossy().into_owned();
+    let base = [
+        ("OCF_RESKEY_config", config.as_str()),
+        ("OCF_RESKEY_hypervisor", hv.uri.as_str()),
+        ("OCF_RESKEY_CRM_meta_timeout", "8000"),
+        ("OCF_RESOURCE_INSTANCE", guest.name.as_str()),
+    ];
+    let start = agent("start", &base);
+    assert_eq!(start.code, 0, "start: {}", start.stderr);
+    let qemu = hv.qemu_pid(&guest.name).expect("qemu pid of the started guest");
+    let bad: Vec<(&str, &str)> = base.iter().copied().chain([("OCF_RESKEY_migration_transport", "bogus")]).collect();
+    let recurring: Vec<(&str, &str)> = bad.iter().copied().chain([("OCF_RESKEY_CRM_meta_interval", "10000")]).collect();
+
+    let daemon = hv.libvirtd_pid().expect("libvirtd pid") as i32;
+    kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
+    let frozen = Frozen(daemon);
+    let probe = agent("monitor", &bad);
+    let monitor = agent("monitor", &recurring);
+    assert_eq!(probe.code, 190, "libvirtd frozen, the watchdog answers from /proc and keeps the problem: {}", probe.stderr);
+    assert_eq!(probe.code, monitor.code, "probe {} / monitor {}", probe.stderr, monitor.stderr);
+    assert!(probe.elapsed < std::time::Duration::from_secs(8), "{:?}", probe.elapsed);
+    drop(frozen);
+
+    hv.kill_daemon();
+    assert!(process_alive(qemu), "killing libvirtd leaves the guest running");
+    let probe = agent("monitor", &bad);
+    let monitor = agent("monitor", &recurring);
+    assert_eq!(probe.code, 190, "libvirtd down, the emulator in /proc: {}", probe.stderr);
+    assert_eq!(monitor.code, 190, "{}", monitor.stderr);
+    assert!(probe.exit_reason().unwrap_or_default().contains("migration_transport"), "{}", probe.stderr);
+
+    let stop = agent("stop", &bad);
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    assert!(wait_for(std::time::Duration::from_secs(5), std::time::Duration::from_millis(50), || !process_alive(qemu)), "qemu {qemu} survived the stop");
+    assert_eq!(agent("monitor", &bad).code, 7, "stopped: now the probe may say not running");
 }

@@ -221,7 +221,8 @@ fn monitor_whatever_is_wrong(
         return with_vm(action, env, &params, config, host, monitor::monitor);
     };
     let invalid = problems.fold(first, |all, next| OcfError::new(all.status, format!("{}; {}", all.reason, next.reason)));
-    with_vm(action, env, &params, config, host, |vm| monitor::monitor_despite(vm, invalid))
+    let problem = Some(invalid.reason.clone());
+    with_vm_noting(action, env, &params, config, host, problem, |vm| monitor::monitor_despite(vm, invalid))
 }
 
 /// Arms the watchdog for the operation, connects to libvirt (once per call)
@@ -234,11 +235,25 @@ fn with_vm(
     host: &Host,
     act: impl FnOnce(&Vm) -> OcfResult,
 ) -> OcfResult {
+    with_vm_noting(action, env, params, config, host, None, act)
+}
+
+/// [`with_vm`] for a monitor that already knows `problem` with the
+/// configuration: the watchdog's answer from /proc keeps it.
+fn with_vm_noting(
+    action: Action,
+    env: &OcfEnv,
+    params: &Params,
+    config: LoadedConfig,
+    host: &Host,
+    problem: Option<String>,
+    act: impl FnOnce(&Vm) -> OcfResult,
+) -> OcfResult {
     let deadline = env.deadline(action);
     let files = StateFiles::new(&env.state_dir, &env.instance);
     let emulator = config.domain.emulator.clone().or_else(|| files.read(StateKey::Emulator)).map(PathBuf::from);
     if host.watchdog {
-        watchdog::arm(action, deadline, config.domain.name.clone(), emulator);
+        watchdog::arm(action, deadline, config.domain.name.clone(), emulator, problem);
     }
     let hv = host.connect(params.hypervisor.as_deref());
     let vm = Vm {
