@@ -352,6 +352,14 @@ impl FakeHypervisor {
         }
     }
 
+    /// Puts an owner tag into the definition of domain `name`, whatever its
+    /// state (`set_owner` tags only a running domain, as libvirt does live).
+    pub fn tag_definition(&self, name: &str, owner: &str) {
+        if let Some(d) = self.world().domains.get_mut(name) {
+            d.owner = Some(owner.to_owned());
+        }
+    }
+
     /// How the guest agent of domain `name` behaves from now on.
     pub fn set_guest_agent(&self, name: &str, agent: FakeAgent) {
         self.world().agents.insert(name.to_owned(), agent);

@@ -14,6 +14,11 @@ pub fn finish(result: Result<OcfStatus, OcfError>) -> OcfStatus {
             // Not running is an answer, not a failure to explain.
             if error.status == OcfStatus::NotRunning {
                 tracing::info!("{}", error.reason);
+            } else if error.status == OcfStatus::Degraded {
+                // Running, with something the operator must fix: crm_mon
+                // shows the reason next to the degraded result.
+                tracing::warn!("{}", error.reason);
+                eprintln!("ocf-exit-reason:{}", one_line(&error.reason));
             } else {
                 tracing::error!("{}", error.reason);
                 eprintln!("ocf-exit-reason:{}", one_line(&error.reason));

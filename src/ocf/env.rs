@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::deadline::Deadline;
-use super::params::{ParamError, Params};
 
 /// The environment of one agent call. Built from a lookup function so that
 /// tests can supply a map instead of the process environment.
@@ -73,10 +72,6 @@ fn parse_millis(text: &str) -> Option<u64> {
         return None;
     };
     number.trim().parse::<u64>().ok().map(|n| n * factor)
-}
-
-pub fn params_from_process() -> Result<Params, Vec<ParamError>> {
-    Params::from_lookup(|name| std::env::var(format!("OCF_RESKEY_{name}")).ok())
 }
 
 /// The actions of the agent, with the timeouts and intervals it advertises.

@@ -25,19 +25,19 @@ use crate::ocf::{Action, OcfEnv, OcfError, OcfResult, Params};
 use super::observe::{observe, Observation};
 use super::state_files::{StateFiles, StateKey};
 use super::validate::LoadedConfig;
-use super::{ownership, with_vm, Vm};
+use super::{ownership, with_vm, Host, Vm};
 
 /// Runs `action` without a config; `unreadable` says why it cannot be read.
-pub fn run(action: Action, env: &OcfEnv, params: &Params, path: &Path, unreadable: OcfError) -> OcfResult {
+pub fn run(action: Action, env: &OcfEnv, params: &Params, path: &Path, unreadable: OcfError, host: &Host) -> OcfResult {
     let probe = env.is_probe(action);
     if !matches!(action, Action::Monitor | Action::Status | Action::MigrateFrom) {
         return Err(invalid_environment(action, probe, unreadable));
     }
-    let Some(name) = known_domain(action, env, params) else {
+    let Some(name) = known_domain(action, env, params, host) else {
         return Err(invalid_environment(action, probe, unreadable));
     };
     let config = LoadedConfig { path: path.to_path_buf(), xml: String::new(), domain: DomainConfig::named(&name) };
-    with_vm(action, env, params, config, |vm| match action {
+    with_vm(action, env, params, config, host, |vm| match action {
         Action::MigrateFrom => Err(arrived(vm)),
         _ => monitor(vm, probe, unreadable),
     })
@@ -46,7 +46,7 @@ pub fn run(action: Action, env: &OcfEnv, params: &Params, path: &Path, unreadabl
 /// The domain of this resource on this node: remembered, or else the one
 /// whose owner tag names the resource (migrate_from waits a while for it
 /// to arrive).
-fn known_domain(action: Action, env: &OcfEnv, params: &Params) -> Option<String> {
+fn known_domain(action: Action, env: &OcfEnv, params: &Params, host: &Host) -> Option<String> {
     if let Some(name) = StateFiles::new(&env.state_dir, &env.instance).read(StateKey::Domain) {
         return Some(name);
     }
@@ -57,12 +57,13 @@ fn known_domain(action: Action, env: &OcfEnv, params: &Params) -> Option<String>
     let uri = params.hypervisor.clone();
     let instance = env.instance.clone();
     let wait = deadline.fraction(0.5);
+    let host = host.clone();
     let found = within(budget, move || {
-        let hv = crate::hypervisor::connect(uri.as_deref())?;
+        let hv = host.connect(uri.as_deref())?;
         Ok(if action == Action::MigrateFrom {
-            ownership::wait_for_owned(&hv, &instance, &wait)
+            ownership::wait_for_owned(&*hv, &instance, &wait)
         } else {
-            tagged_here(&hv, &instance)
+            tagged_here(&*hv, &instance)
         })
     });
     found.unwrap_or_else(|e| {
@@ -73,10 +74,11 @@ fn known_domain(action: Action, env: &OcfEnv, params: &Params) -> Option<String>
 
 /// [`tagged_here`] on a connection of its own, given up after `budget`
 /// (stop uses it before the watchdog is armed).
-pub fn tagged_here_within(uri: Option<&str>, instance: &str, budget: std::time::Duration) -> Option<String> {
+pub fn tagged_here_within(host: &Host, uri: Option<&str>, instance: &str, budget: std::time::Duration) -> Option<String> {
     let uri = uri.map(str::to_owned);
     let owner = instance.to_owned();
-    within(budget, move || Ok(tagged_here(&crate::hypervisor::connect(uri.as_deref())?, &owner))).unwrap_or_else(|e| {
+    let host = host.clone();
+    within(budget, move || Ok(tagged_here(&*host.connect(uri.as_deref())?, &owner))).unwrap_or_else(|e| {
         tracing::warn!("cannot look for a guest tagged with {instance}: {e}");
         None
     })
@@ -101,7 +103,11 @@ pub fn tagged_here(hv: &dyn Hypervisor, instance: &str) -> Option<String> {
 /// "vm1 runs here but its config /x/vm1.xml is missing", or why it is unusable.
 fn config_problem(vm: &Vm) -> String {
     let path = vm.config_path.display();
-    if vm.config_path.exists() {
+    if vm.config_path.as_os_str().is_empty() {
+        "its config parameter is not set".to_owned()
+    } else if !vm.config_path.is_absolute() {
+        format!("its config {path} is not an absolute path")
+    } else if vm.config_path.exists() {
         format!("its config {path} cannot be used")
     } else {
         format!("its config {path} is missing")

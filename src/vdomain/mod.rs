@@ -5,6 +5,8 @@
 pub(crate) mod config_file;
 pub(crate) mod cow;
 pub(crate) mod guest_health;
+#[cfg(test)]
+pub(crate) mod invariants;
 pub(crate) mod migrate_from;
 pub(crate) mod missing_config;
 pub(crate) mod monitor;
@@ -25,12 +27,13 @@ mod tests;
 pub mod migration;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::hypervisor::domain_xml::DomainConfig;
-use crate::hypervisor::{HvError, Hypervisor};
+use crate::hypervisor::{HvError, HvResult, Hypervisor};
 use crate::ocf::dispatch::{finish, invalid_environment, USAGE};
 use crate::ocf::params::{ParamType, TABLE};
-use crate::ocf::{env, metadata, Action, Deadline, OcfError, OcfEnv, OcfResult, OcfStatus, Params};
+use crate::ocf::{metadata, Action, Deadline, OcfError, OcfEnv, OcfResult, OcfStatus, Params};
 
 use state_files::{StateFiles, StateKey};
 use validate::{check_node, check_params, config_path, load_config, param_errors, LoadedConfig};
@@ -82,6 +85,40 @@ impl<'a> Vm<'a> {
     }
 }
 
+/// A connection to a hypervisor, whatever its kind.
+pub type Connection = Box<dyn Hypervisor + Send + Sync>;
+type Connector = dyn Fn(Option<&str>) -> HvResult<Connection> + Send + Sync;
+
+/// What an agent call reaches outside its own process: the hypervisor it
+/// connects to, and the watchdog that ends the process at the timeout. The
+/// binary uses libvirt and the watchdog; the in-process property test
+/// (`invariants`) runs the whole pipeline, validation and look-up included,
+/// on the fake, where a watchdog would exit the test process.
+#[derive(Clone)]
+pub struct Host {
+    connector: Arc<Connector>,
+    watchdog: bool,
+}
+
+impl Host {
+    pub fn libvirt() -> Host {
+        Host {
+            connector: Arc::new(|uri| crate::hypervisor::connect(uri).map(|hv| Box::new(hv) as Connection)),
+            watchdog: true,
+        }
+    }
+
+    /// Every connection made through `connect`, without a watchdog.
+    #[cfg(test)]
+    pub fn with(connect: impl Fn(Option<&str>) -> HvResult<Connection> + Send + Sync + 'static) -> Host {
+        Host { connector: Arc::new(connect), watchdog: false }
+    }
+
+    pub fn connect(&self, uri: Option<&str>) -> HvResult<Connection> {
+        (self.connector)(uri)
+    }
+}
+
 /// The agent entry point: `action` is argv[1] as Pacemaker passes it.
 pub fn run_agent(action: Option<&str>) -> OcfStatus {
     let env = OcfEnv::from_process();
@@ -103,13 +140,22 @@ pub fn run_agent(action: Option<&str>) -> OcfStatus {
             println!("{USAGE}");
             OcfStatus::Success
         }
-        _ => finish(run_action(action, &env, env::params_from_process())),
+        _ => {
+            let raw = |name: &str| std::env::var(format!("OCF_RESKEY_{name}")).ok();
+            finish(run_action(action, &env, &raw, &Host::libvirt()))
+        }
     }
 }
 
-fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::ocf::params::ParamError>>) -> OcfResult {
+/// One agent call after usage and meta-data: `raw(name)` is the text of
+/// `OCF_RESKEY_<name>`.
+pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Option<String>, host: &Host) -> OcfResult {
+    let params = Params::from_lookup(raw);
     if action == Action::Stop {
-        return stop_whatever_we_can(env, params.map_err(|e| param_errors(&e)));
+        return stop_whatever_we_can(env, params.map_err(|e| param_errors(&e)), raw, host);
+    }
+    if matches!(action, Action::Monitor | Action::Status) {
+        return monitor_whatever_is_wrong(action, env, params.map_err(|e| param_errors(&e)), raw, host);
     }
     let probe = env.is_probe(action);
     let invalid = |e: OcfError| invalid_environment(action, probe, e);
@@ -118,20 +164,65 @@ fn run_action(action: Action, env: &OcfEnv, params: Result<Params, Vec<crate::oc
     check_params(&params).map_err(invalid)?;
     let config = match load_config(&path) {
         Ok(config) => config,
-        Err(unreadable) => return missing_config::run(action, env, &params, &path, unreadable),
+        Err(unreadable) => return missing_config::run(action, env, &params, &path, unreadable, host),
     };
     check_node(&params, &config).map_err(invalid)?;
     guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).map_err(invalid)?;
     if action == Action::ValidateAll {
         return Ok(OcfStatus::Success);
     }
-    with_vm(action, env, &params, config, |vm| match action {
+    with_vm(action, env, &params, config, host, |vm| match action {
         Action::Start => start::start(vm),
-        Action::Monitor | Action::Status => monitor::monitor(vm),
         Action::MigrateFrom => migrate_from::migrate_from(vm),
         Action::MigrateTo => migrate_to(vm),
-        Action::Stop | Action::MetaData | Action::ValidateAll | Action::Usage => unreachable!("handled above"),
+        Action::Monitor | Action::Status | Action::Stop | Action::MetaData | Action::ValidateAll | Action::Usage => {
+            unreachable!("handled above")
+        }
     })
+}
+
+/// monitor and probe look for the guest before they judge the parameters:
+/// a parameter that does not stop the agent from finding the guest (a
+/// migration option, the shutdown mode, the monitor depth...) must never
+/// make a running guest look stopped (issue 23). Only the config parameter
+/// and the hypervisor URI find the guest, and both are free text, so they
+/// are known even when another parameter does not parse. Whatever else is
+/// wrong is reported by `monitor::monitor_despite`: running-but-degraded
+/// when the guest runs, the invalid-environment rules when it does not.
+fn monitor_whatever_is_wrong(
+    action: Action,
+    env: &OcfEnv,
+    params: Result<Params, OcfError>,
+    raw: &dyn Fn(&str) -> Option<String>,
+    host: &Host,
+) -> OcfResult {
+    let mut problems = Vec::new();
+    let params = params.unwrap_or_else(|e| {
+        problems.push(e);
+        text_params_only(raw)
+    });
+    let path = match config_path(&params) {
+        Ok(path) => path,
+        // No usable config path: the guest can still be known here.
+        Err(unset) => {
+            let path = PathBuf::from(params.config.clone().unwrap_or_default());
+            return missing_config::run(action, env, &params, &path, unset, host);
+        }
+    };
+    problems.extend(check_params(&params).err());
+    let config = match load_config(&path) {
+        Ok(config) => config,
+        Err(unreadable) => return missing_config::run(action, env, &params, &path, unreadable, host),
+    };
+    problems.extend(check_node(&params, &config).err());
+    problems.extend(guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).err());
+    let mut problems = problems.into_iter();
+    let Some(first) = problems.next() else {
+        return with_vm(action, env, &params, config, host, monitor::monitor);
+    };
+    let invalid = problems.fold(first, |all, next| OcfError::new(all.status, format!("{}; {}", all.reason, next.reason)));
+    let problem = Some(invalid.reason.clone());
+    with_vm_noting(action, env, &params, config, host, problem, |vm| monitor::monitor_despite(vm, invalid))
 }
 
 /// Arms the watchdog for the operation, connects to libvirt (once per call)
@@ -141,13 +232,30 @@ fn with_vm(
     env: &OcfEnv,
     params: &Params,
     config: LoadedConfig,
+    host: &Host,
+    act: impl FnOnce(&Vm) -> OcfResult,
+) -> OcfResult {
+    with_vm_noting(action, env, params, config, host, None, act)
+}
+
+/// [`with_vm`] for a monitor that already knows `problem` with the
+/// configuration: the watchdog's answer from /proc keeps it.
+fn with_vm_noting(
+    action: Action,
+    env: &OcfEnv,
+    params: &Params,
+    config: LoadedConfig,
+    host: &Host,
+    problem: Option<String>,
     act: impl FnOnce(&Vm) -> OcfResult,
 ) -> OcfResult {
     let deadline = env.deadline(action);
     let files = StateFiles::new(&env.state_dir, &env.instance);
     let emulator = config.domain.emulator.clone().or_else(|| files.read(StateKey::Emulator)).map(PathBuf::from);
-    watchdog::arm(action, deadline, config.domain.name.clone(), emulator);
-    let hv = crate::hypervisor::connect(params.hypervisor.as_deref());
+    if host.watchdog {
+        watchdog::arm(action, deadline, config.domain.name.clone(), emulator, problem);
+    }
+    let hv = host.connect(params.hypervisor.as_deref());
     let vm = Vm {
         action,
         params,
@@ -157,7 +265,7 @@ fn with_vm(
         config_path: config.path,
         config_xml: config.xml,
         domain: config.domain,
-        hv: hv.as_ref().map(|h| h as &dyn Hypervisor).map_err(Clone::clone),
+        hv: hv.as_ref().map(|h| &**h as &dyn Hypervisor).map_err(Clone::clone),
     };
     act(&vm)
 }
@@ -166,14 +274,25 @@ fn with_vm(
 /// the config and, when the config is gone or names another domain, the one
 /// this resource runs here (remembered under HA_RSCTMP, or else found by its
 /// owner tag). Only when none is known can nothing be running: success.
-fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfResult {
+fn stop_whatever_we_can(
+    env: &OcfEnv,
+    params: Result<Params, OcfError>,
+    raw: &dyn Fn(&str) -> Option<String>,
+    host: &Host,
+) -> OcfResult {
     let params = params.unwrap_or_else(|e| {
         tracing::warn!("{}; stopping with default settings", e.reason);
-        text_params_only()
+        text_params_only(raw)
     });
     let remembered = StateFiles::new(&env.state_dir, &env.instance).read(StateKey::Domain);
     let (config, others) = match config_path(&params).and_then(|p| load_config(&p)) {
         Ok(config) => {
+            // Not remembered here: a domain carrying this resource's tag
+            // under another name is the guest of a replaced config.
+            let remembered = remembered.or_else(|| {
+                let budget = env.deadline(Action::Stop).fraction(0.3).remaining();
+                missing_config::tagged_here_within(host, params.hypervisor.as_deref(), &env.instance, budget)
+            });
             let old = remembered.filter(|old| *old != config.domain.name);
             if let Some(old) = &old {
                 tracing::warn!("config {} now names {}; stopping {old} too, which this resource ran here", config.path.display(), config.domain.name);
@@ -183,7 +302,7 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
         Err(e) => {
             let found = remembered.map(|name| (name, "which this resource runs here")).or_else(|| {
                 let budget = env.deadline(Action::Stop).fraction(0.3).remaining();
-                missing_config::tagged_here_within(params.hypervisor.as_deref(), &env.instance, budget)
+                missing_config::tagged_here_within(host, params.hypervisor.as_deref(), &env.instance, budget)
                     .map(|name| (name, "which carries this resource's owner tag"))
             });
             let Some((name, why)) = found else {
@@ -195,7 +314,7 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
             (LoadedConfig { path, xml: String::new(), domain: DomainConfig::named(&name) }, None)
         }
     };
-    with_vm(Action::Stop, env, &params, config, |vm| {
+    with_vm(Action::Stop, env, &params, config, host, |vm| {
         if let Some(old) = &others {
             stop::stop(&vm.for_domain(old))?;
         }
@@ -203,13 +322,13 @@ fn stop_whatever_we_can(env: &OcfEnv, params: Result<Params, OcfError>) -> OcfRe
     })
 }
 
-/// The parameters with only the free-text ones taken from the environment
-/// (they cannot be malformed) and every other one at its default.
-fn text_params_only() -> Params {
+/// The parameters with only the free-text ones taken from `raw` (they
+/// cannot be malformed) and every other one at its default.
+fn text_params_only(raw: &dyn Fn(&str) -> Option<String>) -> Params {
     Params::from_lookup(|name| {
         let text = TABLE.iter().any(|p| p.name == name && p.kind == ParamType::String);
         if text {
-            std::env::var(format!("OCF_RESKEY_{name}")).ok()
+            raw(name)
         } else {
             None
         }

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::hypervisor::Health;
+use crate::ocf::dispatch::invalid_environment;
 use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
@@ -28,10 +29,14 @@ pub fn monitor(vm: &Vm) -> OcfResult {
             drbd_health(vm)
         }
         Observation::Libvirt { health: Health::Stopped, .. } => {
+            ownership::check_renamed_by_tag(vm)?;
             Err(OcfError::not_running(format!("{} is not running", vm.name())))
         }
         Observation::Libvirt { health: Health::Failed(reason), state } => {
             let active = state.is_some_and(|s| s.is_active());
+            if !active {
+                ownership::check_renamed_by_tag(vm)?;
+            }
             if probe && !active {
                 Err(OcfError::not_running(format!("{} is not running: {reason}", vm.name())))
             } else {
@@ -45,6 +50,53 @@ pub fn monitor(vm: &Vm) -> OcfResult {
             Err(OcfError::not_running(format!("{} is not running ({why})", vm.name())))
         }
     }
+}
+
+/// monitor and probe when validation found `invalid` (a parameter, the
+/// node, the monitor depth) but the config still names the guest. Whether
+/// the guest runs is what Pacemaker acts on, so that is looked at first,
+/// exactly as the valid monitor does, and probe and recurring monitor give
+/// the same answer for a guest that runs:
+/// - it runs and is healthy: OCF_DEGRADED (190) with the problem as exit
+///   reason. Pacemaker counts 190 as running and recovers nothing, and
+///   crm_mon shows the reason. A failure (1) here would make Pacemaker stop
+///   the guest and start it again, and that start fails the same validation:
+///   an outage caused by, say, a typo in a migration option. The checks the
+///   invalid setting is about (monitor scripts, guest agent) are not run:
+///   the operator must fix the configuration, which is what 190 says;
+/// - it is active but failed, or libvirt keeps reporting no state: 1, as
+///   with valid parameters;
+/// - it does not run: the usual invalid-environment rules (probe 7,
+///   recurring monitor 1).
+pub fn monitor_despite(vm: &Vm, invalid: OcfError) -> OcfResult {
+    let probe = vm.env.is_probe(vm.action);
+    ownership::check_renamed(vm)?;
+    let observation = observe(vm, &vm.deadline.fraction(0.5));
+    match &observation {
+        Observation::Libvirt { health: Health::Running, .. } | Observation::ProcessAlive { .. } => {}
+        Observation::Libvirt { health: Health::Failed(reason), state } if state.is_some_and(|s| s.is_active()) => {
+            return Err(OcfError::generic(format!("{}: {reason}; besides, {}", vm.name(), invalid.reason)));
+        }
+        Observation::Libvirt { health: Health::Transitional, .. } => {
+            return Err(OcfError::generic(format!("libvirt reports no state for {}", vm.name())));
+        }
+        Observation::Libvirt { .. } => {
+            ownership::check_renamed_by_tag(vm)?;
+            return Err(invalid_environment(vm.action, probe, invalid));
+        }
+        Observation::ProcessGone { .. } => return Err(invalid_environment(vm.action, probe, invalid)),
+    }
+    match &vm.hv {
+        Ok(hv) if matches!(observation, Observation::Libvirt { .. }) => ownership::adopt(vm, *hv),
+        _ => {
+            if let Err(e) = ownership::remember(vm) {
+                tracing::error!("{}", e.reason);
+            }
+        }
+    }
+    // DRBD trouble under the guest is a failure whatever else is wrong.
+    drbd_health(vm)?;
+    Err(OcfError::new(OcfStatus::Degraded, format!("{} runs here, but {}", vm.name(), invalid.reason)))
 }
 
 /// The DRBD volumes under a running guest. Lost quorum or suspended I/O

@@ -150,6 +150,29 @@ pub fn check_renamed(vm: &Vm) -> OcfResult<()> {
     Ok(())
 }
 
+/// The config names a domain that does not run here, yet another domain
+/// carrying this resource's owner tag does, and this node does not remember
+/// it (HA_RSCTMP was emptied, or an older virtguard started it): the config
+/// was replaced. Same answer as [`check_renamed`], and the old domain is
+/// remembered from now on, so that the stop Pacemaker sends next finds it.
+/// Asked only once the config's domain is known not to run: the steady-state
+/// monitor of a running guest makes no extra libvirt call.
+pub fn check_renamed_by_tag(vm: &Vm) -> OcfResult<()> {
+    let Ok(hv) = &vm.hv else { return Ok(()) };
+    let Some(old) = super::missing_config::tagged_here(*hv, &vm.env.instance).filter(|old| old != vm.name()) else {
+        return Ok(());
+    };
+    if let Err(e) = vm.files().write(StateKey::Domain, &old) {
+        tracing::error!("cannot remember {old}: {e}");
+    }
+    Err(OcfError::generic(format!(
+        "config {} names {}, but {old}, which carries the owner tag of {}, runs here; stop {old} first",
+        vm.config_path.display(),
+        vm.name(),
+        vm.env.instance
+    )))
+}
+
 /// Active domains here whose tag names `instance`.
 pub fn owned_by(hv: &dyn Hypervisor, instance: &str) -> Result<Vec<String>, HvError> {
     let mut owned = Vec::new();

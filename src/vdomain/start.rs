@@ -29,6 +29,8 @@ pub fn start(vm: &Vm) -> OcfResult {
         }
         _ => {}
     }
+    // Never a second instance of this resource's guest under the old name.
+    ownership::check_renamed_by_tag(vm)?;
     systemd::ensure_ordering(&vm.deadline);
     super::drbd_gate(vm, &crate::drbd::Purpose::Start)?;
     if vm.params.start_resources {

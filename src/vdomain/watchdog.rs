@@ -35,15 +35,18 @@ pub fn signal_deadline(operation: &Deadline) -> Deadline {
     operation.before(Duration::from_millis(100))
 }
 
-/// Starts the watchdog for the operation ending at `deadline`.
-pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<PathBuf>) {
+/// Starts the watchdog for the operation ending at `deadline`. `problem`:
+/// what a monitor already knows is wrong with the configuration, kept in
+/// its answer if the watchdog has to give it (a running guest is then
+/// degraded, not plainly healthy).
+pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<PathBuf>, problem: Option<String>) {
     let fire_at = deadline.before(margin(deadline.total()) / 2);
     let spawned = std::thread::Builder::new().name("watchdog".into()).spawn(move || {
         while fire_at.sleep(Duration::from_secs(3600)) {}
         let status = if action == Action::Stop {
             stop_by_signal(&domain, emulator.as_deref(), &deadline)
         } else if matches!(action, Action::Monitor | Action::Status) {
-            monitor_by_process(&domain, emulator.as_deref())
+            monitor_by_process(&domain, emulator.as_deref(), problem.as_deref())
         } else {
             finish(Err(OcfError::generic(format!(
                 "{} of {domain} did not finish within {:.0}s (libvirt stopped answering?)",
@@ -62,11 +65,14 @@ pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<
 
 /// A frozen libvirtd says nothing about the guest: its emulator process does.
 /// Failing the monitor here would make the cluster kill a healthy guest.
-fn monitor_by_process(domain: &str, emulator: Option<&Path>) -> OcfStatus {
+fn monitor_by_process(domain: &str, emulator: Option<&Path>, problem: Option<&str>) -> OcfStatus {
     let result = match find_emulator(Path::new(PROC_ROOT), domain, emulator) {
         Some(p) => {
             tracing::warn!("libvirt did not answer in time; emulator pid {} of {domain} is alive", p.pid);
-            Ok(OcfStatus::Success)
+            match problem {
+                Some(problem) => Err(OcfError::new(OcfStatus::Degraded, format!("{domain} runs here, but {problem}"))),
+                None => Ok(OcfStatus::Success),
+            }
         }
         None => Err(OcfError::not_running(format!("libvirt did not answer in time and {domain} has no emulator process"))),
     };
