@@ -151,6 +151,11 @@ pub struct MigrationScript {
     pub failure_pauses_source: bool,
     /// After an abort the migration call never returns.
     pub hangs_after_abort: bool,
+    /// A daemon restart on the source does not end the migration call: it
+    /// never returns (libvirt's client-driven migration can be left waiting
+    /// on the target, as in the systemd lab). The restarted daemon cancels
+    /// the job all the same: the guest stays here.
+    pub call_outlives_restart: bool,
 }
 
 impl Default for MigrationScript {
@@ -162,6 +167,7 @@ impl Default for MigrationScript {
             fails: None,
             failure_pauses_source: false,
             hangs_after_abort: false,
+            call_outlives_restart: false,
         }
     }
 }
@@ -702,10 +708,11 @@ impl MigrationCall for FakeMigrationCall {
             return Some(self.finish(Err(canceled)));
         }
         let mut end = next_end(&w.script, m);
-        // A daemon restart before the job's own end ends the call.
+        // A daemon restart before the job's own end ends the call, or
+        // leaves it waiting for ever.
         if let Some(down) = w.restart.map(|r| r.down).filter(|down| *down >= m.started) {
             if end.as_ref().is_none_or(|(at, _)| down < *at) {
-                end = Some((down, Err(closed_by_restart())));
+                end = (!w.script.call_outlives_restart).then(|| (down, Err(closed_by_restart())));
             }
         }
         drop(w);

@@ -247,6 +247,29 @@ fn a_source_restart_mid_migration_is_answered_over_a_fresh_connection_at_once() 
     lab.assert_only_on_source();
 }
 
+/// The systemd lab's case (issue 19): the migration call does not return
+/// when the source's daemon restarts. The closed control connection must
+/// stop the watch at once; the restarted daemon, asked over a fresh
+/// connection, then says where the guest is. Before, the driver kept
+/// polling the dead connection until the cutoff (108 s of 120 s).
+#[test]
+fn a_source_restart_that_leaves_the_migration_call_hanging_is_noticed_at_once() {
+    let script = MigrationScript { call_outlives_restart: true, ..never_converging(256 * MIB) };
+    let lab = source_restarting(script, Duration::from_secs(3), Duration::from_secs(4));
+    let (result, took) = lab.migrate(&[]);
+    let reason = reason_of(result);
+    assert!(
+        reason.starts_with(&format!("{NAME}: migration to node2 interrupted at "))
+            && reason.contains("the connection to node1's hypervisor was closed"),
+        "{reason}"
+    );
+    assert!(reason.ends_with(&format!("; {NAME} still runs on node1")), "{reason}");
+    assert!(!called(&lab.source, |c| matches!(c, Call::AbortJob(_))), "no abort over the closed connection");
+    // Closed at 3 s, noticed at the next poll; the daemon takes connections again at 7 s.
+    assert!(took >= Duration::from_secs(7) && took < Duration::from_secs(8), "{took:?}");
+    lab.assert_only_on_source();
+}
+
 #[test]
 fn a_source_restart_that_leaves_the_guest_paused_resumes_it_over_the_fresh_connection() {
     let script = MigrationScript { failure_pauses_source: true, ..never_converging(256 * MIB) };
