@@ -21,7 +21,7 @@ mod scale;
 
 use support::cluster as lab;
 use lab::{other, progress, Lab, Op, NODES};
-use support::sampler::{now_ms, Findings, Sampler};
+use support::sampler::{now_ms, Findings, Reading, Sample, Sampler};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -48,6 +48,8 @@ fn cluster_scenarios() {
     let provider = std::env::var("VG_CLUSTER_PROVIDER").unwrap_or_else(|_| "virtguard".into());
     // VG_CLUSTER_AGENT_BINARY: another build of virtguard (e.g. the installed one).
     let agent_binary = std::env::var_os("VG_CLUSTER_AGENT_BINARY").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_virtguard")), PathBuf::from);
+    // A missing piece is a failure that names it, never a silent pass; to
+    // leave the lab tests out, build without the lab feature.
     if let Err(missing) = prerequisites(&provider, &agent_binary) {
         support::missing_prerequisite(&format!("the cluster scenarios: {missing}"));
     }
@@ -461,9 +463,32 @@ impl<'a> Run<'a> {
         agent_guest_control(lab, &node, "agent-stop");
         let failed = |lab: &Lab| !lab.failcount(rsc, &node).is_empty() && lab.failcount(rsc, &node) != "0";
         if self.provider != "virtguard" {
-            // Interval + grace + two more monitors: nothing happens.
-            std::thread::sleep(Duration::from_secs(10 + GRACE_S + 20));
-            self.check(!failed(lab), || format!("the classic agent noticed the hung guest: fail-count {}", lab.failcount(rsc, &node)));
+            // Positive control first: the classic agent's own monitor at the
+            // same depth, run on the node against the hung guest, says
+            // "running". That, not a quiet minute, is what "never notices" means.
+            let config_env = format!("OCF_RESKEY_config={config}");
+            let instance = format!("OCF_RESOURCE_INSTANCE={rsc}");
+            let classic = lab.run(&node, &[
+                "env", "OCF_ROOT=/usr/lib/ocf", &instance, &config_env, "OCF_RESKEY_hypervisor=qemu:///system", "OCF_CHECK_LEVEL=10",
+                "/usr/lib/ocf/resource.d/heartbeat/VirtualDomain", "monitor",
+            ]);
+            self.check(classic.status.code() == Some(0), || {
+                format!("the classic monitor at depth 10 should say running for the hung guest: {:?} {}", classic.status, String::from_utf8_lossy(&classic.stderr))
+            });
+            // Then Pacemaker's record, watched over the time virtguard would
+            // need (interval + grace + two more monitors): the recurring
+            // monitor stays as requested, rc 0, and nothing fails.
+            let window = Duration::from_secs(10 + GRACE_S + 20);
+            let unchanged = |lab: &Lab| {
+                let history = lab.history();
+                let monitor = history.iter().find(|o| o.resource() == rsc && o.node() == node && o.operation() == "monitor" && o.attr("interval") == "10000");
+                monitor.is_some_and(|m| m.rc() == 0 && m.call_id() <= since.get(&node).copied().unwrap_or(0)) && !failed(lab)
+            };
+            let watch = Instant::now();
+            while watch.elapsed() < window {
+                self.check(unchanged(lab), || format!("the classic agent noticed the hung guest after {:.0}s:\n{}", watch.elapsed().as_secs_f64(), describe_history(&lab.history(), rsc)));
+                std::thread::sleep(Duration::from_secs(1));
+            }
             self.assert_runs_only_on(rsc, rsc, &node);
             self.figure("guest OS hung (agent frozen): noticed by the monitor", format!("never within {}s", t.elapsed().as_secs()));
             // Thawed before the stop: with the agent frozen, the classic stop's
@@ -589,21 +614,17 @@ impl<'a> Run<'a> {
         lab.crm(&["pcs", "resource", "enable", rsc]);
         lab.wait_idle();
         self.assert_runs_only_on(rsc, rsc, has_config);
-        let history = lab.history();
-        let start_failure = history.iter().find(|o| o.resource() == rsc && o.node() == lacks_config && o.operation() == "start");
-        match start_failure {
-            Some(op) => {
-                self.check(op.rc() == 5 && !op.attr("exit-reason").is_empty(), || {
-                    format!("start on {lacks_config} without config should fail with rc 5 (not installed) and a reason: {}", op.describe())
-                });
-                let failures = lab.crm(&["crm_mon", "-1", "--output-as=xml"]);
-                self.check(failures.contains(&format!("op_key=\"{rsc}_start_0\"")) && failures.contains("exitreason=\""), || {
-                    format!("crm_mon does not show the failed start with its reason:\n{failures}")
-                });
-                self.figure("exit reason for a config missing on one node", op.attr("exit-reason").to_owned());
-            }
-            None => progress("  (the cluster never tried the node without config)"),
-        }
+        // The preference makes Pacemaker try that node first (its probe says
+        // "not running"): a start never tried there is a failure, not a pass.
+        let op = self.refused_start(rsc, lacks_config, "the node without the config is preferred");
+        self.check(op.rc() == 5 && !op.attr("exit-reason").is_empty(), || {
+            format!("start on {lacks_config} without config should fail with rc 5 (not installed) and a reason: {}", op.describe())
+        });
+        let failures = lab.crm(&["crm_mon", "-1", "--output-as=xml"]);
+        self.check(failures.contains(&format!("op_key=\"{rsc}_start_0\" node=\"{lacks_config}\"")) && failures.contains("exitreason=\""), || {
+            format!("crm_mon does not show the failed start on {lacks_config} with its reason:\n{failures}")
+        });
+        self.figure("exit reason for a config missing on one node", op.attr("exit-reason").to_owned());
         // Re-probe the node without the config: "not running", no error, no fencing.
         lab.crm(&["crm_resource", "--refresh", "-r", rsc, "-N", lacks_config]);
         lab.wait_idle();
@@ -706,18 +727,12 @@ impl<'a> Run<'a> {
         lab.wait_idle();
 
         self.assert_runs_only_on(rsc, rsc, fresh);
-        let history = lab.history();
-        let refused = history.iter().find(|o| o.resource() == rsc && o.node() == stale && o.operation() == "start");
-        match refused {
-            Some(op) => {
-                let reason = op.attr("exit-reason");
-                self.check(op.rc() == 1 && reason.contains("r0") && reason.contains("Outdated"), || {
-                    format!("the start on the stale node must be refused (rc 1) naming r0 and its state: {}", op.describe())
-                });
-                self.figure("DRBD gate exit reason", reason.to_owned());
-            }
-            None => self.fail(&format!("the cluster never tried the stale node {stale}:\n{}", describe_history(&history, rsc))),
-        }
+        let op = self.refused_start(rsc, stale, "the stale node is preferred");
+        let reason = op.attr("exit-reason");
+        self.check(op.rc() == 1 && reason.contains("r0") && reason.contains("Outdated"), || {
+            format!("the start on the stale node must be refused (rc 1) naming r0 and its state: {}", op.describe())
+        });
+        self.figure("DRBD gate exit reason", reason.to_owned());
         let mon = lab.crm(&["crm_mon", "-1", "--output-as=xml"]);
         self.check(mon.contains(&format!("op_key=\"{rsc}_start_0\" node=\"{stale}\"")), || format!("crm_mon does not show the refusal:\n{mon}"));
         self.assert_no_fencing_since(fences, "scenario 8");
@@ -727,6 +742,36 @@ impl<'a> Run<'a> {
         lab.wait_idle();
         self.remove_fake_drbd(fresh);
         self.remove_fake_drbd(stale);
+    }
+
+    /// The start of `rsc` that Pacemaker tried on `node` (its last failure
+    /// record keeps it after the stop that follows). Scenarios 6a and 8 make
+    /// the cluster prefer that node, so a start never tried there fails the
+    /// scenario: the checks of its refusal must not be skipped.
+    fn refused_start(&self, rsc: &str, node: &str, why: &str) -> Op {
+        let history = self.lab.history();
+        let tried = history.iter().filter(|o| o.resource() == rsc && o.node() == node && o.operation() == "start").min_by_key(|o| o.rc() == 0);
+        match tried {
+            Some(op) => op.clone(),
+            None => self.fail(&format!("the cluster never tried to start {rsc} on {node} ({why}):\n{}", describe_history(&history, rsc))),
+        }
+    }
+
+    /// Waits (bounded) until the sampler has taken a round at or after
+    /// `after_ms` for which `holds` is true: what is judged afterwards then
+    /// covers the state named, instead of a pause that hopes it does.
+    fn sampled(&self, what: &str, after_ms: u64, holds: impl Fn(&Sample) -> bool) {
+        self.lab.poll(&format!("the sampler to see {what}"), Duration::from_secs(30), || {
+            self.sampler().samples().iter().any(|s| s.at_ms >= after_ms && holds(s)).then_some(())
+        });
+    }
+
+    /// A round in which libvirt on both nodes answered and `rsc` ran on exactly `nodes`.
+    fn runs_exactly_on(sample: &Sample, rsc: &str, nodes: &[String]) -> bool {
+        NODES.iter().zip(sample.nodes.iter()).all(|(node, reading)| match reading {
+            Reading::Answered(running) => running.contains(rsc) == nodes.iter().any(|n| n == node),
+            Reading::Unanswered { .. } => false,
+        })
     }
 
     /// A node-local copy of the guest's config (as on storage only that node mounts).
@@ -784,7 +829,8 @@ impl<'a> Run<'a> {
 
         let since = now_ms();
         self.sampler().expect_running(rsc, Duration::from_secs(60));
-        std::thread::sleep(Duration::from_secs(2));
+        // The judged rounds start with the guest seen running at home.
+        self.sampled(&format!("{rsc} running on {home} only"), since, |s| Self::runs_exactly_on(s, rsc, &[home.to_owned()]));
         // The share is no longer mounted on the running node; the cluster reprobes.
         lab.must(home, &["mv", &local, &format!("{local}.away")]);
         lab.crm(&["crm_resource", "--refresh", "-r", rsc]);
@@ -812,7 +858,10 @@ impl<'a> Run<'a> {
             });
         }
         lab.wait_idle();
-        std::thread::sleep(Duration::from_secs(3));
+        // The judged rounds end with the state the cluster settled in, seen by the sampler.
+        let idle = now_ms();
+        let located = lab.located(rsc);
+        self.sampled(&format!("{rsc} running where Pacemaker locates it ({located:?})"), idle, |s| Self::runs_exactly_on(s, rsc, &located));
         self.figure("config gone: failures crm_mon showed during the recovery", format!("{seen:?}"));
         self.figure("config gone: failures crm_mon shows at the end", format!("{:?}", failures_shown()));
         self.judge("config gone on the running node", rsc, since);
@@ -843,10 +892,14 @@ impl<'a> Run<'a> {
         let log_before = lab.pacemaker_log(bare).len();
         let since = now_ms();
         self.sampler().expect_running(rsc, Duration::from_secs(60));
-        std::thread::sleep(Duration::from_secs(2));
+        // The judged rounds start with the guest seen running at home ...
+        self.sampled(&format!("{rsc} running on {home} only"), since, |s| Self::runs_exactly_on(s, rsc, &[home.to_owned()]));
         lab.crm(&["crm_resource", "--move", "-r", rsc, "-N", bare]);
         lab.wait_idle();
-        std::thread::sleep(Duration::from_secs(3));
+        // ... and end with the state the cluster settled in.
+        let idle = now_ms();
+        let located = lab.located(rsc);
+        self.sampled(&format!("{rsc} running where Pacemaker locates it ({located:?})"), idle, |s| Self::runs_exactly_on(s, rsc, &located));
 
         let history = lab.history();
         for (node, operation) in [(home, "migrate_to"), (bare, "migrate_from"), (bare, "stop")] {
@@ -906,7 +959,17 @@ fn agent_guest_control(lab: &Lab, node: &str, word: &str) {
         .unwrap_or_else(|| lab.fail(&format!("no control socket of {GUEST_WITH_AGENT} under {}", channels.display())));
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connecting the control socket");
     stream.write_all(format!("{word}\n").as_bytes()).expect("writing the control word");
-    std::thread::sleep(Duration::from_secs(1));
+    // Done when libvirt sees the agent as the word says: silent after
+    // agent-stop, answering after agent-cont.
+    let answering = match word {
+        "agent-stop" => false,
+        "agent-cont" => true,
+        _ => return,
+    };
+    let ping = ["virsh", "-c", "qemu:///system", "qemu-agent-command", "--timeout", "2", GUEST_WITH_AGENT, r#"{"execute":"guest-ping"}"#];
+    lab.poll(&format!("the guest agent to be {} after {word}", if answering { "answering" } else { "silent" }), Duration::from_secs(60), || {
+        (lab.run(node, &ping).status.success() == answering).then_some(())
+    });
 }
 
 fn drbd_events2(role: &str, may_promote: &str, disk: &str, peer: &str) -> String {

@@ -151,6 +151,11 @@ pub struct MigrationScript {
     pub failure_pauses_source: bool,
     /// After an abort the migration call never returns.
     pub hangs_after_abort: bool,
+    /// A daemon restart on the source does not end the migration call: it
+    /// never returns (libvirt's client-driven migration can be left waiting
+    /// on the target, as in the systemd lab). The restarted daemon cancels
+    /// the job all the same: the guest stays here.
+    pub call_outlives_restart: bool,
 }
 
 impl Default for MigrationScript {
@@ -162,6 +167,7 @@ impl Default for MigrationScript {
             fails: None,
             failure_pauses_source: false,
             hangs_after_abort: false,
+            call_outlives_restart: false,
         }
     }
 }
@@ -206,6 +212,9 @@ struct World {
 struct DaemonRestart {
     down: Instant,
     up: Instant,
+    /// New connections hang until `up` (a socket systemd keeps open)
+    /// instead of being refused.
+    connects_hang: bool,
 }
 
 /// The fake; clones share one world (like two connections to one host).
@@ -331,7 +340,19 @@ impl FakeHypervisor {
     pub fn restarting_daemon_after(self, after: Duration, down_for: Duration) -> Self {
         let mut w = self.world();
         let down = w.clock.now() + after;
-        w.restart = Some(DaemonRestart { down, up: down + down_for });
+        w.restart = Some(DaemonRestart { down, up: down + down_for, connects_hang: false });
+        drop(w);
+        self
+    }
+
+    /// [`FakeHypervisor::restarting_daemon_after`] behind a listening
+    /// socket that stays open, as systemd's socket units keep it: a new
+    /// connection is not refused while the daemon is down but waits, until
+    /// the daemon is up or the caller's budget is spent.
+    pub fn restarting_daemon_behind_a_socket_after(self, after: Duration, down_for: Duration) -> Self {
+        let mut w = self.world();
+        let down = w.clock.now() + after;
+        w.restart = Some(DaemonRestart { down, up: down + down_for, connects_hang: true });
         drop(w);
         self
     }
@@ -710,10 +731,11 @@ impl MigrationCall for FakeMigrationCall {
             return Some(self.finish(Err(canceled)));
         }
         let mut end = next_end(&w.script, m);
-        // A daemon restart before the job's own end ends the call.
+        // A daemon restart before the job's own end ends the call, or
+        // leaves it waiting for ever.
         if let Some(down) = w.restart.map(|r| r.down).filter(|down| *down >= m.started) {
             if end.as_ref().is_none_or(|(at, _)| down < *at) {
-                end = Some((down, Err(closed_by_restart())));
+                end = (!w.script.call_outlives_restart).then(|| (down, Err(closed_by_restart())));
             }
         }
         drop(w);
@@ -732,7 +754,7 @@ impl MigrationCall for FakeMigrationCall {
 }
 
 impl LiveMigration for FakeHypervisor {
-    fn open_connection(&self, uri: &str, _budget: Duration) -> HvResult<SharedHypervisor> {
+    fn open_connection(&self, uri: &str, budget: Duration) -> HvResult<SharedHypervisor> {
         self.enter_without_connection(Call::OpenConnection(uri.to_owned()))?;
         let w = self.world();
         let daemon = if uri == w.uri {
@@ -747,7 +769,19 @@ impl LiveMigration for FakeHypervisor {
         };
         drop(w);
         let there = daemon.world();
-        let now = there.clock.now();
+        let mut now = there.clock.now();
+        if let Some(r) = there.restart.filter(|r| r.connects_hang && (r.down..r.up).contains(&now)) {
+            let clock = there.clock;
+            drop(there);
+            let wait = r.up.saturating_duration_since(now);
+            if wait > budget {
+                clock.sleep(budget);
+                return Err(HvError::new(HvErrorKind::Unreachable, format!("no answer within {:.1}s", budget.as_secs_f64())));
+            }
+            clock.sleep(wait);
+            now = clock.now();
+            return Ok(Arc::new(FakeHypervisor { opened: Some(now), ..daemon }));
+        }
         if there.restart.is_some_and(|r| (r.down..r.up).contains(&now)) {
             return Err(HvError::new(
                 HvErrorKind::Unreachable,

@@ -129,7 +129,18 @@ impl Run<'_> {
         let unmanaged: Vec<String> = lab::parse_elements(&mon, "resource").into_iter().filter(|r| r.get("managed").is_some_and(|m| m == "false")).filter_map(|r| r.get("id").cloned()).collect();
         self.check(unmanaged.is_empty(), || format!("{label}: still unmanaged: {unmanaged:?}"));
         self.check(!mon.contains("<failure "), || format!("{label}: failed actions:\n{mon}"));
-        self.check(!mon.contains("virtguard-adopt"), || format!("{label}: a mark is left:\n{mon}"));
+        // The mark and is-managed are meta attributes, which crm_mon's XML
+        // does not show: read them from the CIB, per guest. allow-migrate,
+        // set when each guest was created, proves the query sees them.
+        for guest in GUESTS {
+            let xpath = format!("//primitive[@id='{guest}']/meta_attributes");
+            let meta = self.lab.crm(&["cibadmin", "--query", "--xpath", &xpath]);
+            let pairs = lab::parse_elements(&meta, "nvpair");
+            let value = |name: &str| pairs.iter().find(|p| p.get("name").is_some_and(|n| n == name)).and_then(|p| p.get("value").cloned());
+            self.check(value("allow-migrate").as_deref() == Some("true"), || format!("{label}: {guest}'s meta attributes do not show allow-migrate=true:\n{meta}"));
+            self.check(value("virtguard-adopt").is_none(), || format!("{label}: {guest} still carries the virtguard-adopt mark:\n{meta}"));
+            self.check(value("is-managed").as_deref() != Some("false"), || format!("{label}: {guest} is left is-managed=false:\n{meta}"));
+        }
         let moves: Vec<String> = self
             .lab
             .history()

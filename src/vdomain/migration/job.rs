@@ -38,6 +38,12 @@ pub trait MigrationJob {
     /// target went away cannot complete: it is aborted at once rather than at
     /// the deadline.
     fn target_alive(&mut self) -> bool;
+    /// Whether the connection to the source's hypervisor (the one that
+    /// samples, aborts and switches the job) is still open. A restarted or
+    /// killed libvirtd closes it: the new daemon has taken the job over
+    /// (cancelled it, or found it done), nothing more can be done over the
+    /// old connection, and the migration call may not return for long.
+    fn source_alive(&mut self) -> bool;
 }
 
 /// The time limits and choices of one run of the driver.
@@ -128,6 +134,10 @@ pub enum Outcome {
     Aborted { cause: AbortCause, worker: Option<String>, abort_error: Option<String> },
     /// Post-copy was still running at the hard deadline.
     PostcopyUnfinished,
+    /// The connection to the source's hypervisor closed (its libvirtd
+    /// restarted or died) while the migration call had not returned: the
+    /// driver stopped at once; where the guest is must be asked anew.
+    SourceLost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +210,20 @@ pub fn drive(job: &mut dyn MigrationJob, limits: &DriverLimits, label: &str) -> 
         };
         if !postcopy && !job.target_alive() {
             return Report { outcome: abort(job, limits, label, &last, AbortCause::TargetLost), last };
+        }
+        if !postcopy && !job.source_alive() {
+            // The call usually fails at the same moment; give it one poll
+            // to say so, then stop: waiting for it could last until the
+            // cutoff, and the job now belongs to the source's new daemon.
+            let outcome = match job.wait(limits.poll.min(limits.hard.remaining())) {
+                Some(Ok(())) => Outcome::Completed { postcopy },
+                Some(Err(error)) => Outcome::Failed { error: error.message, postcopy },
+                None => {
+                    warn!("{label}: the connection to the source's hypervisor was closed (libvirtd restarted or died): not waiting for the migration call");
+                    Outcome::SourceLost
+                }
+            };
+            return Report { outcome, last };
         }
         match decide(limits.postcopy, postcopy, &obs) {
             Decision::Wait => {}
@@ -324,6 +348,9 @@ mod tests {
         target_lost_at: Option<u32>,
         /// The abort call never answers (it gives up after its budget).
         abort_hangs: bool,
+        /// The connection to the source closes at this poll; the call
+        /// itself never returns.
+        source_lost_at: Option<u32>,
     }
 
     impl Scripted {
@@ -339,6 +366,7 @@ mod tests {
                 hangs: false,
                 target_lost_at: None,
                 abort_hangs: false,
+                source_lost_at: None,
             }
         }
     }
@@ -377,6 +405,9 @@ mod tests {
         }
         fn target_alive(&mut self) -> bool {
             self.target_lost_at.is_none_or(|n| self.polls < n)
+        }
+        fn source_alive(&mut self) -> bool {
+            self.source_lost_at.is_none_or(|n| self.polls < n)
         }
     }
 
@@ -436,6 +467,27 @@ mod tests {
         let report = drive(&mut job, &l, "vm1");
         assert_eq!(report.outcome, Outcome::Aborted { cause: AbortCause::Deadline, worker: None, abort_error: None });
         assert_eq!(l.hard.elapsed(), Duration::from_millis(250), "waited for the worker until the hard deadline, no longer");
+    }
+
+    #[test]
+    fn a_closed_source_connection_stops_the_driver_at_once_without_an_abort() {
+        let mut job = Scripted::new(vec![stuck_sample(2)]);
+        job.source_lost_at = Some(3);
+        let l = limits(job.clock, 500, 800, PostcopyPolicy::Never);
+        let report = drive(&mut job, &l, "vm1");
+        assert_eq!(report.outcome, Outcome::SourceLost);
+        assert!(!job.aborted, "nothing to abort over a closed connection");
+        // Noticed at the third poll (30 ms), plus one poll's grace for the call's own error.
+        assert_eq!(l.hard.elapsed(), Duration::from_millis(40));
+    }
+
+    #[test]
+    fn a_call_that_fails_with_the_source_connection_reports_its_own_error() {
+        let mut job = Scripted::new(vec![stuck_sample(2)]);
+        job.source_lost_at = Some(3);
+        job.finish_after = Some(3);
+        let l = limits(job.clock, 500, 800, PostcopyPolicy::Never);
+        assert_eq!(drive(&mut job, &l, "vm1").outcome, Outcome::Completed { postcopy: false });
     }
 
     #[test]
@@ -517,6 +569,9 @@ mod tests {
                 panic!("no post-copy")
             }
             fn target_alive(&mut self) -> bool {
+                true
+            }
+            fn source_alive(&mut self) -> bool {
                 true
             }
         }

@@ -247,6 +247,62 @@ fn a_source_restart_mid_migration_is_answered_over_a_fresh_connection_at_once() 
     lab.assert_only_on_source();
 }
 
+/// The systemd lab's case (issue 19): the migration call does not return
+/// when the source's daemon restarts. The closed control connection must
+/// stop the watch at once; the restarted daemon, asked over a fresh
+/// connection, then says where the guest is. Before, the driver kept
+/// polling the dead connection until the cutoff (108 s of 120 s).
+#[test]
+fn a_source_restart_that_leaves_the_migration_call_hanging_is_noticed_at_once() {
+    let script = MigrationScript { call_outlives_restart: true, ..never_converging(256 * MIB) };
+    let lab = source_restarting(script, Duration::from_secs(3), Duration::from_secs(4));
+    let (result, took) = lab.migrate(&[]);
+    let reason = reason_of(result);
+    assert!(
+        reason.starts_with(&format!("{NAME}: migration to node2 interrupted at "))
+            && reason.contains("the connection to node1's hypervisor was closed"),
+        "{reason}"
+    );
+    assert!(reason.ends_with(&format!("; {NAME} still runs on node1")), "{reason}");
+    assert!(!called(&lab.source, |c| matches!(c, Call::AbortJob(_))), "no abort over the closed connection");
+    // Closed at 3 s, noticed at the next poll; the daemon takes connections again at 7 s.
+    assert!(took >= Duration::from_secs(7) && took < Duration::from_secs(8), "{took:?}");
+    lab.assert_only_on_source();
+}
+
+/// The systemd lab's target restart (issue 19): the migration call fails
+/// at once, the guest still runs here, and a new connection to the target
+/// hangs on the socket systemd keeps open while its libvirtd restarts. One
+/// short attempt, not a first connection's 15 s, may delay the answer.
+#[test]
+fn a_target_restart_behind_a_socket_delays_the_answer_by_one_short_attempt_at_most() {
+    let lab = Lab::new(never_converging(256 * MIB));
+    lab.target.clone().restarting_daemon_behind_a_socket_after(Duration::from_secs(3), Duration::from_secs(30));
+    let (result, took) = lab.migrate(&[]);
+    let reason = reason_of(result);
+    assert!(reason.contains("the connection to node2's hypervisor was lost"), "{reason}");
+    assert!(reason.contains(&format!("{NAME} still runs on node1 (node2 did not answer")), "{reason}");
+    // Lost at 3 s, seen at the next poll (3.25 s), one reconnect attempt of
+    // 3 s: 6.25 s (with a first connection's 15 s budget it was 18.25 s).
+    assert!(took <= Duration::from_millis(6250), "{took:?}");
+    lab.assert_only_on_source();
+}
+
+/// The same socket on the source's side: the look keeps trying, one short
+/// attempt after another, and answers as soon as the daemon is back.
+#[test]
+fn a_source_restart_behind_a_socket_is_answered_once_the_daemon_is_back() {
+    let script = MigrationScript { call_outlives_restart: true, ..never_converging(256 * MIB) };
+    let lab = Lab::new(script);
+    lab.source.clone().restarting_daemon_behind_a_socket_after(Duration::from_secs(3), Duration::from_secs(7));
+    let (result, took) = lab.migrate(&[]);
+    let reason = reason_of(result);
+    assert!(reason.ends_with(&format!("; {NAME} still runs on node1")), "{reason}");
+    // Back at 10 s; the attempt that began before then waits for it.
+    assert!(took >= Duration::from_secs(10) && took < Duration::from_secs(11), "{took:?}");
+    lab.assert_only_on_source();
+}
+
 #[test]
 fn a_source_restart_that_leaves_the_guest_paused_resumes_it_over_the_fresh_connection() {
     let script = MigrationScript { failure_pauses_source: true, ..never_converging(256 * MIB) };

@@ -202,7 +202,8 @@ fn conclude(
 ) -> OcfResult {
     let (name, target) = (ctx.name, ctx.target_node);
     let elapsed = vm.deadline.elapsed().as_secs_f64();
-    let libvirt_done = !matches!(report.outcome, Outcome::Aborted { worker: None, .. } | Outcome::PostcopyUnfinished);
+    let libvirt_done =
+        !matches!(report.outcome, Outcome::Aborted { worker: None, .. } | Outcome::PostcopyUnfinished | Outcome::SourceLost);
     let postcopy = matches!(
         report.outcome,
         Outcome::Completed { postcopy: true } | Outcome::Failed { postcopy: true, .. } | Outcome::PostcopyUnfinished
@@ -298,6 +299,13 @@ pub fn verdict(facts: &Facts<'_>, report: &Report, source: &SideView, target: &S
         }
         Outcome::PostcopyUnfinished => {
             format!("post-copy migration to {to} still running at the {}s timeout", facts.timeout.as_secs())
+        }
+        Outcome::SourceLost => {
+            let at = at.unwrap_or_else(|| "0% (no memory sent yet)".into());
+            format!(
+                "migration to {to} interrupted at {at}: the connection to {}'s hypervisor was closed (libvirtd restarted or died)",
+                facts.source_node
+            )
         }
     };
     if found == Placement::Target {

@@ -49,4 +49,11 @@ impl MigrationJob for RunningJob {
     fn target_alive(&mut self) -> bool {
         self.target.as_ref().is_none_or(|t| t.is_alive())
     }
+
+    /// The control connection has keepalive and libvirt's event loop
+    /// behind it (`open_connection`): a daemon that closed it, or stopped
+    /// answering, shows here at once, not only when a call fails.
+    fn source_alive(&mut self) -> bool {
+        self.control.is_alive()
+    }
 }

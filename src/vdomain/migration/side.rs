@@ -12,10 +12,19 @@ use crate::hypervisor::{DomainState, HvResult, SharedHypervisor};
 use crate::ocf::Deadline;
 
 use super::location::SideView;
-use super::preflight::{CONNECT_BUDGET, QUERY_BUDGET};
+use super::preflight::QUERY_BUDGET;
 
 /// The shortest budget a call is given, even when `until` is about to pass.
 const LEAST_BUDGET: Duration = Duration::from_millis(100);
+
+/// One attempt to reconnect. A restarting libvirtd behind a socket that
+/// stays open (systemd's socket units) takes the connection and answers
+/// only when the new daemon is up, about 2 s here, or never for that
+/// connection: an attempt that takes longer is given up, and the next look
+/// tries again while time remains. With the 15 s of a first connection the
+/// systemd lab's migration whose target restarted took 15.1 s to fail, the
+/// source's own answer (still running here) waiting on the target's.
+pub const RECONNECT_BUDGET: Duration = Duration::from_secs(3);
 
 pub struct Side {
     conn: SharedHypervisor,
@@ -61,7 +70,7 @@ impl Side {
     /// Opens a fresh connection in place of the closed one; false while the
     /// hypervisor does not accept one (still restarting).
     fn reconnect(&mut self, until: &Deadline) -> bool {
-        match self.conn.open_connection(&self.uri, budget(CONNECT_BUDGET, until)) {
+        match self.conn.open_connection(&self.uri, budget(RECONNECT_BUDGET, until)) {
             Ok(fresh) => {
                 info!("the connection to {}'s hypervisor was closed; asking again over a new one", self.node);
                 self.conn = fresh;
