@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{agent, ensure_libvirtd, firmware_guest, process_alive, wait_for, GuestGuard, PrivateHypervisor};
+use support::{agent, ensure_libvirtd, firmware_guest, process_alive, wait_for, Frozen, GuestGuard, PrivateHypervisor};
 
 fn env_for<'a>(guest: &'a GuestGuard, hv: &'a PrivateHypervisor, timeout_ms: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -53,14 +53,6 @@ fn libvirtd_down_monitor_and_stop_use_the_emulator_process() {
     // libvirtd comes back and finds the guest gone.
     hv.restart_daemon();
     assert_eq!(agent("monitor", &env).code, 7);
-}
-
-/// Resumes a stopped process on drop, so that a failing test leaves no frozen daemon.
-struct Frozen(i32);
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
-    }
 }
 
 #[test]

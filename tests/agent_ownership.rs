@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::{
     agent, domstate, ensure_libvirtd, firmware_guest, migrate_live, process_alive, rsctmp_for_this_test, scratch_dir,
-    virsh, virsh_ok, wait_for, GuestGuard, PrivateHypervisor, HOST_URI,
+    virsh, virsh_ok, wait_for, ConfigAway, GuestGuard, PrivateHypervisor, HOST_URI,
 };
 use virtguard::hypervisor::owner_tag;
 
@@ -28,26 +27,6 @@ const RECURRING: (&str, &str) = ("OCF_RESKEY_CRM_meta_interval", "10000");
 
 fn with<'a>(env: &[(&'a str, &'a str)], extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     env.iter().chain(extra).copied().collect()
-}
-
-/// Moves the config out of the way, as an unmounted share would; back on drop.
-struct ConfigAway {
-    path: PathBuf,
-    away: PathBuf,
-}
-
-impl ConfigAway {
-    fn new(path: &Path) -> ConfigAway {
-        let away = path.with_extension("away");
-        std::fs::rename(path, &away).unwrap();
-        ConfigAway { path: path.to_owned(), away }
-    }
-}
-
-impl Drop for ConfigAway {
-    fn drop(&mut self) {
-        let _ = std::fs::rename(&self.away, &self.path);
-    }
 }
 
 /// The resource the guest's owner tag names, as libvirt reports it.

@@ -11,14 +11,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{
-    agent, ensure_libvirtd, firmware_guest, process_alive, rsctmp_for_this_test, virsh, wait_for, GuestGuard,
-    PrivateHypervisor, XorShift, HOST_URI,
+    agent, ensure_libvirtd, firmware_guest, process_alive, rsctmp_for_this_test, virsh, wait_for, ConfigAway, Frozen,
+    GuestGuard, PrivateHypervisor, XorShift, HOST_URI,
 };
 
 /// Per parameter: values that are valid, and values that are not.
@@ -49,26 +48,6 @@ const VALUES: &[(&str, &[&str], &[&str])] = &[
 /// OCF_CHECK_LEVEL, 0 half of the time (10 and 20 ask for the guest agent
 /// channel the firmware guest lacks: degraded).
 const LEVELS: [&str; 4] = ["0", "0", "10", "20"];
-
-/// Moves the config out of the way, as an unmounted share would; back on drop.
-struct ConfigAway {
-    path: PathBuf,
-    away: PathBuf,
-}
-
-impl ConfigAway {
-    fn new(path: &Path) -> ConfigAway {
-        let away = path.with_extension("away");
-        std::fs::rename(path, &away).unwrap();
-        ConfigAway { path: path.to_owned(), away }
-    }
-}
-
-impl Drop for ConfigAway {
-    fn drop(&mut self) {
-        let _ = std::fs::rename(&self.away, &self.path);
-    }
-}
 
 /// libvirt's id of the running domain: a new one at every start, so an
 /// unchanged id means the guest was neither stopped nor started again.
@@ -189,14 +168,6 @@ fn a_random_sample_of_states_never_hides_or_stops_the_running_guest() {
     let stop = call("stop", &env_of(&guest, &s, &remembered), &[]);
     assert_eq!(stop.code, 0, "seed {seed}: stop with {s:?}: {}", stop.stderr);
     assert_eq!(domain_id(&guest.name), None, "seed {seed}: stop answered 0 and the guest runs: {}", stop.stderr);
-}
-
-/// Resumes a stopped process on drop, so that a failing test leaves no frozen daemon.
-struct Frozen(i32);
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
-    }
 }
 
 /// What the property test cannot model: the guest's emulator alive while

@@ -74,6 +74,7 @@ fn cluster_scenarios() {
         ("8 DRBD gate refuses a node with stale data", Run::s8_drbd_gate),
         ("9 config disappears on the running node, cluster reprobes: never on both nodes", Run::s9_config_vanishes),
         ("10 live move to a node without the config: never on both nodes", Run::s10_move_to_node_without_config),
+        ("11 a parameter made invalid under maintenance mode, reprobe: runs on, degraded, no restart", Run::s11_bad_parameter_reprobe),
         ("20 guest OS hangs (guest agent frozen): recovered at OCF_CHECK_LEVEL=10", Run::s20_guest_os_hangs),
         ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
         ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
@@ -870,6 +871,79 @@ impl<'a> Run<'a> {
         }
         self.assert_no_fencing_since(fences, "scenario 9");
         lab.must(home, &["mv", &format!("{local}.away"), &local]);
+        self.sampler().release(rsc);
+        self.delete(rsc);
+        self.remove_everywhere(rsc);
+        lab.crm(&["crm_resource", "--cleanup"]);
+        lab.wait_idle();
+    }
+
+    /// Issue 23: a typo in a parameter that has nothing to do with finding
+    /// the guest, made under maintenance mode, then a reprobe: the guest keeps
+    /// running where it ran, once, without a restart, and Pacemaker shows why
+    /// (probe and recurring monitor answer 190, degraded, with the reason).
+    fn s11_bad_parameter_reprobe(&mut self) {
+        let lab = self.lab;
+        let fences = self.fence_count();
+        let rsc = "vgc-h";
+        let home = NODES[0];
+        let config = lab.guest(rsc);
+        self.create_with_pcs(rsc, &config, &["--disabled"]);
+        lab.crm(&["pcs", "constraint", "location", rsc, "prefers", &format!("{home}=50")]);
+        lab.crm(&["pcs", "resource", "enable", rsc]);
+        lab.wait_idle();
+        self.assert_runs_only_on(rsc, rsc, home);
+        let domain_id = || lab.must(home, &["virsh", "-c", "qemu:///system", "domid", rsc]).trim().to_owned();
+        let id_before = domain_id();
+
+        let since_ms = now_ms();
+        let calls = lab.call_ids();
+        self.sampler().expect_running(rsc, Duration::from_secs(60));
+        lab.crm(&["pcs", "property", "set", "maintenance-mode=true"]);
+        lab.wait_idle();
+        lab.crm(&["crm_resource", "-r", rsc, "--set-parameter", "migration_transport", "--parameter-value", "bogus"]);
+        lab.crm(&["crm_resource", "--refresh", "-r", rsc]);
+        lab.wait_idle();
+        lab.crm(&["pcs", "property", "set", "maintenance-mode=false"]);
+        lab.wait_idle();
+
+        // What Pacemaker shows: the degraded result with its reason, on the
+        // node that runs the guest, until the parameter is mended.
+        let reason = "migration_transport";
+        let shown = lab.poll("crm_mon to show the degraded result with its reason", Duration::from_secs(60), || {
+            let mon = lab.crm(&["crm_mon", "-1", "--output-as=xml"]);
+            let failures: Vec<String> = lab::parse_elements(&mon, "failure")
+                .iter()
+                .filter(|f| f.get("op_key").is_some_and(|k| k.starts_with(&format!("{rsc}_monitor"))))
+                .filter(|f| f.get("node").is_some_and(|n| n == home))
+                .map(|f| format!("{}: {}", f.get("op_key").cloned().unwrap_or_default(), lab::unescape(f.get("exitreason").map(String::as_str).unwrap_or(""))))
+                .collect();
+            failures.iter().any(|f| f.contains(reason)).then_some(failures)
+        });
+        self.figure("bad parameter, reprobe: what crm_mon shows", format!("{shown:?}"));
+        // A recurring monitor after maintenance ended agrees with the probe.
+        let recurring = lab.poll("a recurring monitor after maintenance ended", Duration::from_secs(60), || {
+            let after = calls.get(home).copied().unwrap_or(0);
+            lab.history().into_iter().find(|o| o.attr("operation_key") == format!("{rsc}_monitor_10000") && o.node() == home && o.call_id() > after)
+        });
+        self.check(recurring.rc() == 190, || format!("the recurring monitor must answer 190 (degraded) like the probe: {}", recurring.describe()));
+        let probe = lab.history().into_iter().filter(|o| o.resource() == rsc && o.node() == home && o.attr("operation_key") == format!("{rsc}_monitor_0")).max_by_key(|o| o.call_id());
+        self.check(probe.as_ref().is_some_and(|p| p.rc() == 190), || format!("the reprobe on {home} must answer 190: {:?}", probe.as_ref().map(Op::describe)));
+
+        // No restart: no stop or start since, and the same QEMU instance.
+        let restarts: Vec<String> = lab
+            .history()
+            .into_iter()
+            .filter(|o| o.resource() == rsc && matches!(o.operation(), "stop" | "start") && o.call_id() > calls.get(o.node()).copied().unwrap_or(0))
+            .map(|o| o.describe())
+            .collect();
+        self.check(restarts.is_empty(), || format!("the guest must not be restarted: {restarts:?}"));
+        self.check(domain_id() == id_before, || format!("{rsc} on {home} is another instance now (domain id {} before)", id_before));
+        self.judge("bad parameter under maintenance, reprobe", rsc, since_ms);
+        self.assert_runs_only_on(rsc, rsc, home);
+        self.assert_no_fencing_since(fences, "scenario 11");
+
+        lab.crm(&["crm_resource", "-r", rsc, "--set-parameter", "migration_transport", "--parameter-value", "tcp"]);
         self.sampler().release(rsc);
         self.delete(rsc);
         self.remove_everywhere(rsc);

@@ -13,6 +13,7 @@ pub mod agent_guest_xml;
 pub mod cluster;
 mod drbd;
 mod guest;
+mod guards;
 pub mod host_files;
 pub mod sampler;
 mod private;
@@ -26,6 +27,7 @@ pub use guest::{
 };
 pub use drbd::{fixtures, fixture_text, state9, state9_text, state84, edited, names, XorShift};
 pub use agent_guest::{agent_guest, AgentGuest, GuestAgentKind, AGENT_UP_MARKER};
+pub use guards::{ConfigAway, Frozen};
 pub use private::PrivateHypervisor;
 pub use run::{describe, run_bounded};
 /// Finds a program on PATH exactly as the agent does (and as `Command::new`
