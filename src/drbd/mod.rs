@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::deadline::Deadline;
 
 pub use disks::resources_for_disks;
-pub use gate::{decide, GateOptions, Verdict};
+pub use gate::{decide, fencing_rule, FencingVerdict, GateOptions, Verdict};
 pub use model::DrbdState;
 pub use monitor::{Finding, Problem};
 pub use source::{ReadError, Sources};
