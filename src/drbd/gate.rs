@@ -107,18 +107,24 @@ pub struct FencingVerdict {
 /// F1 for `resources`. `settings` is what `drbdsetup show` said, or why it
 /// could not be read.
 pub fn fencing_rule(resources: &[String], settings: Result<&[FencingSetting], &str>, require_fencing: bool) -> FencingVerdict {
-    let consequence = if require_fencing { "fencing is required (drbd_require_fencing): refusing to start" } else { "starting anyway" };
+    // The resource, the policy and the verdict come first: Pacemaker shows
+    // the start of an exit reason, and it must say what and why.
+    let verdict = if require_fencing { ": refusing to start" } else { "" };
+    let hint = if require_fencing { "" } else { " (drbd_require_fencing makes this a refusal)" };
     let mut findings = Vec::new();
+    let unknown = |name: &str, why: &str| {
+        format!("{name}: fencing policy unknown ({why}) (rule F1){verdict}: a failover may run the guest on older data{hint}")
+    };
     for name in resources {
         let mine: Vec<&FencingSetting> = match settings {
             Ok(all) => all.iter().filter(|s| s.resource == *name).collect(),
             Err(why) => {
-                findings.push(format!("{name}: fencing policy unknown ({why}): a failover may run the guest on older data (rule F1); {consequence}"));
+                findings.push(unknown(name, why));
                 continue;
             }
         };
         if mine.is_empty() {
-            findings.push(format!("{name}: fencing policy unknown (not in drbdsetup show): a failover may run the guest on older data (rule F1); {consequence}"));
+            findings.push(unknown(name, "not in drbdsetup show"));
             continue;
         }
         let scopes_with = |wanted: Option<FencingPolicy>| -> Vec<String> {
@@ -127,18 +133,15 @@ pub fn fencing_rule(resources: &[String], settings: Result<&[FencingSetting], &s
         let unfenced = scopes_with(Some(FencingPolicy::DontCare));
         if !unfenced.is_empty() {
             findings.push(format!(
-                "{name}: fencing dont-care ({}): after the replication link is cut DRBD cannot mark the peer's data Outdated, \
-                 so a failover can run the guest on older data and lose writes (rule F1; configure fencing resource-only \
-                 with the crm-fence-peer handlers); {consequence}",
+                "{name}: fencing dont-care ({}) (rule F1){verdict}: after the replication link is cut DRBD cannot mark \
+                 the peer's data Outdated, so a failover can run the guest on older data and lose writes; configure \
+                 fencing resource-only with the crm-fence-peer handlers{hint}",
                 unfenced.join(", ")
             ));
         }
-        let unknown = scopes_with(None);
-        if !unknown.is_empty() {
-            findings.push(format!(
-                "{name}: fencing policy unknown ({}: no local disk, so DRBD shows no disk options): a failover may run the guest on older data (rule F1); {consequence}",
-                unknown.join(", ")
-            ));
+        let undisclosed = scopes_with(None);
+        if !undisclosed.is_empty() {
+            findings.push(unknown(name, &format!("{}: no local disk, so DRBD shows no disk options", undisclosed.join(", "))));
         }
     }
     FencingVerdict { refused: require_fencing && !findings.is_empty(), findings }
@@ -424,19 +427,20 @@ mod tests {
         assert!(!warned.refused);
         assert_eq!(warned.findings.len(), 1, "{warned:?}");
         let finding = &warned.findings[0];
-        assert!(finding.starts_with("r0: fencing dont-care (volume 0): "), "{finding}");
-        assert!(finding.contains("older data") && finding.contains("rule F1") && finding.ends_with("starting anyway"), "{finding}");
+        assert!(finding.starts_with("r0: fencing dont-care (volume 0) (rule F1): after the replication link is cut"), "{finding}");
+        assert!(finding.contains("older data") && finding.ends_with("(drbd_require_fencing makes this a refusal)"), "{finding}");
 
         let refused = fencing_rule(&names(&["r0"]), Ok(&settings), true);
         assert!(refused.refused);
-        assert!(refused.findings[0].ends_with("fencing is required (drbd_require_fencing): refusing to start"), "{refused:?}");
+        assert!(refused.findings[0].starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start: "), "{refused:?}");
+        assert!(refused.findings[0].ends_with("with the crm-fence-peer handlers"), "{refused:?}");
     }
 
     #[test]
     fn f1_counts_an_unreadable_or_missing_policy_as_no_fencing() {
         let detached = fencing(DETACHED_84).unwrap();
         let v = fencing_rule(&names(&["r0"]), Ok(&detached), true);
-        assert!(v.refused && v.findings[0].starts_with("r0: fencing policy unknown (volume 0: no local disk"), "{v:?}");
+        assert!(v.refused && v.findings[0].starts_with("r0: fencing policy unknown (volume 0: no local disk, so DRBD shows no disk options) (rule F1): refusing to start"), "{v:?}");
         let v = fencing_rule(&names(&["r0"]), Err("drbdsetup show all: exit 20"), true);
         assert!(v.refused && v.findings[0].contains("(drbdsetup show all: exit 20)"), "{v:?}");
         let v = fencing_rule(&names(&["r1"]), Ok(&fencing(FENCED_84).unwrap()), false);
@@ -451,7 +455,7 @@ mod tests {
         let settings = vec![setting("node2", FencingPolicy::ResourceOnly), setting("node3", FencingPolicy::DontCare), setting("node4", FencingPolicy::DontCare)];
         let v = fencing_rule(&names(&["r0"]), Ok(&settings), true);
         assert_eq!(v.findings.len(), 1, "{v:?}");
-        assert!(v.findings[0].starts_with("r0: fencing dont-care (connection to node3, connection to node4): "), "{v:?}");
+        assert!(v.findings[0].starts_with("r0: fencing dont-care (connection to node3, connection to node4) (rule F1): refusing to start"), "{v:?}");
         let fenced = vec![setting("node2", FencingPolicy::ResourceOnly), setting("node3", FencingPolicy::ResourceAndStonith)];
         assert!(fencing_rule(&names(&["r0"]), Ok(&fenced), true).findings.is_empty());
     }
