@@ -352,4 +352,14 @@ fn a_start_without_fencing_warns_or_is_refused_by_f1() {
     gate_domain_with(&from_real84("primary-a2p.alpha", &scratch), &disks, None, &to_beta, &required, &deadline()).unwrap();
     // The real 8.4 kernel with the lab's `fencing resource-only`: passes.
     gate_domain_with(&from_real84("healthy.alpha", &scratch), &disks, None, &Purpose::Start, &required, &deadline()).unwrap();
+    // The real kernel after the cable was cut under a writing Primary with
+    // `fencing dont-care`: the survivor's older data passes every state
+    // rule; F1 alone refuses it when fencing is required.
+    let cut = from_real84("cut-no-fencing.beta", &scratch);
+    gate_domain_with(&cut, &disks, None, &Purpose::Start, &GateParams::default(), &deadline()).unwrap();
+    let err = gate_domain_with(&cut, &disks, None, &Purpose::Start, &required, &deadline()).unwrap_err();
+    assert!(
+        matches!(&err, DrbdError::Refused(r) if r.len() == 1 && r[0].starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start")),
+        "{err:?}"
+    );
 }

@@ -358,8 +358,8 @@ fn start_warns_about_a_resource_without_fencing_and_refuses_it_when_required() {
         assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, allowed, ""), "{args:?}");
     }
 
-    // The same state, the configuration without fencing (84-single.show).
-    let unfenced = || env("healthy.alpha", fixture_path("84-single"));
+    // The same pair after `fencing dont-care` was adjusted into the kernel.
+    let unfenced = || env("no-fencing.alpha", real("no-fencing.alpha"));
     let r = virtguard(&start, &unfenced());
     assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{}", r.stdout);
     let (warning, rest) = r.stdout.split_once('\n').unwrap();
@@ -372,6 +372,17 @@ fn start_warns_about_a_resource_without_fencing_and_refuses_it_when_required() {
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     assert!(r.stderr.starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start: "), "{}", r.stderr);
     assert!(r.stderr.contains("older data") && r.stderr.trim_end().ends_with("configure fencing resource-only with the crm-fence-peer handlers"), "{}", r.stderr);
+
+    // The cable cut under a writing Primary, no fencing: beta's older data
+    // still says UpToDate, the peer Unknown. Only F1 speaks.
+    let cut = || env("cut-no-fencing.beta", real("cut-no-fencing.beta"));
+    let r = virtguard(&start, &cut());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("warning: r0: fencing dont-care (volume 0) (rule F1): "), "{}", r.stdout);
+    let r = virtguard(&start_requiring, &cut());
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert_eq!(r.stderr.lines().count(), 1, "F1 is the only reason: {}", r.stderr);
+    assert!(r.stderr.starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start"), "{}", r.stderr);
 
     // F1 adds to the state's own reasons rather than replacing them.
     let r = virtguard(&start_requiring, &env("standalone-outdated.beta", fixture_path("84-single")));

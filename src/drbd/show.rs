@@ -425,6 +425,9 @@ mod tests {
             "healthy" => include_str!("../../tests/fixtures/drbd84-real/healthy.alpha.show"),
             "standalone" => include_str!("../../tests/fixtures/drbd84-real/standalone.beta.show"),
             "diskless" => include_str!("../../tests/fixtures/drbd84-real/diskless.beta.show"),
+            // drbd.conf's `fencing dont-care` adjusted into the running kernel.
+            "no-fencing" => include_str!("../../tests/fixtures/drbd84-real/no-fencing.alpha.show"),
+            "cut-no-fencing" => include_str!("../../tests/fixtures/drbd84-real/cut-no-fencing.beta.show"),
             _ => unreachable!(),
         };
         let resource_only = vec![fencing_of("r0", FencingScope::Volume(0), Some(FencingPolicy::ResourceOnly))];
@@ -433,10 +436,11 @@ mod tests {
         assert_eq!(fencing(real("standalone")).unwrap(), resource_only);
         // Detached: the volume lists no disk and no disk options.
         assert_eq!(fencing(real("diskless")).unwrap(), vec![fencing_of("r0", FencingScope::Volume(0), None)]);
-        // The option left out (its default) is dont-care, not unknown.
-        let without = real("healthy").replace("fencing         \tresource-only;", "");
-        assert_ne!(without, real("healthy"));
-        assert_eq!(fencing(&without).unwrap(), vec![fencing_of("r0", FencingScope::Volume(0), Some(FencingPolicy::DontCare))]);
+        // The kernel leaves the default out: not printed is dont-care, not unknown.
+        let dont_care = vec![fencing_of("r0", FencingScope::Volume(0), Some(FencingPolicy::DontCare))];
+        assert!(!real("no-fencing").contains("fencing"));
+        assert_eq!(fencing(real("no-fencing")).unwrap(), dont_care);
+        assert_eq!(fencing(real("cut-no-fencing")).unwrap(), dont_care);
         // No disk options at all, the backing disk still there: dont-care.
         assert_eq!(
             fencing(include_str!("../../tests/fixtures/drbd/84-single.show")).unwrap(),
