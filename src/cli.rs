@@ -83,6 +83,10 @@ struct DrbdCheck {
     /// Accept Diskless volumes served by a connected UpToDate peer.
     #[arg(long)]
     allow_diskless: bool,
+    /// Refuse a start when a resource has no fencing policy (rule F1;
+    /// without this flag that is a warning).
+    #[arg(long)]
+    require_fencing: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,7 +109,8 @@ fn run_drbd(command: DrbdCommand) -> u8 {
                 CheckPurpose::MigrateSource => Purpose::MigrateSource { target: peer },
                 CheckPurpose::MigrateTarget => Purpose::MigrateTarget { source: peer },
             };
-            command::check(&sources, &check.resources, &purpose, check.allow_diskless)
+            let params = crate::drbd::GateParams { allow_diskless: check.allow_diskless, require_fencing: check.require_fencing };
+            command::check(&sources, &check.resources, &purpose, &params)
         }
     };
     result.unwrap_or_else(|e| {

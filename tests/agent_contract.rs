@@ -56,6 +56,7 @@ fn meta_data_keeps_the_classic_names_defaults_and_timeouts() {
         "<parameter name=\"shutdown_mode\"",
         "<parameter name=\"start_resources\"",
         "<parameter name=\"drbd_resources\"",
+        "<parameter name=\"drbd_require_fencing\" unique=\"0\" required=\"0\">",
         "<action name=\"start\" timeout=\"90s\"/>",
         "<action name=\"stop\" timeout=\"90s\"/>",
         "<action name=\"monitor\" timeout=\"30s\" depth=\"0\" interval=\"10s\"/>",
@@ -191,4 +192,62 @@ fn log_lines_go_to_stderr_in_the_agent_format() {
         "{}",
         run.stderr
     );
+}
+
+/// Rule F1 of the DRBD gate as Pacemaker sees it: a guest on a DRBD
+/// resource without a fencing policy validates and starts with a warning;
+/// with `drbd_require_fencing` validate-all is OCF_ERR_CONFIGURED and start
+/// refuses, the exit reason naming the resource and the rule. The DRBD 8.4
+/// state is the real kernel's (tests/fixtures/drbd84-real, through the fake
+/// drbdsetup); libvirt's test driver stands in for a hypervisor, so start
+/// gets as far as the gate without libvirtd.
+#[test]
+fn drbd_without_fencing_is_a_warning_or_with_drbd_require_fencing_a_refusal() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let path = format!("{fixtures}/drbd/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let real = format!("{fixtures}/drbd84-real/healthy.alpha");
+    let proc = format!("{real}.proc");
+    let unfenced = format!("{fixtures}/drbd/84-single");
+    let config = config_file(
+        "drbd-fencing",
+        "<domain type='qemu'><name>vg-contract-drbd</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>\
+         <devices><disk type='block' device='disk'><source dev='/dev/drbd0'/><target dev='vda' bus='virtio'/></disk></devices></domain>",
+    );
+    let env = |show: &str, require: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("PATH", path.clone()),
+            ("OCF_RESKEY_config", config.clone()),
+            ("OCF_RESKEY_hypervisor", "test:///default".into()),
+            ("OCF_RESKEY_drbd_require_fencing", require.into()),
+            ("VIRTGUARD_FAKE_DRBD_FIXTURE", real.clone()),
+            ("VIRTGUARD_FAKE_DRBD_SHOW", show.into()),
+            ("VIRTGUARD_PROC_DRBD", proc.clone()),
+        ]
+    };
+    let run = |action: &str, env: &[(&'static str, String)]| {
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        agent(action, &pairs)
+    };
+    let warning = "WARNING: DRBD gate: r0: fencing dont-care (volume 0) (rule F1): ";
+
+    let validated = run("validate-all", &env(&unfenced, "false"));
+    assert_eq!(validated.code, 0, "{}", validated.stderr);
+    assert!(validated.stderr.contains(warning), "{}", validated.stderr);
+    // The start goes past the gate (then the test driver has its say).
+    let started = run("start", &env(&unfenced, "false"));
+    assert!(started.stderr.contains(warning), "{}", started.stderr);
+    assert!(started.stderr.contains("DRBD gate: r0 may be used for start"), "{}", started.stderr);
+
+    let refusal = "r0: fencing dont-care (volume 0) (rule F1): refusing to start";
+    let validated = run("validate-all", &env(&unfenced, "true"));
+    assert_eq!(validated.code, 6, "{}", validated.stderr);
+    assert!(validated.exit_reason().unwrap_or_default().starts_with(refusal), "{}", validated.stderr);
+    let started = run("start", &env(&unfenced, "true"));
+    assert_eq!(started.code, 1, "{}", started.stderr);
+    assert!(started.exit_reason().unwrap_or_default().starts_with(refusal), "{}", started.stderr);
+
+    // The lab's `fencing resource-only`, as the kernel printed it: no word about it.
+    let validated = run("validate-all", &env(&real, "true"));
+    assert_eq!(validated.code, 0, "{}", validated.stderr);
+    assert!(!validated.stderr.contains("fencing"), "{}", validated.stderr);
 }

@@ -100,7 +100,10 @@ fn status_of_an_unknown_resource_or_unreadable_state() {
 fn check_exit_codes_follow_the_table() {
     let r = check("healthy-2node", &["r0", "--for", "start"]);
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
-    assert_eq!(r.stdout, "r0: start allowed (DRBD 9 (drbdsetup events2 --now all))\n");
+    // This fixture has no `drbdsetup show` text: F1 cannot read the fencing policy.
+    let (warning, allowed) = r.stdout.split_once('\n').unwrap();
+    assert!(warning.starts_with("warning: r0: fencing policy unknown (drbdsetup show: "), "{}", r.stdout);
+    assert_eq!(allowed, "r0: start allowed (DRBD 9 (drbdsetup events2 --now all))\n");
 
     let r = check("outdated-peer-uptodate", &["r0", "--for", "start"]);
     assert_eq!(r.code, 1);
@@ -200,8 +203,9 @@ fn migration_checks_read_allow_two_primaries_from_drbdsetup_show() {
     assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "migrate-source", "--peer", "node2"], &env).code, 0);
 }
 
+/// A start reads the configuration too, for the fencing policy (rule F1).
 #[test]
-fn start_checks_run_only_events2() {
+fn start_checks_read_the_state_and_the_configuration() {
     let log = std::env::temp_dir().join(format!("virtguard-drbd-cli-start-log-{}", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let mut env = fake("healthy-2node");
@@ -209,7 +213,7 @@ fn start_checks_run_only_events2() {
     assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "start"], &env).code, 0);
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
-    assert_eq!(calls, "drbdsetup events2 --now all\n");
+    assert_eq!(calls, "drbdsetup events2 --now all\ndrbdsetup show all\n");
 }
 
 #[test]
@@ -237,7 +241,7 @@ fn drbd84_through_proc_drbd_and_drbdadm() {
     let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &env("healthy"));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(calls, "drbdsetup events2 --now all\ndrbdadm sh-resources\ndrbdadm sh-dev r0\n");
+    assert_eq!(calls, "drbdsetup events2 --now all\ndrbdadm sh-resources\ndrbdadm sh-dev r0\ndrbdsetup show all\n");
 
     let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &env("outdated"));
     assert_eq!(r.code, 1);
@@ -328,4 +332,80 @@ fn drbd84_through_events2_as_drbd_utils_9_reads_it() {
     }
     let r = virtguard(&["drbd", "check", "r0", "--for", "start", "--allow-diskless"], &env("diskless.beta"));
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// Rule F1 by hand: a resource whose fencing policy is `dont-care` (or
+/// cannot be read) is a warning for a start, a refusal with
+/// `--require-fencing`; a fenced one passes either way; migrations do not
+/// ask (both copies are connected and UpToDate, M2/T5).
+#[test]
+fn start_warns_about_a_resource_without_fencing_and_refuses_it_when_required() {
+    let real = |state: &str| fixtures().parent().unwrap().join("drbd84-real").join(state).to_string_lossy().into_owned();
+    let env = |state: &str, show: String| {
+        vec![
+            ("VIRTGUARD_FAKE_DRBD_FIXTURE", real(state)),
+            ("VIRTGUARD_FAKE_DRBD_SHOW", show),
+            ("VIRTGUARD_PROC_DRBD", format!("{}.proc", real(state))),
+        ]
+    };
+    let start = ["drbd", "check", "r0", "--for", "start"];
+    let start_requiring = ["drbd", "check", "r0", "--for", "start", "--require-fencing"];
+    let allowed = "r0: start allowed (DRBD 8.4.11 (drbdsetup events2 --now all))\n";
+
+    // The lab's drbd.conf: fencing resource-only, as the kernel printed it.
+    for args in [&start[..], &start_requiring] {
+        let r = virtguard(args, &env("healthy.alpha", real("healthy.alpha")));
+        assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, allowed, ""), "{args:?}");
+    }
+
+    // The same pair after `fencing dont-care` was adjusted into the kernel.
+    let unfenced = || env("no-fencing.alpha", real("no-fencing.alpha"));
+    let r = virtguard(&start, &unfenced());
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{}", r.stdout);
+    let (warning, rest) = r.stdout.split_once('\n').unwrap();
+    assert!(warning.starts_with("warning: r0: fencing dont-care (volume 0) (rule F1): "), "{}", r.stdout);
+    assert!(warning.contains("older data") && warning.ends_with("(drbd_require_fencing makes this a refusal)"), "{warning}");
+    assert_eq!(rest, allowed);
+
+    let r = virtguard(&start_requiring, &unfenced());
+    assert_eq!((r.code, r.stdout.as_str()), (1, ""), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start: "), "{}", r.stderr);
+    assert!(r.stderr.contains("older data") && r.stderr.trim_end().ends_with("configure fencing resource-only with the crm-fence-peer handlers"), "{}", r.stderr);
+
+    // The cable cut under a writing Primary, no fencing: beta's older data
+    // still says UpToDate, the peer Unknown. Only F1 speaks.
+    let cut = || env("cut-no-fencing.beta", real("cut-no-fencing.beta"));
+    let r = virtguard(&start, &cut());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("warning: r0: fencing dont-care (volume 0) (rule F1): "), "{}", r.stdout);
+    let r = virtguard(&start_requiring, &cut());
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert_eq!(r.stderr.lines().count(), 1, "F1 is the only reason: {}", r.stderr);
+    assert!(r.stderr.starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start"), "{}", r.stderr);
+
+    // F1 adds to the state's own reasons rather than replacing them.
+    let r = virtguard(&start_requiring, &env("standalone-outdated.beta", fixture_path("84-single")));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.lines().any(|l| l.starts_with("r0/0: local disk Outdated")), "{}", r.stderr);
+    assert!(r.stderr.lines().any(|l| l.starts_with("r0: fencing dont-care")), "{}", r.stderr);
+
+    // DRBD 9: per connection.
+    let mut nine = fake("healthy-2node");
+    nine.push(("VIRTGUARD_FAKE_DRBD_SHOW", "to-node2-single".into()));
+    let r = virtguard(&start, &nine);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("warning: r0: fencing dont-care (connection to node2) (rule F1): "), "{}", r.stdout);
+    let r = virtguard(&start_requiring, &nine);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.starts_with("r0: fencing dont-care (connection to node2) (rule F1): refusing to start"), "{}", r.stderr);
+
+    // The policy cannot be read: unknown is no fencing.
+    let r = virtguard(&start_requiring, &fake("healthy-2node"));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.starts_with("r0: fencing policy unknown (drbdsetup show: "), "{}", r.stderr);
+
+    // Migrations: F1 is not asked, the flag changes nothing.
+    let r = virtguard(&["drbd", "check", "r0", "--for", "migrate-source", "--peer", "beta", "--require-fencing"], &env("primary-a2p.alpha", fixture_path("84-dual")));
+    assert_eq!((r.code, r.stdout.as_str()), (0, "r0: live migration to beta allowed (DRBD 8.4.11 (drbdsetup events2 --now all))\n"), "{}", r.stderr);
 }

@@ -4,6 +4,10 @@
 //! through every state a gate rule names; in each, `virtguard drbd check`
 //! runs in the node against its own kernel and must decide as the rule says.
 //!
+//! Rule F1 (the fencing policy) is walked too: the pair reconfigured without
+//! `fencing`, and the replication cable cut under a writing Primary, which
+//! leaves the survivor's older data UpToDate.
+//!
 //! Each state's outputs (`/proc/drbd`, `drbdsetup events2 --now all`,
 //! `drbdsetup show all`) are compared with tests/fixtures/drbd84-real, so
 //! the fixtures the parser tests use stay what the kernel prints. With
@@ -151,6 +155,43 @@ impl DrbdLab {
         assert!(r.stderr.contains(why), "{node}: check {args}: the reason should say '{why}': {}\n{}", r.stderr, self.state_of(node));
     }
 
+    /// `virtguard drbd check r0 <args>` allows, with F1's warning that the
+    /// resource has no fencing policy.
+    fn allowed_warning_of_no_fencing(&self, node: &str, args: &str) {
+        let r = self.check(node, args);
+        assert_eq!(r.rc, 0, "{node}: check {args} should allow: {}{}\n{}", r.stdout, r.stderr, self.state_of(node));
+        assert!(
+            r.stdout.starts_with("warning: r0: fencing dont-care (volume 0) (rule F1): "),
+            "{node}: check {args} should warn of the missing fencing: {}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+
+    /// Pulls (`up` false) or restores the replication cable of `node`:
+    /// QEMU's `set_link` on its netdev, through the node's HMP monitor. The
+    /// kernel sees a dead link, not a clean disconnect, as in a real cut.
+    fn set_link(&self, node: &str, up: bool) {
+        let path = self.dir.join(format!("{node}.monitor"));
+        let mut monitor = UnixStream::connect(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        monitor.set_read_timeout(Some(COMMAND_TIMEOUT)).unwrap();
+        let until_prompt = |monitor: &mut UnixStream| {
+            let mut seen = Vec::new();
+            let mut chunk = [0; 512];
+            while !seen.ends_with(b"(qemu) ") {
+                let n = monitor.read(&mut chunk).unwrap_or_else(|e| panic!("{node} monitor: {e}"));
+                assert!(n > 0, "{node} monitor closed: {}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            String::from_utf8_lossy(&seen).into_owned()
+        };
+        until_prompt(&mut monitor);
+        let command = format!("set_link repl {}\n", if up { "on" } else { "off" });
+        monitor.write_all(command.as_bytes()).unwrap_or_else(|e| panic!("{node} monitor: {e}"));
+        let reply = until_prompt(&mut monitor);
+        assert!(!reply.contains("not found") && !reply.contains("rror"), "{node}: {command}: {reply}");
+    }
+
     fn state_of(&self, node: &str) -> String {
         self.run(node, "cat /proc/drbd; drbdsetup events2 --now all").stdout
     }
@@ -227,6 +268,11 @@ fn sweep_stale_labs(root: &Path) {
     }
 }
 
+/// drbd.conf's `fencing` set to `policy` and adjusted into the running kernel.
+fn set_fencing(lab: &DrbdLab, policy: &str) {
+    both(lab, &format!("sed -i 's/fencing [a-z-]*;/fencing {policy};/' /etc/drbd.conf && grep -q 'fencing {policy};' /etc/drbd.conf && drbdadm adjust r0"));
+}
+
 fn both(lab: &DrbdLab, command: &str) {
     for node in [ALPHA, BETA] {
         lab.ok(node, command);
@@ -289,6 +335,37 @@ fn the_gate_decides_as_its_rules_say_against_the_real_drbd_84_kernel() {
     assert_eq!(status["resources"][0]["peers"][0]["connection"], "Connected", "{status}");
     lab.allowed(ALPHA, "--for start");
     lab.allowed(BETA, "--for start");
+
+    // Rule F1. The lab's drbd.conf has `fencing resource-only`: not a word.
+    let r = lab.check(ALPHA, "--for start --require-fencing");
+    assert_eq!((r.rc, r.stderr.as_str()), (0, ""), "{}", r.stdout);
+    assert!(!r.stdout.contains("warning"), "{}", r.stdout);
+    let f1_started = Instant::now();
+    // The same pair configured without a fencing policy (dont-care, DRBD's default).
+    set_fencing(&lab, "dont-care");
+    lab.capture("no-fencing", ALPHA);
+    lab.allowed_warning_of_no_fencing(ALPHA, "--for start");
+    lab.refused(ALPHA, "--for start --require-fencing", "r0: fencing dont-care (volume 0) (rule F1): refusing to start");
+    // Why: the cable cut while alpha is Primary and writes on. Nobody marks
+    // beta Outdated, so beta's older data still says UpToDate and the peer's
+    // role Unknown: every state rule lets a start through there, only F1 speaks.
+    lab.ok(ALPHA, "drbdadm primary r0");
+    lab.wait_proc(BETA, &["ro:Secondary/Primary"]);
+    lab.set_link(ALPHA, false);
+    lab.wait_proc(ALPHA, &["cs:WFConnection"]);
+    lab.ok(ALPHA, "dd if=/dev/urandom of=/dev/drbd0 bs=4096 count=4 oflag=direct conv=fsync 2>/dev/null");
+    lab.wait_proc(BETA, &["cs:WFConnection", "ro:Secondary/Unknown", "ds:UpToDate/DUnknown"]);
+    lab.capture("cut-no-fencing", BETA);
+    lab.allowed_warning_of_no_fencing(BETA, "--for start");
+    lab.refused(BETA, "--for start --require-fencing", "r0: fencing dont-care (volume 0) (rule F1): refusing to start");
+    // Back: the cable restored, beta resyncs what alpha wrote, fencing on again.
+    lab.set_link(ALPHA, true);
+    lab.wait_both(&["cs:Connected", "ds:UpToDate/UpToDate"]);
+    lab.ok(ALPHA, "drbdadm secondary r0");
+    set_fencing(&lab, "resource-only");
+    lab.wait_both(&["ro:Secondary/Secondary", "ds:UpToDate/UpToDate"]);
+    lab.allowed(BETA, "--for start --require-fencing");
+    eprintln!("F1 against the real kernel (no fencing, a cut, back): {:.1}s", f1_started.elapsed().as_secs_f64());
 
     // The secondary leaves: StandAlone there. With `fencing resource-only`
     // the kernel marks the peer Outdated on the primary by itself when the

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::model::{DrbdState, Resource};
-use super::{decide, GateOptions, Purpose, Sources};
+use super::{decide, fencing_rule, GateOptions, GateParams, Purpose, Sources};
 use crate::deadline::Deadline;
 
 pub const EXIT_ALLOWED: u8 = 0;
@@ -38,19 +38,33 @@ pub fn status(sources: &Sources, resources: &[String], json: bool) -> anyhow::Re
     Ok(if missing.is_empty() { EXIT_ALLOWED } else { EXIT_REFUSED })
 }
 
-/// Asks the gate; the exit code, or why the state cannot be read.
-pub fn check(sources: &Sources, resources: &[String], purpose: &Purpose, allow_diskless: bool) -> anyhow::Result<u8> {
+/// Asks the gate; the exit code, or why the state cannot be read. For a
+/// start also rule F1 (the fencing policy): a warning on stdout, or with
+/// `require_fencing` a refusal like any other.
+pub fn check(sources: &Sources, resources: &[String], purpose: &Purpose, params: &GateParams) -> anyhow::Result<u8> {
     let deadline = Deadline::after(COMMAND_BUDGET);
     let state = sources.read(!matches!(purpose, Purpose::Start), &deadline)?;
-    let verdict = decide(&state, resources, purpose, &GateOptions { allow_diskless });
+    let verdict = decide(&state, resources, purpose, &GateOptions { allow_diskless: params.allow_diskless });
     for note in &verdict.notes {
         println!("note: {note}");
     }
-    if verdict.allowed {
+    let mut reasons = verdict.reasons;
+    if *purpose == Purpose::Start {
+        let settings = sources.read_fencing(&deadline);
+        let fencing = fencing_rule(resources, settings.as_deref().map_err(String::as_str), params.require_fencing);
+        if fencing.refused {
+            reasons.extend(fencing.findings);
+        } else {
+            for warning in &fencing.findings {
+                println!("warning: {warning}");
+            }
+        }
+    }
+    if reasons.is_empty() {
         println!("{}: {purpose} allowed ({})", resources.join(" "), state.origin.describe());
         Ok(EXIT_ALLOWED)
     } else {
-        for reason in &verdict.reasons {
+        for reason in &reasons {
             eprintln!("{reason}");
         }
         Ok(EXIT_REFUSED)

@@ -39,9 +39,19 @@
 //!   `allow-two-primaries`, so the target can open the device while the
 //!   source still holds it; unknown counts as no
 //!
+//! start, from the configuration (`drbdsetup show`), not the state
+//! - F1 every volume (8.4) / connection (9) has a fencing policy other than
+//!   `dont-care`. Without one, DRBD cannot mark a cut-off peer Outdated: when
+//!   the replication link is cut and the Primary keeps writing, then fails,
+//!   the survivor still says UpToDate and S1 lets the guest start on older
+//!   data. A warning by default (the classic agent does not look, and a
+//!   drop-in must not refuse what it ran); a refusal with
+//!   `drbd_require_fencing`. A policy that cannot be read counts as missing.
+//!
 //! DRBD 8.4 names no peers: its single peer stands for the target/source.
 
-use super::model::{ConnState, DiskState, DrbdState, Peer, Resource, Role, Volume};
+use super::model::{ConnState, DiskState, DrbdState, FencingPolicy, Peer, Resource, Role, Volume};
+use super::show::FencingSetting;
 use super::Purpose;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,6 +91,60 @@ pub fn decide(state: &DrbdState, resources: &[String], purpose: &Purpose, option
         notes.append(&mut found.notes);
     }
     Verdict { allowed: reasons.is_empty(), reasons, notes }
+}
+
+/// What F1 makes of the fencing configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FencingVerdict {
+    /// One line per resource whose fencing cannot keep a failover off older
+    /// data, or whose policy could not be read; empty when every one is fenced.
+    pub findings: Vec<String>,
+    /// The findings refuse the start (`drbd_require_fencing`); otherwise
+    /// they are warnings.
+    pub refused: bool,
+}
+
+/// F1 for `resources`. `settings` is what `drbdsetup show` said, or why it
+/// could not be read.
+pub fn fencing_rule(resources: &[String], settings: Result<&[FencingSetting], &str>, require_fencing: bool) -> FencingVerdict {
+    // The resource, the policy and the verdict come first: Pacemaker shows
+    // the start of an exit reason, and it must say what and why.
+    let verdict = if require_fencing { ": refusing to start" } else { "" };
+    let hint = if require_fencing { "" } else { " (drbd_require_fencing makes this a refusal)" };
+    let mut findings = Vec::new();
+    let unknown = |name: &str, why: &str| {
+        format!("{name}: fencing policy unknown ({why}) (rule F1){verdict}: a failover may run the guest on older data{hint}")
+    };
+    for name in resources {
+        let mine: Vec<&FencingSetting> = match settings {
+            Ok(all) => all.iter().filter(|s| s.resource == *name).collect(),
+            Err(why) => {
+                findings.push(unknown(name, why));
+                continue;
+            }
+        };
+        if mine.is_empty() {
+            findings.push(unknown(name, "not in drbdsetup show"));
+            continue;
+        }
+        let scopes_with = |wanted: Option<FencingPolicy>| -> Vec<String> {
+            mine.iter().filter(|s| s.policy == wanted).map(|s| s.scope.to_string()).collect()
+        };
+        let unfenced = scopes_with(Some(FencingPolicy::DontCare));
+        if !unfenced.is_empty() {
+            findings.push(format!(
+                "{name}: fencing dont-care ({}) (rule F1){verdict}: after the replication link is cut DRBD cannot mark \
+                 the peer's data Outdated, so a failover can run the guest on older data and lose writes; configure \
+                 fencing resource-only with the crm-fence-peer handlers{hint}",
+                unfenced.join(", ")
+            ));
+        }
+        let undisclosed = scopes_with(None);
+        if !undisclosed.is_empty() {
+            findings.push(unknown(name, &format!("{}: no local disk, so DRBD shows no disk options", undisclosed.join(", "))));
+        }
+    }
+    FencingVerdict { refused: require_fencing && !findings.is_empty(), findings }
 }
 
 struct Findings {
@@ -332,4 +396,67 @@ pub fn find_peer<'a>(r: &'a Resource, node: &str) -> Option<&'a Peer> {
 
 fn is_same_peer(p: &Peer, other: Option<&Peer>) -> bool {
     other.is_some_and(|o| std::ptr::eq(p, o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drbd::show::{fencing, FencingScope};
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    const FENCED_84: &str = include_str!("../../tests/fixtures/drbd84-real/healthy.alpha.show");
+    const DETACHED_84: &str = include_str!("../../tests/fixtures/drbd84-real/diskless.beta.show");
+    const UNFENCED_84: &str = include_str!("../../tests/fixtures/drbd/84-single.show");
+
+    #[test]
+    fn f1_passes_a_fenced_resource_whatever_the_parameter() {
+        let settings = fencing(FENCED_84).unwrap();
+        for require in [false, true] {
+            let v = fencing_rule(&names(&["r0"]), Ok(&settings), require);
+            assert_eq!(v, FencingVerdict { findings: vec![], refused: false });
+        }
+    }
+
+    #[test]
+    fn f1_warns_about_dont_care_and_refuses_it_when_fencing_is_required() {
+        let settings = fencing(UNFENCED_84).unwrap();
+        let warned = fencing_rule(&names(&["r0"]), Ok(&settings), false);
+        assert!(!warned.refused);
+        assert_eq!(warned.findings.len(), 1, "{warned:?}");
+        let finding = &warned.findings[0];
+        assert!(finding.starts_with("r0: fencing dont-care (volume 0) (rule F1): after the replication link is cut"), "{finding}");
+        assert!(finding.contains("older data") && finding.ends_with("(drbd_require_fencing makes this a refusal)"), "{finding}");
+
+        let refused = fencing_rule(&names(&["r0"]), Ok(&settings), true);
+        assert!(refused.refused);
+        assert!(refused.findings[0].starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start: "), "{refused:?}");
+        assert!(refused.findings[0].ends_with("with the crm-fence-peer handlers"), "{refused:?}");
+    }
+
+    #[test]
+    fn f1_counts_an_unreadable_or_missing_policy_as_no_fencing() {
+        let detached = fencing(DETACHED_84).unwrap();
+        let v = fencing_rule(&names(&["r0"]), Ok(&detached), true);
+        assert!(v.refused && v.findings[0].starts_with("r0: fencing policy unknown (volume 0: no local disk, so DRBD shows no disk options) (rule F1): refusing to start"), "{v:?}");
+        let v = fencing_rule(&names(&["r0"]), Err("drbdsetup show all: exit 20"), true);
+        assert!(v.refused && v.findings[0].contains("(drbdsetup show all: exit 20)"), "{v:?}");
+        let v = fencing_rule(&names(&["r1"]), Ok(&fencing(FENCED_84).unwrap()), false);
+        assert!(!v.refused && v.findings[0].starts_with("r1: fencing policy unknown (not in drbdsetup show)"), "{v:?}");
+    }
+
+    /// DRBD 9: one unfenced connection is enough for a failover from that
+    /// peer to run on older data.
+    #[test]
+    fn f1_names_every_unfenced_connection() {
+        let setting = |peer: &str, policy| FencingSetting { resource: "r0".into(), scope: FencingScope::Connection(peer.into()), policy: Some(policy) };
+        let settings = vec![setting("node2", FencingPolicy::ResourceOnly), setting("node3", FencingPolicy::DontCare), setting("node4", FencingPolicy::DontCare)];
+        let v = fencing_rule(&names(&["r0"]), Ok(&settings), true);
+        assert_eq!(v.findings.len(), 1, "{v:?}");
+        assert!(v.findings[0].starts_with("r0: fencing dont-care (connection to node3, connection to node4) (rule F1): refusing to start"), "{v:?}");
+        let fenced = vec![setting("node2", FencingPolicy::ResourceOnly), setting("node3", FencingPolicy::ResourceAndStonith)];
+        assert!(fencing_rule(&names(&["r0"]), Ok(&fenced), true).findings.is_empty());
+    }
 }

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::deadline::Deadline;
 
 pub use disks::resources_for_disks;
-pub use gate::{decide, GateOptions, Verdict};
+pub use gate::{decide, fencing_rule, FencingVerdict, GateOptions, Verdict};
 pub use model::DrbdState;
 pub use monitor::{Finding, Problem};
 pub use source::{ReadError, Sources};
@@ -86,6 +86,15 @@ impl Purpose {
     }
 }
 
+/// The operator's choices that shape the gate (the agent's parameters
+/// `drbd_allow_diskless` and `drbd_require_fencing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateParams {
+    pub allow_diskless: bool,
+    /// F1 refuses a start instead of warning.
+    pub require_fencing: bool,
+}
+
 /// The gate for a domain: Ok when every DRBD resource behind `block_devices`
 /// (or named in `explicit`, the `drbd_resources` parameter) may be used for
 /// `purpose` on this node. Without DRBD disks and without `explicit` nothing
@@ -94,10 +103,10 @@ pub fn gate_domain(
     block_devices: &[&str],
     explicit: Option<&str>,
     purpose: &Purpose,
-    allow_diskless: bool,
+    params: &GateParams,
     deadline: &Deadline,
 ) -> Result<(), DrbdError> {
-    gate_domain_with(&Sources::from_env(), block_devices, explicit, purpose, allow_diskless, deadline)
+    gate_domain_with(&Sources::from_env(), block_devices, explicit, purpose, params, deadline)
 }
 
 pub fn gate_domain_with(
@@ -105,7 +114,7 @@ pub fn gate_domain_with(
     block_devices: &[&str],
     explicit: Option<&str>,
     purpose: &Purpose,
-    allow_diskless: bool,
+    params: &GateParams,
     deadline: &Deadline,
 ) -> Result<(), DrbdError> {
     if !uses_drbd(block_devices, explicit) {
@@ -115,19 +124,67 @@ pub fn gate_domain_with(
     let state = sources.read(purpose.needs_net_options(), deadline).map_err(DrbdError::Read)?;
     let resources = resources_for_disks(block_devices, explicit, &state)
         .map_err(|e| DrbdError::Resources(format!("DRBD gate: {e:#}")))?;
-    let verdict = decide(&state, &resources, purpose, &GateOptions { allow_diskless });
+    let verdict = decide(&state, &resources, purpose, &GateOptions { allow_diskless: params.allow_diskless });
     for note in &verdict.notes {
         info!("DRBD gate: {note}");
     }
-    if verdict.allowed {
+    let mut reasons = verdict.reasons;
+    // F1 only for a start: a migration moves the guest between two connected
+    // UpToDate copies (T5, M2), which no cut link has made unequal.
+    if *purpose == Purpose::Start {
+        reasons.extend(fencing_findings(sources, &resources, params.require_fencing, deadline));
+    }
+    if reasons.is_empty() {
         info!("DRBD gate: {} may be used for {purpose} ({})", resources.join(", "), state.origin.describe());
         Ok(())
     } else {
-        for reason in &verdict.reasons {
+        for reason in &reasons {
             warn!("DRBD gate: {reason}");
         }
-        Err(DrbdError::Refused(verdict.reasons))
+        Err(DrbdError::Refused(reasons))
     }
+}
+
+/// F1 alone, for validate-all: Ok when every resource is fenced, or when
+/// it is not and fencing is not required (each finding is logged as a
+/// warning); `Refused` when fencing is required and missing.
+pub fn check_fencing(block_devices: &[&str], explicit: Option<&str>, require_fencing: bool, deadline: &Deadline) -> Result<(), DrbdError> {
+    check_fencing_with(&Sources::from_env(), block_devices, explicit, require_fencing, deadline)
+}
+
+pub fn check_fencing_with(
+    sources: &Sources,
+    block_devices: &[&str],
+    explicit: Option<&str>,
+    require_fencing: bool,
+    deadline: &Deadline,
+) -> Result<(), DrbdError> {
+    if !uses_drbd(block_devices, explicit) {
+        return Ok(());
+    }
+    // The state only to tie /dev/drbdN to resource names.
+    let state = sources.read(false, deadline).map_err(DrbdError::Read)?;
+    let resources = resources_for_disks(block_devices, explicit, &state)
+        .map_err(|e| DrbdError::Resources(format!("DRBD fencing check: {e:#}")))?;
+    let refusals = fencing_findings(sources, &resources, require_fencing, deadline);
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(DrbdError::Refused(refusals))
+    }
+}
+
+/// Runs F1: warnings are logged here; what refuses is returned.
+fn fencing_findings(sources: &Sources, resources: &[String], require_fencing: bool, deadline: &Deadline) -> Vec<String> {
+    let settings = sources.read_fencing(deadline);
+    let verdict = fencing_rule(resources, settings.as_deref().map_err(String::as_str), require_fencing);
+    if verdict.refused {
+        return verdict.findings;
+    }
+    for finding in &verdict.findings {
+        warn!("DRBD gate: {finding}");
+    }
+    Vec::new()
 }
 
 /// Problems of the DRBD volumes behind a running guest (see [`monitor`]

@@ -110,6 +110,17 @@ drbd_names!(
     }
 );
 
+drbd_names!(
+    /// DRBD's `fencing` policy: what a node does about its peer's data when
+    /// the replication link is lost. Only with a policy other than
+    /// `dont-care` can DRBD mark a cut-off peer Outdated.
+    FencingPolicy, "fencing policy" {
+        DontCare = "dont-care",
+        ResourceOnly = "resource-only",
+        ResourceAndStonith = "resource-and-stonith",
+    }
+);
+
 impl ReplState {
     /// This node is receiving a resync (or about to): its data is not complete.
     pub fn is_sync_target(self) -> bool {

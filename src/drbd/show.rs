@@ -15,10 +15,27 @@
 //! }
 //! ```
 //! DRBD 8.4 has a single `net` block in the resource.
+//!
+//! It also tells the `fencing` policy (rule F1 of the gate). DRBD 8.4 keeps
+//! it among the disk options of each volume, DRBD 9 among the net options of
+//! each connection; like every option it is printed only when it is not the
+//! default, `dont-care`:
+//! ```text
+//! resource r0 {                               connection {
+//!     _this_host {                                net { fencing resource-only; _name "node2"; }
+//!         volume 0 {                          }
+//!             disk "/dev/vda";
+//!             disk { fencing resource-only; }
+//!         }
+//!     }
+//! }
+//! ```
+//! A detached 8.4 volume (Diskless) has no disk options at all: its policy
+//! is unknown, not `dont-care`.
 
 use anyhow::{anyhow, bail, Context};
 
-use super::model::DrbdState;
+use super::model::{DrbdState, FencingPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetOptions {
@@ -75,6 +92,85 @@ pub fn apply(state: &mut DrbdState, options: &[NetOptions]) {
             }
         }
     }
+}
+
+/// What a `fencing` setting belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FencingScope {
+    /// DRBD 8.4: a disk option, per volume.
+    Volume(u32),
+    /// DRBD 9: a net option, per connection (named as in events2).
+    Connection(String),
+}
+
+impl std::fmt::Display for FencingScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FencingScope::Volume(number) => write!(f, "volume {number}"),
+            FencingScope::Connection(name) => write!(f, "connection to {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FencingSetting {
+    pub resource: String,
+    pub scope: FencingScope,
+    /// `None` when the kernel does not say: a volume without a local disk.
+    pub policy: Option<FencingPolicy>,
+}
+
+/// The fencing policy of every volume (8.4) or connection (9) of every
+/// resource in `drbdsetup show` output.
+pub fn fencing(text: &str) -> anyhow::Result<Vec<FencingSetting>> {
+    let statements = parse_blocks(text)?;
+    let mut settings = Vec::new();
+    for resource in statements.iter().filter(|s| s.keyword() == Some("resource")) {
+        let name = resource.words.get(1).context("a resource block without a name")?;
+        let body = resource.body.as_deref().with_context(|| format!("resource {name} has no block"))?;
+        let setting = |scope, policy| FencingSetting { resource: name.clone(), scope, policy };
+        let connections: Vec<&Statement> = body.iter().filter(|s| s.keyword() == Some("connection")).collect();
+        if !connections.is_empty() {
+            for connection in connections {
+                let inner = connection.body.as_deref().unwrap_or_default();
+                let net = block(inner, "net").unwrap_or_default();
+                let peer = value_of(net, "_name")
+                    .or_else(|| value_of(inner, "_name"))
+                    .with_context(|| format!("resource {name}: a connection without _name"))?;
+                let policy = fencing_policy(net).with_context(|| format!("resource {name}, connection to {peer}"))?;
+                settings.push(setting(FencingScope::Connection(peer.to_owned()), Some(policy)));
+            }
+            continue;
+        }
+        let this_host = block(body, "_this_host").unwrap_or_default();
+        for volume in this_host.iter().filter(|s| s.keyword() == Some("volume") && s.body.is_some()) {
+            let number = volume
+                .words
+                .get(1)
+                .and_then(|n| n.parse::<u32>().ok())
+                .with_context(|| format!("resource {name}: a volume without a number"))?;
+            let options = volume.body.as_deref().unwrap_or_default();
+            // `disk "/dev/..."` names the backing device; `disk { ... }` holds its options.
+            let attached = value_of(options, "disk").is_some();
+            let policy = if attached {
+                let disk_options = block(options, "disk").unwrap_or_default();
+                Some(fencing_policy(disk_options).with_context(|| format!("resource {name}, volume {number}"))?)
+            } else {
+                None
+            };
+            settings.push(setting(FencingScope::Volume(number), policy));
+        }
+    }
+    Ok(settings)
+}
+
+/// `fencing` in an option block; absent means DRBD's default, `dont-care`.
+fn fencing_policy(options: &[Statement]) -> anyhow::Result<FencingPolicy> {
+    value_of(options, "fencing").map_or(Ok(FencingPolicy::DontCare), FencingPolicy::parse)
+}
+
+fn block<'a>(statements: &'a [Statement], key: &str) -> Option<&'a [Statement]> {
+    statements.iter().find(|s| s.keyword() == Some(key) && s.body.is_some()).and_then(|s| s.body.as_deref())
 }
 
 fn allow_two_primaries(net: &[Statement]) -> anyhow::Result<bool> {
@@ -315,6 +411,67 @@ mod tests {
         state.resources[0] = resource(vec![peer("b"), peer("c")]);
         apply(&mut state, &parse(EIGHT).unwrap());
         assert!(state.resources[0].peers.iter().all(|p| p.allow_two_primaries.is_none()));
+    }
+
+    fn fencing_of(resource: &str, scope: FencingScope, policy: Option<FencingPolicy>) -> FencingSetting {
+        FencingSetting { resource: resource.into(), scope, policy }
+    }
+
+    /// What the real 8.4.11 kernel printed in tests/lab/drbd-nodes.sh,
+    /// whose drbd.conf sets `fencing resource-only`.
+    #[test]
+    fn reads_the_8_4_fencing_policy_per_volume_from_the_kernel_captures() {
+        let real = |state: &str| match state {
+            "healthy" => include_str!("../../tests/fixtures/drbd84-real/healthy.alpha.show"),
+            "standalone" => include_str!("../../tests/fixtures/drbd84-real/standalone.beta.show"),
+            "diskless" => include_str!("../../tests/fixtures/drbd84-real/diskless.beta.show"),
+            // drbd.conf's `fencing dont-care` adjusted into the running kernel.
+            "no-fencing" => include_str!("../../tests/fixtures/drbd84-real/no-fencing.alpha.show"),
+            "cut-no-fencing" => include_str!("../../tests/fixtures/drbd84-real/cut-no-fencing.beta.show"),
+            _ => unreachable!(),
+        };
+        let resource_only = vec![fencing_of("r0", FencingScope::Volume(0), Some(FencingPolicy::ResourceOnly))];
+        assert_eq!(fencing(real("healthy")).unwrap(), resource_only);
+        // StandAlone: no net section any more, the disk options stay.
+        assert_eq!(fencing(real("standalone")).unwrap(), resource_only);
+        // Detached: the volume lists no disk and no disk options.
+        assert_eq!(fencing(real("diskless")).unwrap(), vec![fencing_of("r0", FencingScope::Volume(0), None)]);
+        // The kernel leaves the default out: not printed is dont-care, not unknown.
+        let dont_care = vec![fencing_of("r0", FencingScope::Volume(0), Some(FencingPolicy::DontCare))];
+        assert!(!real("no-fencing").contains("fencing"));
+        assert_eq!(fencing(real("no-fencing")).unwrap(), dont_care);
+        assert_eq!(fencing(real("cut-no-fencing")).unwrap(), dont_care);
+        // No disk options at all, the backing disk still there: dont-care.
+        assert_eq!(
+            fencing(include_str!("../../tests/fixtures/drbd/84-single.show")).unwrap(),
+            vec![fencing_of("r0", FencingScope::Volume(0), Some(FencingPolicy::DontCare))]
+        );
+    }
+
+    #[test]
+    fn reads_the_drbd_9_fencing_policy_per_connection() {
+        let fenced = NINE.replace("allow-two-primaries yes;", "allow-two-primaries yes;\n            fencing resource-and-stonith;");
+        assert_ne!(fenced, NINE);
+        assert_eq!(
+            fencing(&fenced).unwrap(),
+            vec![
+                fencing_of("r0", FencingScope::Connection("node2".into()), Some(FencingPolicy::ResourceAndStonith)),
+                fencing_of("r0", FencingScope::Connection("node3".into()), Some(FencingPolicy::DontCare)),
+            ]
+        );
+        // The DRBD 9 fixtures set no fencing; volumes of _this_host do not count in 9.
+        let dual = fencing(include_str!("../../tests/fixtures/drbd/3node-dual.show")).unwrap();
+        assert_eq!(dual.len(), 2);
+        assert!(dual.iter().all(|s| matches!(s.scope, FencingScope::Connection(_)) && s.policy == Some(FencingPolicy::DontCare)), "{dual:?}");
+    }
+
+    #[test]
+    fn an_unknown_fencing_policy_is_an_error_not_a_default() {
+        let e = fencing("resource r0 { _this_host { volume 0 { disk \"/dev/vda\"; disk { fencing sometimes; } } } }").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown fencing policy 'sometimes'"), "{e:#}");
+        assert!(fencing("resource r0 { connection { net { fencing maybe; _name \"b\"; } } }").is_err());
+        assert!(fencing("resource r0 { _this_host { volume x { disk \"/dev/vda\"; } } }").is_err());
+        assert_eq!(fencing("").unwrap(), vec![]);
     }
 
     #[test]

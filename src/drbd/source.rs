@@ -185,15 +185,30 @@ impl Sources {
     }
 
     fn add_net_options(&self, state: &mut DrbdState, deadline: &Deadline) {
-        let text = match (&self.show_file, &self.events2_file) {
-            (Some(file), _) => read_file(file).map_err(anyhow::Error::from),
-            // State from a file and options from the live system would not match.
-            (None, Some(_)) => return,
-            (None, None) => exec::run(&self.drbdsetup, &["show", "all"], deadline).map(|o| o.stdout).map_err(anyhow::Error::from),
-        };
+        let Some(text) = self.show_text(deadline) else { return };
         match text.and_then(|t| show::parse(&t)) {
             Ok(options) => show::apply(state, &options),
             Err(e) => warn!("allow-two-primaries unknown: drbdsetup show: {e:#}"),
+        }
+    }
+
+    /// The fencing policies of every resource (rule F1), or why they cannot
+    /// be read.
+    pub fn read_fencing(&self, deadline: &Deadline) -> Result<Vec<show::FencingSetting>, String> {
+        let text = self.show_text(deadline).ok_or_else(|| {
+            format!("the state comes from {ENV_EVENTS2_FILE} and no {ENV_SHOW_FILE} gives the configuration")
+        })?;
+        text.and_then(|t| show::fencing(&t)).map_err(|e| format!("drbdsetup show: {e:#}"))
+    }
+
+    /// `drbdsetup show all` (or its file override); `None` when the state
+    /// comes from a file without a show file: options read from the live
+    /// system would not belong to that state.
+    fn show_text(&self, deadline: &Deadline) -> Option<anyhow::Result<String>> {
+        match (&self.show_file, &self.events2_file) {
+            (Some(file), _) => Some(read_file(file).map_err(anyhow::Error::from)),
+            (None, Some(_)) => None,
+            (None, None) => Some(exec::run(&self.drbdsetup, &["show", "all"], deadline).map(|o| o.stdout).map_err(anyhow::Error::from)),
         }
     }
 }

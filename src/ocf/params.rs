@@ -260,6 +260,9 @@ parameters! {
     drbd_allow_diskless: Flag = "false";
         short: "Allow running on a diskless DRBD client";
         long: "Accept a local Diskless DRBD volume when a connected peer has UpToDate data (DRBD 9 diskless clients). Off by default: the guest then only runs where the data is local.";
+    drbd_require_fencing: Flag = "false";
+        short: "Refuse DRBD resources without a fencing policy";
+        long: "Rule F1 of the DRBD gate. A DRBD resource with fencing dont-care (DRBD's default) cannot keep a failover off older data: when the replication link is cut and the Primary keeps writing before it fails, DRBD on the survivor cannot know that its data is older, still reports UpToDate, and the guest starts there on the old data; the writes made since the cut are lost. LINBIT documents fencing resource-only with the crm-fence-peer handlers for Pacemaker (DRBD 8.4: fence-peer crm-fence-peer.sh, after-resync-target crm-unfence-peer.sh; DRBD 9: crm-fence-peer.9.sh and crm-unfence-peer.9.sh). Off (the default, as the classic agent does not look), validate-all and start log a warning naming the resource and go on. On, validate-all fails with OCF_ERR_CONFIGURED and start refuses, naming the resource and the rule (DRBD state that cannot be read during validate-all is only a warning; start checks again). The policy is read from drbdsetup show: per volume in DRBD 8.4, per connection in DRBD 9; a policy that cannot be read counts as missing. DRBD 9 quorum is not counted as fencing.";
 }
 
 #[cfg(test)]
@@ -297,6 +300,8 @@ mod tests {
         assert!(!p.unset_utilization_cpu && !p.save_config_on_stop && !p.stateless && !p.start_resources);
         assert_eq!(p.migrateport, None);
         assert_eq!(p.hypervisor, None);
+        // New, and off: the classic agent never refused an unfenced DRBD resource.
+        assert!(!p.drbd_require_fencing && !p.drbd_allow_diskless);
     }
 
     #[test]

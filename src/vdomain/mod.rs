@@ -169,6 +169,7 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
     check_node(&params, &config).map_err(invalid)?;
     guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).map_err(invalid)?;
     if action == Action::ValidateAll {
+        validate::check_drbd_fencing(&params, &config, &env.deadline(action))?;
         return Ok(OcfStatus::Success);
     }
     with_vm(action, env, &params, config, host, |vm| match action {
@@ -351,13 +352,11 @@ fn migrate_to(vm: &Vm) -> OcfResult {
 /// The DRBD gate for this domain's disks (or the `drbd_resources` named).
 pub fn drbd_gate(vm: &Vm, purpose: &crate::drbd::Purpose) -> OcfResult<()> {
     let devices: Vec<&str> = vm.domain.block_devices().collect();
-    crate::drbd::gate_domain(
-        &devices,
-        vm.params.drbd_resources.as_deref(),
-        purpose,
-        vm.params.drbd_allow_diskless,
-        &vm.deadline,
-    )
+    let params = crate::drbd::GateParams {
+        allow_diskless: vm.params.drbd_allow_diskless,
+        require_fencing: vm.params.drbd_require_fencing,
+    };
+    crate::drbd::gate_domain(&devices, vm.params.drbd_resources.as_deref(), purpose, &params, &vm.deadline)
     .map_err(drbd_refusal)
 }
 

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::deadline::Deadline;
+use crate::drbd::DrbdError;
 use crate::exec::find_program;
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::hypervisor::ShutdownModes;
@@ -89,6 +91,24 @@ pub fn check_node(params: &Params, config: &LoadedConfig) -> Result<(), OcfError
         }
     }
     Ok(())
+}
+
+/// validate-all's part of the DRBD gate: rule F1 (the fencing policy of the
+/// DRBD resources behind the domain). Missing fencing is a warning, or with
+/// `drbd_require_fencing` OCF_ERR_CONFIGURED: the DRBD configuration, the
+/// same on every node, cannot keep a failover off older data. DRBD state
+/// that cannot be read here (module not loaded, resource down) says
+/// nothing about the configuration: a warning, and start checks again.
+pub fn check_drbd_fencing(params: &Params, config: &LoadedConfig, deadline: &Deadline) -> Result<(), OcfError> {
+    let devices: Vec<&str> = config.domain.block_devices().collect();
+    match crate::drbd::check_fencing(&devices, params.drbd_resources.as_deref(), params.drbd_require_fencing, deadline) {
+        Ok(()) => Ok(()),
+        Err(DrbdError::Refused(findings)) => Err(OcfError::configured(findings.join("; "))),
+        Err(e) => {
+            tracing::warn!("the DRBD fencing policy cannot be checked on this node: {e}");
+            Ok(())
+        }
+    }
 }
 
 fn require_program(program: &str, for_what: &str) -> Result<(), OcfError> {
