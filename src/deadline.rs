@@ -94,8 +94,11 @@ impl Deadline {
 
     /// The deadline of the running operation: `CRM_meta_timeout` (ms) when
     /// Pacemaker gave one, else the action's advertised default.
-    pub fn for_operation(timeout_ms: Option<u64>, default: Duration) -> Self {
-        Self::after(timeout_ms.map(Duration::from_millis).unwrap_or(default))
+    /// It runs from `started`, when the agent was called: Pacemaker's timer
+    /// started then, so work done before the deadline is asked for counts.
+    pub fn for_operation(started: Instant, timeout_ms: Option<u64>, default: Duration) -> Self {
+        let budget = timeout_ms.map(Duration::from_millis).unwrap_or(default);
+        Deadline { started, end: started + budget, clock: Clock::System }
     }
 
     pub fn remaining(&self) -> Duration {
@@ -197,9 +200,16 @@ mod tests {
 
     #[test]
     fn default_applies_without_meta_timeout() {
-        let d = Deadline::for_operation(None, Duration::from_secs(90));
+        let d = Deadline::for_operation(Instant::now(), None, Duration::from_secs(90));
         assert_eq!(d.total(), Duration::from_secs(90));
-        let d = Deadline::for_operation(Some(20_000), Duration::from_secs(90));
+        let d = Deadline::for_operation(Instant::now(), Some(20_000), Duration::from_secs(90));
         assert_eq!(d.total(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn an_operation_deadline_counts_from_the_call_not_from_when_it_is_asked_for() {
+        let called = Instant::now() - Duration::from_secs(3);
+        let d = Deadline::for_operation(called, Some(4_000), Duration::from_secs(90));
+        assert!(d.remaining() <= Duration::from_secs(1), "{:?} left of 4 s, 3 s after the call", d.remaining());
     }
 }

@@ -2,7 +2,7 @@
 //! resource parameters (those are in `params.rs`).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::deadline::Deadline;
 
@@ -21,6 +21,8 @@ pub struct OcfEnv {
     pub state_dir: PathBuf,
     /// Set by Pacemaker on every call; absent when run by hand or by ocf-tester.
     pub crm_feature_set: Option<String>,
+    /// When the call began: every deadline of the operation counts from here.
+    pub called_at: Instant,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/run/resource-agents";
@@ -39,6 +41,7 @@ impl OcfEnv {
             check_level: non_empty("OCF_CHECK_LEVEL").and_then(|v| v.parse().ok()).unwrap_or(0),
             state_dir: non_empty("HA_RSCTMP").map(PathBuf::from).unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             crm_feature_set: non_empty("OCF_RESKEY_crm_feature_set"),
+            called_at: Instant::now(),
         }
     }
 
@@ -53,7 +56,7 @@ impl OcfEnv {
     }
 
     pub fn deadline(&self, action: Action) -> Deadline {
-        Deadline::for_operation(self.timeout_ms, action.default_timeout())
+        Deadline::for_operation(self.called_at, self.timeout_ms, action.default_timeout())
     }
 }
 
@@ -147,6 +150,17 @@ mod tests {
         assert!(env(&[("OCF_RESKEY_CRM_meta_interval", "0")]).is_probe(Action::Monitor));
         assert!(!env(&[("OCF_RESKEY_CRM_meta_interval", "10000")]).is_probe(Action::Monitor));
         assert!(!env(&[]).is_probe(Action::Start));
+    }
+
+    /// Found by tests/agent_frozen_libvirtd.rs: stop spent 1.2 s looking for
+    /// a tagged guest on a frozen libvirtd before it asked for its deadline,
+    /// which then ran 1.2 s past Pacemaker's timeout (exit after 4.88 s of 4).
+    #[test]
+    fn every_deadline_of_a_call_ends_when_pacemakers_timeout_does() {
+        let mut e = env(&[("OCF_RESKEY_CRM_meta_timeout", "4000")]);
+        e.called_at -= Duration::from_millis(1_200);
+        let remaining = e.deadline(Action::Stop).remaining();
+        assert!(remaining <= Duration::from_millis(2_800), "{remaining:?} left, 1.2 s into a 4 s stop");
     }
 
     #[test]

@@ -188,6 +188,8 @@ pub const VALUES: &[(&str, &[&str], &[&str])] = &[
     ("shutdown_mode", &["acpi", "agent,acpi"], &["bogus"]),
     ("start_resources", &["false"], &["x"]),
     ("drbd_allow_diskless", &["false"], &["x"]),
+    // The fake's guests have no DRBD disks: the gate reads nothing either way.
+    ("drbd_require_fencing", &["false", "true"], &["x"]),
 ];
 
 /// What one action answered, and what the fake saw.
