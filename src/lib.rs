@@ -16,6 +16,7 @@ pub(crate) mod exec;
 pub mod exec_for_tests {
     pub use crate::exec::{find_program, run_command, ExecError, Output};
 }
+pub mod host;
 pub mod hypervisor;
 pub mod log;
 pub mod ocf;

@@ -52,7 +52,7 @@ fn known_domain(action: Action, env: &OcfEnv, params: &Params, host: &Host) -> O
     }
     // Asked before the watchdog is armed: a frozen libvirtd must not hold
     // the action past its deadline, so the whole look-up is bounded.
-    let deadline = env.deadline(action);
+    let deadline = host.deadline(env, action);
     let budget = deadline.fraction(0.6).remaining();
     let uri = params.hypervisor.clone();
     let instance = env.instance.clone();

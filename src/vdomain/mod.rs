@@ -27,10 +27,10 @@ mod tests;
 pub mod migration;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
+pub use crate::host::{Connection, Host};
 use crate::hypervisor::domain_xml::DomainConfig;
-use crate::hypervisor::{HvError, HvResult, Hypervisor};
+use crate::hypervisor::{HvError, Hypervisor};
 use crate::ocf::dispatch::{finish, invalid_environment, USAGE};
 use crate::ocf::params::{ParamType, TABLE};
 use crate::ocf::{metadata, Action, Deadline, OcfError, OcfEnv, OcfResult, OcfStatus, Params};
@@ -57,6 +57,8 @@ pub struct Vm<'a> {
     pub domain: DomainConfig,
     /// The local hypervisor, or why it cannot be reached.
     pub hv: Result<&'a dyn Hypervisor, HvError>,
+    /// The rest of the node: its processes, its name.
+    pub host: &'a Host,
 }
 
 impl<'a> Vm<'a> {
@@ -81,41 +83,8 @@ impl<'a> Vm<'a> {
             config_xml: String::new(),
             domain: DomainConfig::named(name),
             hv: self.hv.clone(),
+            host: self.host,
         }
-    }
-}
-
-/// A connection to a hypervisor, whatever its kind.
-pub type Connection = Box<dyn Hypervisor + Send + Sync>;
-type Connector = dyn Fn(Option<&str>) -> HvResult<Connection> + Send + Sync;
-
-/// What an agent call reaches outside its own process: the hypervisor it
-/// connects to, and the watchdog that ends the process at the timeout. The
-/// binary uses libvirt and the watchdog; the in-process property test
-/// (`invariants`) runs the whole pipeline, validation and look-up included,
-/// on the fake, where a watchdog would exit the test process.
-#[derive(Clone)]
-pub struct Host {
-    connector: Arc<Connector>,
-    watchdog: bool,
-}
-
-impl Host {
-    pub fn libvirt() -> Host {
-        Host {
-            connector: Arc::new(|uri| crate::hypervisor::connect(uri).map(|hv| Box::new(hv) as Connection)),
-            watchdog: true,
-        }
-    }
-
-    /// Every connection made through `connect`, without a watchdog.
-    #[cfg(test)]
-    pub fn with(connect: impl Fn(Option<&str>) -> HvResult<Connection> + Send + Sync + 'static) -> Host {
-        Host { connector: Arc::new(connect), watchdog: false }
-    }
-
-    pub fn connect(&self, uri: Option<&str>) -> HvResult<Connection> {
-        (self.connector)(uri)
     }
 }
 
@@ -142,7 +111,7 @@ pub fn run_agent(action: Option<&str>) -> OcfStatus {
         }
         _ => {
             let raw = |name: &str| std::env::var(format!("OCF_RESKEY_{name}")).ok();
-            finish(run_action(action, &env, &raw, &Host::libvirt()))
+            finish(run_action(action, &env, &raw, &Host::real()))
         }
     }
 }
@@ -169,7 +138,7 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
     check_node(&params, &config).map_err(invalid)?;
     guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).map_err(invalid)?;
     if action == Action::ValidateAll {
-        validate::check_drbd_fencing(&params, &config, &env.deadline(action))?;
+        validate::check_drbd_fencing(&params, &config, &host.deadline(env, action))?;
         return Ok(OcfStatus::Success);
     }
     with_vm(action, env, &params, config, host, |vm| match action {
@@ -240,7 +209,7 @@ fn with_vm(
 }
 
 /// [`with_vm`] for a monitor that already knows `problem` with the
-/// configuration: the watchdog's answer from /proc keeps it.
+/// configuration: the watchdog's answer from the emulator process keeps it.
 fn with_vm_noting(
     action: Action,
     env: &OcfEnv,
@@ -250,11 +219,12 @@ fn with_vm_noting(
     problem: Option<String>,
     act: impl FnOnce(&Vm) -> OcfResult,
 ) -> OcfResult {
-    let deadline = env.deadline(action);
+    let deadline = host.deadline(env, action);
     let files = StateFiles::new(&env.state_dir, &env.instance);
     let emulator = config.domain.emulator.clone().or_else(|| files.read(StateKey::Emulator)).map(PathBuf::from);
-    if host.watchdog {
-        watchdog::arm(action, deadline, config.domain.name.clone(), emulator, problem);
+    if host.watchdog() {
+        let watched = watchdog::Watched { domain: config.domain.name.clone(), emulator, processes: host.shared_processes() };
+        watchdog::arm(action, deadline, watched, problem);
     }
     let hv = host.connect(params.hypervisor.as_deref());
     let vm = Vm {
@@ -267,6 +237,7 @@ fn with_vm_noting(
         config_xml: config.xml,
         domain: config.domain,
         hv: hv.as_ref().map(|h| &**h as &dyn Hypervisor).map_err(Clone::clone),
+        host,
     };
     act(&vm)
 }
@@ -291,7 +262,7 @@ fn stop_whatever_we_can(
             // Not remembered here: a domain carrying this resource's tag
             // under another name is the guest of a replaced config.
             let remembered = remembered.or_else(|| {
-                let budget = env.deadline(Action::Stop).fraction(0.3).remaining();
+                let budget = host.deadline(env, Action::Stop).fraction(0.3).remaining();
                 missing_config::tagged_here_within(host, params.hypervisor.as_deref(), &env.instance, budget)
             });
             let old = remembered.filter(|old| *old != config.domain.name);
@@ -302,7 +273,7 @@ fn stop_whatever_we_can(
         }
         Err(e) => {
             let found = remembered.map(|name| (name, "which this resource runs here")).or_else(|| {
-                let budget = env.deadline(Action::Stop).fraction(0.3).remaining();
+                let budget = host.deadline(env, Action::Stop).fraction(0.3).remaining();
                 missing_config::tagged_here_within(host, params.hypervisor.as_deref(), &env.instance, budget)
                     .map(|name| (name, "which carries this resource's owner tag"))
             });

@@ -40,7 +40,7 @@ pub fn remember(vm: &Vm) -> OcfResult<()> {
 }
 
 /// The emulator of a config that names none (libvirt picks it): read from
-/// libvirt once the domain exists, for the /proc fallback.
+/// libvirt once the domain exists, for the emulator-process fallback.
 pub fn remember_emulator_from_libvirt(vm: &Vm) {
     if vm.domain.emulator.is_some() {
         return;
@@ -136,7 +136,7 @@ pub fn check_renamed(vm: &Vm) -> OcfResult<()> {
             // Unknown is not "stopped": keep the memory and report.
             Err(_) => true,
         },
-        Err(_) => super::observe::process_of(&old).is_some(),
+        Err(_) => super::observe::process_of(vm, &old).is_some(),
     };
     if running {
         return Err(OcfError::generic(format!(

@@ -15,7 +15,7 @@ pub enum StateKey {
     /// The domain this resource started, received or found running here.
     /// Stop, monitor and probe use it when the config is gone or replaced.
     Domain,
-    /// That domain's emulator binary, to find it in /proc without libvirt.
+    /// That domain's emulator binary, to find its process without libvirt.
     Emulator,
     /// The domain whose owner tag (see `ownership`) was confirmed on this
     /// node: the steady-state monitor then skips the libvirt call.

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use crate::cluster;
-use crate::hypervisor::process::{find_emulator, terminate};
+use crate::host::emulator::terminate;
 use crate::hypervisor::{HvErrorKind, Hypervisor, ShutdownModes};
 use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
-use super::observe::{emulator_hint, observe, Observation, PROC_ROOT};
+use super::observe::{emulator_of, observe, Observation};
 use super::start::snapshot_file;
 use super::{config_file, ownership, watchdog, Vm};
 
@@ -138,7 +138,7 @@ fn destroy(vm: &Vm, hv: &dyn Hypervisor) -> OcfResult {
 }
 
 fn kill_by_process(vm: &Vm, why: &str) -> OcfResult {
-    match find_emulator(std::path::Path::new(PROC_ROOT), vm.name(), emulator_hint(vm).as_deref()) {
+    match emulator_of(vm) {
         Some(process) => kill_emulator(vm, process.pid, why),
         None => {
             tracing::info!("{why}; no emulator process of {} exists: stopped", vm.name());
@@ -149,7 +149,7 @@ fn kill_by_process(vm: &Vm, why: &str) -> OcfResult {
 
 fn kill_emulator(vm: &Vm, pid: i32, why: &str) -> OcfResult {
     tracing::warn!("{why}; stopping {} by signalling its emulator (pid {pid})", vm.name());
-    if terminate(pid, &watchdog::signal_deadline(&vm.operation)) {
+    if terminate(vm.host.processes(), pid, &watchdog::signal_deadline(&vm.operation)) {
         Ok(OcfStatus::Success)
     } else {
         Err(OcfError::generic(format!("emulator pid {pid} of {} survived SIGKILL", vm.name())))
