@@ -188,6 +188,8 @@ pub const VALUES: &[(&str, &[&str], &[&str])] = &[
     ("shutdown_mode", &["acpi", "agent,acpi"], &["bogus"]),
     ("start_resources", &["false"], &["x"]),
     ("drbd_allow_diskless", &["false"], &["x"]),
+    // "true" would make validate-all and start read the node's DRBD state.
+    ("drbd_require_fencing", &["false"], &["x"]),
 ];
 
 /// What one action answered, and what the fake saw.
