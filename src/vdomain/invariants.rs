@@ -23,9 +23,10 @@
 //! over the cross product of what the fake can model, through the whole
 //! pipeline (`run_action`: parameter parsing, validation, look-up, action).
 //!
-//! Not modelled in-process: an emulator alive while libvirtd is down (the
-//! /proc fallback reads the real /proc; a guest there is the black-box
-//! sample's and tests/agent_no_libvirtd.rs's job), a frozen libvirtd
+//! Not generated here: an emulator alive while libvirtd is down (each
+//! branch of it has a named test through the same pipeline in
+//! `tests/double_run.rs`, on the fake process table; with a real QEMU it is
+//! tests/agent_no_libvirtd.rs's job), a frozen libvirtd
 //! (invariant 4), a full or unwritable state directory, migrate_to and
 //! migrate_from (they cannot answer 7: the invalid-environment rule maps to
 //! 7 only for a probe), the hypervisor URI and the DRBD parameters.

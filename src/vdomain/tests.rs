@@ -307,6 +307,8 @@ fn stop_destroys_a_paused_guest_that_libvirt_will_not_shut_down() {
 
 mod ownership;
 
+mod double_run;
+
 #[test]
 fn missing_drbd_tools_are_not_installed_and_a_refusal_is_a_failure() {
     use crate::drbd::{DrbdError, ReadError};
