@@ -18,7 +18,8 @@ use virtguard::hypervisor::domain_xml::DomainConfig;
 use virtguard::hypervisor::Hypervisor;
 use virtguard::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
 use virtguard::vdomain::migration::migrate_to;
-use virtguard::vdomain::{Host, Vm};
+use virtguard::host::Host;
+use virtguard::vdomain::Vm;
 
 use support::{GuestGuard, GuestMode, PrivateHypervisor, HOST_URI};
 

@@ -44,7 +44,8 @@ use crate::ocf::params::TABLE;
 use crate::ocf::{Action, OcfEnv, OcfStatus};
 
 use super::state_files::{StateFiles, StateKey};
-use super::{run_action, Connection, Host};
+use super::dispatch::run_action;
+use crate::host::{Connection, Host};
 
 const INSTANCE: &str = "vgprop";
 /// The guest's domain.

@@ -5,11 +5,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::ocf::{OcfResult, OcfStatus};
 
-use super::{config_file, guest_health, monitor, ownership, systemd, utilization, Vm};
+use super::vm::Vm;
+use super::{config_file, drbd_gate, guest_health, monitor, ownership, systemd, utilization};
 
 pub fn migrate_from(vm: &Vm) -> OcfResult {
     let source = vm.env.migrate_source.as_deref().unwrap_or("the source node");
-    super::drbd_gate(vm, &crate::drbd::Purpose::MigrateTarget { source: source.to_owned() })?;
+    drbd_gate::check(vm, &crate::drbd::Purpose::MigrateTarget { source: source.to_owned() })?;
     // Before the wait: should it fail, the stop that follows must still find the guest.
     ownership::remember(vm)?;
     // A node that only ever received guests by migration (one just rebooted:

@@ -10,7 +10,7 @@ use crate::hypervisor::{DomainState, Health, HvError, HvErrorKind};
 use crate::ocf::Deadline;
 
 use super::state_files::StateKey;
-use super::Vm;
+use super::vm::Vm;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {

@@ -11,7 +11,8 @@ use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
 use super::observe::{emulator_of, observe, Observation};
 use super::start::snapshot_file;
-use super::{config_file, ownership, watchdog, Vm};
+use super::vm::Vm;
+use super::{config_file, ownership, watchdog};
 
 /// Time kept for destroy after the graceful attempt: a sixth of the
 /// timeout, at least 3 s and at most 15 s.

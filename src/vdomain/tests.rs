@@ -12,7 +12,10 @@ use crate::hypervisor::fake::{running, Call, FakeHypervisor, Op};
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
 use crate::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
 
-use super::{migrate_from, monitor, start, stop, Host, Vm};
+use crate::host::Host;
+
+use super::vm::Vm;
+use super::{migrate_from, monitor, start, stop};
 
 pub(super) const NAME: &str = "vgunit";
 
@@ -312,12 +315,12 @@ mod double_run;
 #[test]
 fn missing_drbd_tools_are_not_installed_and_a_refusal_is_a_failure() {
     use crate::drbd::{DrbdError, ReadError};
-    let missing = super::drbd_refusal(DrbdError::Read(ReadError::NotInstalled("no drbdsetup".into())));
+    let missing = super::drbd_gate::refusal(DrbdError::Read(ReadError::NotInstalled("no drbdsetup".into())));
     assert_eq!(missing.status, OcfStatus::ErrInstalled);
     assert_eq!(missing.reason, "cannot read DRBD state: no drbdsetup");
-    let refused = super::drbd_refusal(DrbdError::Refused(vec!["r0: a".into(), "r1: b".into()]));
+    let refused = super::drbd_gate::refusal(DrbdError::Refused(vec!["r0: a".into(), "r1: b".into()]));
     assert_eq!((refused.status, refused.reason.as_str()), (OcfStatus::ErrGeneric, "r0: a; r1: b"));
-    let unreadable = super::drbd_refusal(DrbdError::Read(ReadError::Unreadable("garbage".into())));
+    let unreadable = super::drbd_gate::refusal(DrbdError::Read(ReadError::Unreadable("garbage".into())));
     assert_eq!(unreadable.status, OcfStatus::ErrGeneric);
 }
 

@@ -8,7 +8,7 @@ use crate::hypervisor::domain_xml::Sizes;
 use crate::ocf::{Deadline, Params};
 
 use super::state_files::{StateFiles, StateKey};
-use super::Vm;
+use super::vm::Vm;
 
 /// One wanted change: `Some(value)` publishes, `None` removes the attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]

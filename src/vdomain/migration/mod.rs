@@ -23,7 +23,7 @@ use crate::host::Host;
 use crate::hypervisor::state::reason;
 use crate::hypervisor::{Hypervisor, StateKind};
 use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus, Params};
-use crate::vdomain::Vm;
+use crate::vdomain::vm::Vm;
 
 use self::job::{AbortCause, DriverLimits, Outcome, Report};
 use self::location::{placement, whereabouts, Placement, SideView};

@@ -18,7 +18,8 @@ use crate::hypervisor::fake::{running, Call, FakeHypervisor};
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, StateKind};
 use crate::ocf::{Action, OcfEnv, OcfStatus};
 use crate::vdomain::state_files::{StateFiles, StateKey};
-use crate::vdomain::{run_action, Connection, Host};
+use crate::host::{Connection, Host};
+use crate::vdomain::dispatch::run_action;
 
 const INSTANCE: &str = "guard";
 const OTHER: &str = "guard-other";
