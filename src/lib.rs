@@ -2,6 +2,7 @@
 //! drop-in replacement for `ocf:heartbeat:VirtualDomain`, plus a DRBD gate.
 
 pub mod adopt;
+pub(crate) mod atomic_write;
 pub mod cli;
 pub(crate) mod cluster;
 pub mod deadline;

@@ -1,16 +1,21 @@
 //! Everything an agent call reaches outside its own process, chosen once at
 //! the entry point: the hypervisor it connects to, the node's processes
-//! (the emulator of a domain, when libvirtd cannot answer), the node's own
-//! name, the clock its deadlines read, and whether a watchdog ends the
-//! process at the timeout. The binary takes [`Host::real`]; the in-process
+//! (the emulator of a domain, when libvirtd cannot answer), the services it
+//! calls (systemd, Pacemaker's crm_resource, csync2), the node's own name,
+//! the clock its deadlines read, and whether a watchdog ends the process at
+//! the timeout. The binary takes [`Host::real`]; the in-process
 //! tests run the whole pipeline on fakes, where a watchdog would exit the
 //! test process and a manual clock makes minutes of waiting take none.
 
 pub mod emulator;
 #[cfg(test)]
 pub(crate) mod fake_processes;
+#[cfg(test)]
+pub(crate) mod fake_services;
 pub mod node;
 pub mod processes;
+pub mod services;
+pub(crate) mod systemd;
 
 use std::sync::Arc;
 
@@ -20,6 +25,7 @@ use crate::ocf::{Action, OcfEnv};
 
 use self::node::NodeName;
 use self::processes::{ProcFs, Processes};
+use self::services::{RealServices, Services};
 
 /// A connection to a hypervisor, whatever its kind.
 pub type Connection = Box<dyn Hypervisor + Send + Sync>;
@@ -29,6 +35,7 @@ type Connector = dyn Fn(Option<&str>) -> HvResult<Connection> + Send + Sync;
 pub struct Host {
     connector: Arc<Connector>,
     processes: Arc<dyn Processes>,
+    services: Arc<dyn Services>,
     node: NodeName,
     clock: Clock,
     watchdog: bool,
@@ -41,6 +48,7 @@ impl Host {
         Host {
             connector: Arc::new(|uri| crate::hypervisor::connect(uri).map(|hv| Box::new(hv) as Connection)),
             processes: Arc::new(ProcFs::new()),
+            services: Arc::new(RealServices),
             node: NodeName::Kernel,
             clock: Clock::System,
             watchdog: true,
@@ -48,13 +56,15 @@ impl Host {
     }
 
     /// Every connection made through `connect`, on an empty process table,
-    /// a node named "node-test" and the system clock, without a watchdog;
-    /// the methods below change one of them.
+    /// services that only record their calls, a node named "node-test" and
+    /// the system clock, without a watchdog; the methods below change one of
+    /// them.
     #[cfg(test)]
     pub fn with(connect: impl Fn(Option<&str>) -> HvResult<Connection> + Send + Sync + 'static) -> Host {
         Host {
             connector: Arc::new(connect),
             processes: Arc::new(fake_processes::FakeProcesses::new()),
+            services: Arc::new(fake_services::FakeServices::new()),
             node: NodeName::Fixed("node-test".into()),
             clock: Clock::System,
             watchdog: false,
@@ -64,6 +74,11 @@ impl Host {
     #[cfg(test)]
     pub fn with_processes(self, processes: impl Processes + 'static) -> Host {
         Host { processes: Arc::new(processes), ..self }
+    }
+
+    #[cfg(test)]
+    pub fn with_services(self, services: impl Services + 'static) -> Host {
+        Host { services: Arc::new(services), ..self }
     }
 
     #[cfg(test)]
@@ -77,6 +92,10 @@ impl Host {
 
     pub fn processes(&self) -> &dyn Processes {
         &*self.processes
+    }
+
+    pub fn services(&self) -> &dyn Services {
+        &*self.services
     }
 
     /// The process table for a thread that outlives the borrow (the watchdog).

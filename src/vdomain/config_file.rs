@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::hypervisor::Hypervisor;
 
-use super::atomic_write::atomic_write;
+use crate::atomic_write::atomic_write;
 use super::vm::Vm;
 
 /// Writes the domain's inactive definition to `config` when it differs from

@@ -2,7 +2,6 @@
 //! runs the fixed pipeline leading to them (`dispatch`); what every action
 //! takes is one call's context (`vm`).
 
-pub(crate) mod atomic_write;
 pub(crate) mod config_file;
 pub(crate) mod cow;
 pub(crate) mod dispatch;
@@ -20,7 +19,6 @@ pub(crate) mod scripts;
 pub(crate) mod start;
 pub(crate) mod state_files;
 pub(crate) mod stop;
-pub(crate) mod systemd;
 pub(crate) mod utilization;
 pub(crate) mod validate;
 pub(crate) mod vm;

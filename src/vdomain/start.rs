@@ -8,9 +8,9 @@ use crate::hypervisor::{owner_tag, Health, Hypervisor};
 use crate::ocf::{OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
-use super::atomic_write::atomic_write;
+use crate::atomic_write::atomic_write;
 use super::vm::Vm;
-use super::{cow, drbd_gate, guest_health, monitor, ownership, systemd, utilization};
+use super::{cow, drbd_gate, guest_health, monitor, ownership, utilization};
 
 pub fn snapshot_file(dir: &str, name: &str) -> PathBuf {
     PathBuf::from(dir).join(format!("{name}.state"))
@@ -33,7 +33,7 @@ pub fn start(vm: &Vm) -> OcfResult {
     }
     // Never a second instance of this resource's guest under the old name.
     ownership::check_renamed_by_tag(vm)?;
-    systemd::ensure_ordering(&vm.deadline);
+    vm.host.services().order_guests_before_libvirt(&vm.deadline);
     drbd_gate::check(vm, &crate::drbd::Purpose::Start)?;
     if vm.params.start_resources {
         start_pools_and_networks(vm, *hv)?;

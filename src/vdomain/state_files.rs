@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::atomic_write::atomic_write;
+use crate::atomic_write::atomic_write;
 
 /// What is remembered; one file per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use crate::cluster;
 use crate::host::emulator::terminate;
 use crate::hypervisor::{HvErrorKind, Hypervisor, ShutdownModes};
 use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
@@ -25,7 +24,7 @@ pub fn stop(vm: &Vm) -> OcfResult {
     if result.is_ok() {
         ownership::forget(&vm.files());
         if vm.params.sync_config_on_stop {
-            if let Err(e) = cluster::csync2_push(&vm.config_path.to_string_lossy(), &vm.deadline.before(Duration::from_millis(500))) {
+            if let Err(e) = vm.host.services().push_config(&vm.config_path.to_string_lossy(), &vm.deadline.before(Duration::from_millis(500))) {
                 tracing::warn!("csync2 could not distribute {}: {e}", vm.config_path.display());
             }
         }

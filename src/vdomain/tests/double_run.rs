@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::deadline::Clock;
 use crate::host::fake_processes::FakeProcesses;
+use crate::host::fake_services::{FakeServices, ServiceCall};
 use crate::host::processes::Signal;
 use crate::hypervisor::fake::{running, Call, FakeHypervisor};
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, StateKind};
@@ -42,6 +43,7 @@ struct Node {
     rsctmp: PathBuf,
     hv: FakeHypervisor,
     processes: FakeProcesses,
+    services: FakeServices,
     libvirtd_up: bool,
     clock: Clock,
 }
@@ -75,6 +77,7 @@ impl Node {
             dir,
             hv: FakeHypervisor::new().with_clock(clock),
             processes: FakeProcesses::new(),
+            services: FakeServices::new(),
             libvirtd_up: true,
             clock,
         }
@@ -138,6 +141,7 @@ impl Node {
             }
         })
         .with_processes(self.processes.clone())
+        .with_services(self.services.clone())
         .with_clock(self.clock)
     }
 
@@ -371,6 +375,7 @@ fn a_replaced_config_whose_old_guest_no_longer_runs_forgets_it_and_follows_the_n
     let start = node.call(Action::Start, None);
     assert_eq!(start.status, OcfStatus::Success, "{}", start.reason);
     assert!(node.runs(NEW_NAME));
+    assert!(node.services.calls().contains(&ServiceCall::OrderGuestsBeforeLibvirt), "a host shutdown must wait for Pacemaker");
 }
 
 // A second resource on the same domain: the guest carries another resource's tag.
@@ -447,4 +452,14 @@ fn stop_of_a_guest_that_ignores_shutdown_destroys_it_within_the_timeout() {
     assert_eq!(stop.status, OcfStatus::Success, "{}", stop.reason);
     assert!(node.hv.calls().contains(&Call::Destroy(NAME.into())));
     assert!(stop.took < TIMEOUT && stop.took >= Duration::from_secs(5), "graceful first, then destroy: {:?}", stop.took);
+}
+
+#[test]
+fn stop_with_sync_config_on_stop_pushes_the_config_once_the_guest_is_stopped() {
+    let node = Node::new().running(NAME, Some(INSTANCE)).remembering(NAME);
+    let config = node.config.to_string_lossy().into_owned();
+    let stop = node.call_with(Action::Stop, None, &[("config", &config), ("sync_config_on_stop", "true")]);
+    assert_eq!(stop.status, OcfStatus::Success, "{}", stop.reason);
+    assert!(!node.runs(NAME));
+    assert_eq!(node.services.calls(), [ServiceCall::PushConfig(config)]);
 }
