@@ -2,6 +2,7 @@
 //! drop-in replacement for `ocf:heartbeat:VirtualDomain`, plus a DRBD gate.
 
 pub mod adopt;
+pub(crate) mod atomic_write;
 pub mod cli;
 pub(crate) mod cluster;
 pub mod deadline;
@@ -16,6 +17,7 @@ pub(crate) mod exec;
 pub mod exec_for_tests {
     pub use crate::exec::{find_program, run_command, ExecError, Output};
 }
+pub mod host;
 pub mod hypervisor;
 pub mod log;
 pub mod ocf;

@@ -18,6 +18,7 @@ use virtguard::hypervisor::domain_xml::DomainConfig;
 use virtguard::hypervisor::Hypervisor;
 use virtguard::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
 use virtguard::vdomain::migration::migrate_to;
+use virtguard::host::Host;
 use virtguard::vdomain::Vm;
 
 use support::{GuestGuard, GuestMode, PrivateHypervisor, HOST_URI};
@@ -83,6 +84,7 @@ impl Call {
             domain: DomainConfig::parse(&config_xml).expect("a domain XML"),
             config_xml,
             hv: Ok(&local),
+            host: &Host::real(),
         };
         let result = migrate_to(&vm);
         let took = started.elapsed();

@@ -12,7 +12,6 @@ mod libvirt_migrate;
 mod libvirt_raw;
 pub mod migration;
 pub mod owner_tag;
-pub(crate) mod process;
 pub mod state;
 
 use std::fmt;

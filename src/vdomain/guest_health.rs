@@ -22,7 +22,7 @@ use crate::hypervisor::{DomainState, Hypervisor, StateKind};
 use crate::ocf::{Action, Deadline, OcfEnv, OcfError, Params};
 
 use super::state_files::StateKey;
-use super::Vm;
+use super::vm::Vm;
 
 /// The virtio-serial port name qemu-ga listens on.
 pub const AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";

@@ -23,9 +23,11 @@
 //! over the cross product of what the fake can model, through the whole
 //! pipeline (`run_action`: parameter parsing, validation, look-up, action).
 //!
-//! Not modelled in-process: an emulator alive while libvirtd is down (the
-//! /proc fallback reads the real /proc; a guest there is the black-box
-//! sample's and tests/agent_no_libvirtd.rs's job), a frozen libvirtd
+//! With libvirtd down, an active guest's emulator runs on in the fake
+//! process table, and only the config and the memory name the guest (its
+//! owner tag is inside libvirt): the agent must then find it by its process.
+//!
+//! Not modelled in-process: a frozen libvirtd
 //! (invariant 4), a full or unwritable state directory, migrate_to and
 //! migrate_from (they cannot answer 7: the invalid-environment rule maps to
 //! 7 only for a probe), the hypervisor URI and the DRBD parameters.
@@ -37,13 +39,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
+use crate::host::fake_processes::FakeProcesses;
 use crate::hypervisor::fake::{running, Call, FakeAgent, FakeHypervisor};
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, StateKind};
 use crate::ocf::params::TABLE;
 use crate::ocf::{Action, OcfEnv, OcfStatus};
 
 use super::state_files::{StateFiles, StateKey};
-use super::{run_action, Connection, Host};
+use super::dispatch::run_action;
+use crate::host::{Connection, Host};
 
 const INSTANCE: &str = "vgprop";
 /// The guest's domain.
@@ -51,6 +55,8 @@ const NAME: &str = "vgprop-guest";
 /// The domain a replaced config names instead.
 const NEW_NAME: &str = "vgprop-new";
 const OTHER_RESOURCE: &str = "vgprop-other";
+/// The pid of the guest's emulator while libvirtd is down.
+const EMULATOR_PID: i32 = 4242;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guest {
@@ -144,7 +150,17 @@ impl State {
 
     /// Whether the guest's emulator runs here, as the agent may learn it.
     fn runs_here(&self) -> bool {
-        self.libvirtd_up && self.guest.state().is_some_and(|s| s.is_active()) && self.is_this_guest()
+        self.guest.state().is_some_and(|s| s.is_active()) && self.known_as_this_guest()
+    }
+
+    /// Whether the agent can know domain NAME as this resource's guest:
+    /// without libvirtd the owner tag cannot be read.
+    fn known_as_this_guest(&self) -> bool {
+        if self.libvirtd_up {
+            self.is_this_guest()
+        } else {
+            self.config == ConfigFile::Present || (self.remembered && !self.state_dir_broken)
+        }
     }
 
     /// Whether domain NAME is this resource's guest (see the module text).
@@ -188,8 +204,8 @@ pub const VALUES: &[(&str, &[&str], &[&str])] = &[
     ("shutdown_mode", &["acpi", "agent,acpi"], &["bogus"]),
     ("start_resources", &["false"], &["x"]),
     ("drbd_allow_diskless", &["false"], &["x"]),
-    // The fake's guests have no DRBD disks: the gate reads nothing either way.
-    ("drbd_require_fencing", &["false", "true"], &["x"]),
+    // "true" would make validate-all and start read the node's DRBD state.
+    ("drbd_require_fencing", &["false"], &["x"]),
 ];
 
 /// What one action answered, and what the fake saw.
@@ -290,6 +306,11 @@ fn run_in(dir: &Path, state: &State, action: Action, interval: Option<&str>) -> 
     let env = OcfEnv::from_lookup(&|name| meta.get(name).cloned());
 
     let up = state.libvirtd_up;
+    // libvirtd down kills no guest: its emulator runs on, found by process.
+    let processes = match state.guest.state() {
+        Some(s) if s.is_active() && !up => FakeProcesses::new().with_emulator(EMULATOR_PID, NAME),
+        _ => FakeProcesses::new(),
+    };
     let connected = fake.clone();
     let host = Host::with(move |_| {
         if up {
@@ -297,16 +318,19 @@ fn run_in(dir: &Path, state: &State, action: Action, interval: Option<&str>) -> 
         } else {
             Err(HvError::new(HvErrorKind::Unreachable, "Failed to connect socket to '/run/libvirt/libvirt-sock': No such file"))
         }
-    });
+    })
+    .with_processes(processes.clone());
     let lookup = |name: &str| raw.get(name).cloned();
     let (status, reason) = match run_action(action, &env, &lookup, &host) {
         Ok(status) => (status, String::new()),
         Err(e) => (e.status, e.reason),
     };
-    let runs_after = up
-        && state.is_this_guest()
-        && fake.domain(NAME).is_some_and(|d| d.state.is_active())
-        || up && fake.domain(NEW_NAME).is_some_and(|d| d.state.is_active());
+    let runs_after = if up {
+        state.is_this_guest() && fake.domain(NAME).is_some_and(|d| d.state.is_active())
+            || fake.domain(NEW_NAME).is_some_and(|d| d.state.is_active())
+    } else {
+        state.known_as_this_guest() && processes.runs(EMULATOR_PID)
+    };
     Outcome { status, reason, calls: fake.calls(), runs_after, took: std::time::Duration::ZERO }
 }
 

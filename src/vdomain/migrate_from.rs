@@ -5,16 +5,17 @@ use std::time::{Duration, SystemTime};
 
 use crate::ocf::{OcfResult, OcfStatus};
 
-use super::{config_file, guest_health, monitor, ownership, systemd, utilization, Vm};
+use super::vm::Vm;
+use super::{config_file, drbd_gate, guest_health, monitor, ownership, utilization};
 
 pub fn migrate_from(vm: &Vm) -> OcfResult {
     let source = vm.env.migrate_source.as_deref().unwrap_or("the source node");
-    super::drbd_gate(vm, &crate::drbd::Purpose::MigrateTarget { source: source.to_owned() })?;
+    drbd_gate::check(vm, &crate::drbd::Purpose::MigrateTarget { source: source.to_owned() })?;
     // Before the wait: should it fail, the stop that follows must still find the guest.
     ownership::remember(vm)?;
     // A node that only ever received guests by migration (one just rebooted:
     // the drop-in lives in /run) needs the shutdown ordering as much as one that started them.
-    systemd::ensure_ordering(&vm.deadline);
+    vm.host.services().order_guests_before_libvirt(&vm.deadline);
     monitor::wait_until_healthy(vm, &vm.deadline.before(Duration::from_millis(500)), false).map_err(|mut e| {
         e.reason = format!("migration from {source}: {}", e.reason);
         e

@@ -16,16 +16,15 @@
 
 use std::path::Path;
 
-use crate::hypervisor::domain_xml::DomainConfig;
+use crate::host::Host;
 use crate::hypervisor::migration::within;
-use crate::hypervisor::Hypervisor;
 use crate::ocf::dispatch::invalid_environment;
 use crate::ocf::{Action, OcfEnv, OcfError, OcfResult, Params};
 
 use super::observe::{observe, Observation};
 use super::state_files::{StateFiles, StateKey};
-use super::validate::LoadedConfig;
-use super::{ownership, with_vm, Host, Vm};
+use super::ownership;
+use super::vm::{with_vm, LoadedConfig, Vm};
 
 /// Runs `action` without a config; `unreadable` says why it cannot be read.
 pub fn run(action: Action, env: &OcfEnv, params: &Params, path: &Path, unreadable: OcfError, host: &Host) -> OcfResult {
@@ -36,7 +35,7 @@ pub fn run(action: Action, env: &OcfEnv, params: &Params, path: &Path, unreadabl
     let Some(name) = known_domain(action, env, params, host) else {
         return Err(invalid_environment(action, probe, unreadable));
     };
-    let config = LoadedConfig { path: path.to_path_buf(), xml: String::new(), domain: DomainConfig::named(&name) };
+    let config = LoadedConfig::named(path.to_path_buf(), &name);
     with_vm(action, env, params, config, host, |vm| match action {
         Action::MigrateFrom => Err(arrived(vm)),
         _ => monitor(vm, probe, unreadable),
@@ -52,7 +51,7 @@ fn known_domain(action: Action, env: &OcfEnv, params: &Params, host: &Host) -> O
     }
     // Asked before the watchdog is armed: a frozen libvirtd must not hold
     // the action past its deadline, so the whole look-up is bounded.
-    let deadline = env.deadline(action);
+    let deadline = host.deadline(env, action);
     let budget = deadline.fraction(0.6).remaining();
     let uri = params.hypervisor.clone();
     let instance = env.instance.clone();
@@ -63,41 +62,13 @@ fn known_domain(action: Action, env: &OcfEnv, params: &Params, host: &Host) -> O
         Ok(if action == Action::MigrateFrom {
             ownership::wait_for_owned(&*hv, &instance, &wait)
         } else {
-            tagged_here(&*hv, &instance)
+            ownership::tagged_here(&*hv, &instance)
         })
     });
     found.unwrap_or_else(|e| {
         tracing::warn!("cannot look for a guest tagged with {}: {e}", env.instance);
         None
     })
-}
-
-/// [`tagged_here`] on a connection of its own, given up after `budget`
-/// (stop uses it before the watchdog is armed).
-pub fn tagged_here_within(host: &Host, uri: Option<&str>, instance: &str, budget: std::time::Duration) -> Option<String> {
-    let uri = uri.map(str::to_owned);
-    let owner = instance.to_owned();
-    let host = host.clone();
-    within(budget, move || Ok(tagged_here(&*host.connect(uri.as_deref())?, &owner))).unwrap_or_else(|e| {
-        tracing::warn!("cannot look for a guest tagged with {instance}: {e}");
-        None
-    })
-}
-
-/// The first active domain here tagged with `instance` (one, normally).
-pub fn tagged_here(hv: &dyn Hypervisor, instance: &str) -> Option<String> {
-    match ownership::owned_by(hv, instance) {
-        Ok(names) => {
-            if names.len() > 1 {
-                tracing::error!("several domains here carry the owner tag of {instance}: {names:?}");
-            }
-            names.into_iter().next()
-        }
-        Err(e) => {
-            tracing::warn!("cannot look for a guest tagged with {instance}: {e}");
-            None
-        }
-    }
 }
 
 /// "vm1 runs here but its config /x/vm1.xml is missing", or why it is unusable.

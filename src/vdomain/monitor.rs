@@ -8,7 +8,8 @@ use crate::ocf::dispatch::invalid_environment;
 use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
-use super::{config_file, guest_health, ownership, scripts, utilization, Vm};
+use super::vm::Vm;
+use super::{config_file, guest_health, ownership, scripts, utilization};
 
 pub fn monitor(vm: &Vm) -> OcfResult {
     let probe = vm.env.is_probe(vm.action);

@@ -1,16 +1,16 @@
 //! Where the domain stands: asked of libvirt, or, when libvirt cannot
-//! answer, read from the emulator process in /proc.
+//! answer, read from the emulator process among the node's processes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::hypervisor::process::{find_emulator, EmulatorProcess};
+use crate::host::emulator::{find_emulator, EmulatorProcess};
 use crate::hypervisor::state::classify;
 use crate::hypervisor::{DomainState, Health, HvError, HvErrorKind};
 use crate::ocf::Deadline;
 
 use super::state_files::StateKey;
-use super::Vm;
+use super::vm::Vm;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
@@ -21,20 +21,24 @@ pub enum Observation {
     ProcessGone { why: String },
 }
 
-pub const PROC_ROOT: &str = "/proc";
-
-/// The emulator path to match in /proc: the config's, or the one cached at start.
+/// The emulator image to match: the config's, or the one cached at start.
 pub fn emulator_hint(vm: &Vm) -> Option<PathBuf> {
     vm.domain.emulator.clone().map(PathBuf::from).or_else(|| vm.files().read(StateKey::Emulator).map(PathBuf::from))
 }
 
-/// The emulator process running domain `name`, by /proc alone.
-pub fn process_of(name: &str) -> Option<EmulatorProcess> {
-    find_emulator(Path::new(PROC_ROOT), name, None)
+/// The emulator process running domain `name`, by the process table alone.
+pub fn process_of(vm: &Vm, name: &str) -> Option<EmulatorProcess> {
+    find_emulator(vm.host.processes(), name, None)
+}
+
+/// The emulator process of this call's domain.
+pub fn emulator_of(vm: &Vm) -> Option<EmulatorProcess> {
+    find_emulator(vm.host.processes(), vm.name(), emulator_hint(vm).as_deref())
 }
 
 /// Asks libvirt, retrying "no state" and passing errors until `deadline`;
-/// falls back to /proc when libvirt is unreachable or keeps failing.
+/// falls back to the emulator process when libvirt is unreachable or keeps
+/// failing.
 pub fn observe(vm: &Vm, deadline: &Deadline) -> Observation {
     let hv = match &vm.hv {
         Ok(hv) => *hv,
@@ -68,7 +72,7 @@ pub fn observe(vm: &Vm, deadline: &Deadline) -> Observation {
 
 fn from_processes(vm: &Vm, error: &HvError) -> Observation {
     let why = format!("libvirt at {} did not answer ({error})", vm.params.hypervisor.as_deref().unwrap_or("the default URI"));
-    match find_emulator(Path::new(PROC_ROOT), vm.name(), emulator_hint(vm).as_deref()) {
+    match emulator_of(vm) {
         Some(process) => {
             tracing::warn!("{why}; emulator pid {} of {} is alive", process.pid, vm.name());
             Observation::ProcessAlive { process, why }

@@ -14,12 +14,14 @@
 //! be stale: after a resource is renamed the guest keeps the old tag until
 //! it is started again or migrated).
 
+use crate::host::Host;
 use crate::hypervisor::domain_xml::DomainConfig;
+use crate::hypervisor::migration::within;
 use crate::hypervisor::{HvError, HvErrorKind, Hypervisor};
 use crate::ocf::{Deadline, OcfError, OcfResult};
 
 use super::state_files::{StateFiles, StateKey};
-use super::Vm;
+use super::vm::Vm;
 
 /// Remembers the domain (and its emulator, when the config names it) before
 /// anything may run. An error, not a warning: without the memory a missing
@@ -40,7 +42,7 @@ pub fn remember(vm: &Vm) -> OcfResult<()> {
 }
 
 /// The emulator of a config that names none (libvirt picks it): read from
-/// libvirt once the domain exists, for the /proc fallback.
+/// libvirt once the domain exists, for the emulator-process fallback.
 pub fn remember_emulator_from_libvirt(vm: &Vm) {
     if vm.domain.emulator.is_some() {
         return;
@@ -136,7 +138,7 @@ pub fn check_renamed(vm: &Vm) -> OcfResult<()> {
             // Unknown is not "stopped": keep the memory and report.
             Err(_) => true,
         },
-        Err(_) => super::observe::process_of(&old).is_some(),
+        Err(_) => super::observe::process_of(vm, &old).is_some(),
     };
     if running {
         return Err(OcfError::generic(format!(
@@ -159,7 +161,7 @@ pub fn check_renamed(vm: &Vm) -> OcfResult<()> {
 /// monitor of a running guest makes no extra libvirt call.
 pub fn check_renamed_by_tag(vm: &Vm) -> OcfResult<()> {
     let Ok(hv) = &vm.hv else { return Ok(()) };
-    let Some(old) = super::missing_config::tagged_here(*hv, &vm.env.instance).filter(|old| old != vm.name()) else {
+    let Some(old) = tagged_here(*hv, &vm.env.instance).filter(|old| old != vm.name()) else {
         return Ok(());
     };
     if let Err(e) = vm.files().write(StateKey::Domain, &old) {
@@ -171,6 +173,34 @@ pub fn check_renamed_by_tag(vm: &Vm) -> OcfResult<()> {
         vm.name(),
         vm.env.instance
     )))
+}
+
+/// [`tagged_here`] on a connection of its own, given up after `budget`
+/// (stop uses it before the watchdog is armed).
+pub fn tagged_here_within(host: &Host, uri: Option<&str>, instance: &str, budget: std::time::Duration) -> Option<String> {
+    let uri = uri.map(str::to_owned);
+    let owner = instance.to_owned();
+    let host = host.clone();
+    within(budget, move || Ok(tagged_here(&*host.connect(uri.as_deref())?, &owner))).unwrap_or_else(|e| {
+        tracing::warn!("cannot look for a guest tagged with {instance}: {e}");
+        None
+    })
+}
+
+/// The first active domain here tagged with `instance` (one, normally).
+pub fn tagged_here(hv: &dyn Hypervisor, instance: &str) -> Option<String> {
+    match owned_by(hv, instance) {
+        Ok(names) => {
+            if names.len() > 1 {
+                tracing::error!("several domains here carry the owner tag of {instance}: {names:?}");
+            }
+            names.into_iter().next()
+        }
+        Err(e) => {
+            tracing::warn!("cannot look for a guest tagged with {instance}: {e}");
+            None
+        }
+    }
 }
 
 /// Active domains here whose tag names `instance`.

@@ -8,7 +8,9 @@ use crate::hypervisor::{owner_tag, Health, Hypervisor};
 use crate::ocf::{OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};
-use super::{config_file, cow, guest_health, monitor, ownership, systemd, utilization, Vm};
+use crate::atomic_write::atomic_write;
+use super::vm::Vm;
+use super::{cow, drbd_gate, guest_health, monitor, ownership, utilization};
 
 pub fn snapshot_file(dir: &str, name: &str) -> PathBuf {
     PathBuf::from(dir).join(format!("{name}.state"))
@@ -31,8 +33,8 @@ pub fn start(vm: &Vm) -> OcfResult {
     }
     // Never a second instance of this resource's guest under the old name.
     ownership::check_renamed_by_tag(vm)?;
-    systemd::ensure_ordering(&vm.deadline);
-    super::drbd_gate(vm, &crate::drbd::Purpose::Start)?;
+    vm.host.services().order_guests_before_libvirt(&vm.deadline);
+    drbd_gate::check(vm, &crate::drbd::Purpose::Start)?;
     if vm.params.start_resources {
         start_pools_and_networks(vm, *hv)?;
     }
@@ -102,7 +104,7 @@ fn ensure_undefined(vm: &Vm, hv: &dyn Hypervisor) -> OcfResult<()> {
     }
     hv.undefine(vm.name()).map_err(|e| failed("undefine the stale definition of", vm, e))?;
     if !vm.config_path.exists() {
-        config_file::atomic_write(&vm.config_path, vm.config_xml.as_bytes())
+        atomic_write(&vm.config_path, vm.config_xml.as_bytes())
             .map_err(|e| OcfError::generic(format!("cannot restore {}: {e}", vm.config_path.display())))?;
     }
     tracing::info!("removed the inactive definition of {} before creating it", vm.name());

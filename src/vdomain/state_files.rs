@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::config_file::atomic_write;
+use crate::atomic_write::atomic_write;
 
 /// What is remembered; one file per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub enum StateKey {
     /// The domain this resource started, received or found running here.
     /// Stop, monitor and probe use it when the config is gone or replaced.
     Domain,
-    /// That domain's emulator binary, to find it in /proc without libvirt.
+    /// That domain's emulator binary, to find its process without libvirt.
     Emulator,
     /// The domain whose owner tag (see `ownership`) was confirmed on this
     /// node: the steady-state monitor then skips the libvirt call.

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use crate::cluster;
-use crate::hypervisor::process::{find_emulator, terminate};
+use crate::host::emulator::terminate;
 use crate::hypervisor::{HvErrorKind, Hypervisor, ShutdownModes};
 use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
-use super::observe::{emulator_hint, observe, Observation, PROC_ROOT};
+use super::observe::{emulator_of, observe, Observation};
 use super::start::snapshot_file;
-use super::{config_file, ownership, watchdog, Vm};
+use super::vm::Vm;
+use super::{config_file, ownership, watchdog};
 
 /// Time kept for destroy after the graceful attempt: a sixth of the
 /// timeout, at least 3 s and at most 15 s.
@@ -24,7 +24,7 @@ pub fn stop(vm: &Vm) -> OcfResult {
     if result.is_ok() {
         ownership::forget(&vm.files());
         if vm.params.sync_config_on_stop {
-            if let Err(e) = cluster::csync2_push(&vm.config_path.to_string_lossy(), &vm.deadline.before(Duration::from_millis(500))) {
+            if let Err(e) = vm.host.services().push_config(&vm.config_path.to_string_lossy(), &vm.deadline.before(Duration::from_millis(500))) {
                 tracing::warn!("csync2 could not distribute {}: {e}", vm.config_path.display());
             }
         }
@@ -138,7 +138,7 @@ fn destroy(vm: &Vm, hv: &dyn Hypervisor) -> OcfResult {
 }
 
 fn kill_by_process(vm: &Vm, why: &str) -> OcfResult {
-    match find_emulator(std::path::Path::new(PROC_ROOT), vm.name(), emulator_hint(vm).as_deref()) {
+    match emulator_of(vm) {
         Some(process) => kill_emulator(vm, process.pid, why),
         None => {
             tracing::info!("{why}; no emulator process of {} exists: stopped", vm.name());
@@ -149,7 +149,7 @@ fn kill_by_process(vm: &Vm, why: &str) -> OcfResult {
 
 fn kill_emulator(vm: &Vm, pid: i32, why: &str) -> OcfResult {
     tracing::warn!("{why}; stopping {} by signalling its emulator (pid {pid})", vm.name());
-    if terminate(pid, &watchdog::signal_deadline(&vm.operation)) {
+    if terminate(vm.host.processes(), pid, &watchdog::signal_deadline(&vm.operation)) {
         Ok(OcfStatus::Success)
     } else {
         Err(OcfError::generic(format!("emulator pid {pid} of {} survived SIGKILL", vm.name())))

@@ -12,11 +12,17 @@ use crate::hypervisor::fake::{running, Call, FakeHypervisor, Op};
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
 use crate::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
 
-use super::{migrate_from, monitor, start, stop, Vm};
+use crate::host::Host;
+
+use super::vm::Vm;
+use super::{migrate_from, monitor, start, stop};
 
 pub(super) const NAME: &str = "vgunit";
 
 pub(super) struct Case {
+    /// The node around the call: an empty process table unless a test
+    /// puts an emulator there.
+    pub(super) host: Host,
     env: OcfEnv,
     params: Params,
     dir: PathBuf,
@@ -45,7 +51,8 @@ pub(super) fn case(params: &[(&str, &str)], meta: &[(&str, &str)]) -> Case {
     meta.insert("HA_RSCTMP".into(), dir.join("rsc").to_string_lossy().into_owned());
     meta.entry("OCF_RESKEY_CRM_meta_timeout".into()).or_insert_with(|| "5000".into());
     let env = OcfEnv::from_lookup(&|n| meta.get(n).cloned());
-    Case { env, params, dir, config_path, xml }
+    let host = Host::with(|_| Err(HvError::other("the tests hand the hypervisor to the call")));
+    Case { host, env, params, dir, config_path, xml }
 }
 
 pub(super) fn vm_with<'a>(case: &'a Case, action: Action, hv: Result<&'a dyn Hypervisor, HvError>) -> Vm<'a> {
@@ -60,6 +67,7 @@ pub(super) fn vm_with<'a>(case: &'a Case, action: Action, hv: Result<&'a dyn Hyp
         config_xml: case.xml.clone(),
         domain: DomainConfig::parse(&case.xml).unwrap(),
         hv,
+        host: &case.host,
     }
 }
 
@@ -302,15 +310,17 @@ fn stop_destroys_a_paused_guest_that_libvirt_will_not_shut_down() {
 
 mod ownership;
 
+mod double_run;
+
 #[test]
 fn missing_drbd_tools_are_not_installed_and_a_refusal_is_a_failure() {
     use crate::drbd::{DrbdError, ReadError};
-    let missing = super::drbd_refusal(DrbdError::Read(ReadError::NotInstalled("no drbdsetup".into())));
+    let missing = super::drbd_gate::refusal(DrbdError::Read(ReadError::NotInstalled("no drbdsetup".into())));
     assert_eq!(missing.status, OcfStatus::ErrInstalled);
     assert_eq!(missing.reason, "cannot read DRBD state: no drbdsetup");
-    let refused = super::drbd_refusal(DrbdError::Refused(vec!["r0: a".into(), "r1: b".into()]));
+    let refused = super::drbd_gate::refusal(DrbdError::Refused(vec!["r0: a".into(), "r1: b".into()]));
     assert_eq!((refused.status, refused.reason.as_str()), (OcfStatus::ErrGeneric, "r0: a; r1: b"));
-    let unreadable = super::drbd_refusal(DrbdError::Read(ReadError::Unreadable("garbage".into())));
+    let unreadable = super::drbd_gate::refusal(DrbdError::Read(ReadError::Unreadable("garbage".into())));
     assert_eq!(unreadable.status, OcfStatus::ErrGeneric);
 }
 
@@ -513,7 +523,8 @@ mod guest_agent {
 fn stop_past_its_working_deadline_still_waits_for_the_killed_emulator() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::ExitStatusExt;
-    let c = case(&[], &[]);
+    let mut c = case(&[], &[]);
+    c.host = c.host.clone().with_processes(crate::host::processes::ProcFs::new());
     let name = format!("vgunit-late-stop-{}", std::process::id());
     let fake_qemu = c.dir.join("qemu-system-vgunit");
     std::fs::copy("/bin/sh", &fake_qemu).unwrap();
@@ -521,7 +532,7 @@ fn stop_past_its_working_deadline_still_waits_for_the_killed_emulator() {
     let script = "trap '' TERM; echo ready; while :; do sleep 1; done";
     let mut emulator = std::process::Command::new(&fake_qemu);
     emulator.args(["-c", script, "-name", &format!("guest={name}")]);
-    let (_, reaper) = crate::hypervisor::process::testing::started_ignoring_sigterm(emulator, "ready");
+    let (_, reaper) = crate::host::emulator::testing::started_ignoring_sigterm(emulator, "ready");
 
     let mut vm = unreachable_vm(&c, Action::Stop).for_domain(&name);
     vm.operation = Deadline::after(Duration::from_secs(2));

@@ -3,12 +3,11 @@
 //! published (remembered under HA_RSCTMP), so that the steady-state monitor
 //! spawns nothing and never aborts a transition with a needless CIB write.
 
-use crate::cluster;
 use crate::hypervisor::domain_xml::Sizes;
 use crate::ocf::{Deadline, Params};
 
 use super::state_files::{StateFiles, StateKey};
-use super::Vm;
+use super::vm::Vm;
 
 /// One wanted change: `Some(value)` publishes, `None` removes the attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +76,8 @@ pub fn publish(vm: &Vm, deadline: &Deadline) {
     let (instance, files) = (vm.env.instance.as_str(), vm.files());
     for change in pending(wanted(vm.params, &sizes), &files) {
         let result = match &change.value {
-            Some(value) => cluster::set_utilization(instance, change.attribute, value, deadline),
-            None => cluster::delete_utilization(instance, change.attribute, deadline),
+            Some(value) => vm.host.services().set_utilization(instance, change.attribute, value, deadline),
+            None => vm.host.services().delete_utilization(instance, change.attribute, deadline),
         };
         match result {
             Ok(()) => {

@@ -12,12 +12,7 @@ use crate::hypervisor::ShutdownModes;
 use crate::ocf::params::ParamError;
 use crate::ocf::{OcfError, Params};
 
-/// The config file, read and parsed.
-pub struct LoadedConfig {
-    pub path: PathBuf,
-    pub xml: String,
-    pub domain: DomainConfig,
-}
+use super::vm::LoadedConfig;
 
 pub fn param_errors(errors: &[ParamError]) -> OcfError {
     let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();

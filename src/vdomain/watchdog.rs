@@ -1,18 +1,27 @@
 //! The last line of defence for bounded operations: a libvirt call can block
 //! (a frozen libvirtd answers nothing), and Pacemaker would kill us at the
 //! timeout, which for stop means fencing. Shortly before the timeout this
-//! thread ends the process itself: stop by killing the emulator through
-//! /proc, monitor by looking for it there, every other action with an error
+//! thread ends the process itself: stop by killing the emulator process,
+//! monitor by looking for it, every other action with an error
 //! that says what happened.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::hypervisor::process::{find_emulator, terminate};
+use crate::host::emulator::{find_emulator, terminate};
+use crate::host::processes::Processes;
 use crate::ocf::dispatch::finish;
 use crate::ocf::{Action, Deadline, OcfError, OcfStatus};
 
-use super::observe::PROC_ROOT;
+/// The emulator the watchdog looks for, and where: it runs on a thread of
+/// its own, so it owns what it needs.
+pub struct Watched {
+    pub domain: String,
+    /// The emulator image, when known (the config's, or cached at start).
+    pub emulator: Option<PathBuf>,
+    pub processes: Arc<dyn Processes>,
+}
 
 /// How much of Pacemaker's timeout the action leaves unused: the watchdog
 /// acts in the second half of it, after the action's own deadline.
@@ -39,18 +48,19 @@ pub fn signal_deadline(operation: &Deadline) -> Deadline {
 /// what a monitor already knows is wrong with the configuration, kept in
 /// its answer if the watchdog has to give it (a running guest is then
 /// degraded, not plainly healthy).
-pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<PathBuf>, problem: Option<String>) {
+pub fn arm(action: Action, deadline: Deadline, watched: Watched, problem: Option<String>) {
     let fire_at = deadline.before(margin(deadline.total()) / 2);
     let spawned = std::thread::Builder::new().name("watchdog".into()).spawn(move || {
         while fire_at.sleep(Duration::from_secs(3600)) {}
         let status = if action == Action::Stop {
-            stop_by_signal(&domain, emulator.as_deref(), &deadline)
+            stop_by_signal(&watched, &deadline)
         } else if matches!(action, Action::Monitor | Action::Status) {
-            monitor_by_process(&domain, emulator.as_deref(), problem.as_deref())
+            monitor_by_process(&watched, problem.as_deref())
         } else {
             finish(Err(OcfError::generic(format!(
-                "{} of {domain} did not finish within {:.0}s (libvirt stopped answering?)",
+                "{} of {} did not finish within {:.0}s (libvirt stopped answering?)",
                 action.name(),
+                watched.domain,
                 deadline.total().as_secs_f64()
             ))))
         };
@@ -65,8 +75,9 @@ pub fn arm(action: Action, deadline: Deadline, domain: String, emulator: Option<
 
 /// A frozen libvirtd says nothing about the guest: its emulator process does.
 /// Failing the monitor here would make the cluster kill a healthy guest.
-fn monitor_by_process(domain: &str, emulator: Option<&Path>, problem: Option<&str>) -> OcfStatus {
-    let result = match find_emulator(Path::new(PROC_ROOT), domain, emulator) {
+fn monitor_by_process(watched: &Watched, problem: Option<&str>) -> OcfStatus {
+    let domain = &watched.domain;
+    let result = match find_emulator(&*watched.processes, domain, watched.emulator.as_deref()) {
         Some(p) => {
             tracing::warn!("libvirt did not answer in time; emulator pid {} of {domain} is alive", p.pid);
             match problem {
@@ -79,11 +90,13 @@ fn monitor_by_process(domain: &str, emulator: Option<&Path>, problem: Option<&st
     finish(result)
 }
 
-fn stop_by_signal(domain: &str, emulator: Option<&Path>, deadline: &Deadline) -> OcfStatus {
+fn stop_by_signal(watched: &Watched, deadline: &Deadline) -> OcfStatus {
+    let domain = &watched.domain;
     tracing::warn!("stop of {domain} is about to time out; stopping its emulator process directly");
-    let result = match find_emulator(Path::new(PROC_ROOT), domain, emulator) {
+    let processes = &*watched.processes;
+    let result = match find_emulator(processes, domain, watched.emulator.as_deref()) {
         None => Ok(OcfStatus::Success),
-        Some(p) if terminate(p.pid, &signal_deadline(deadline)) => Ok(OcfStatus::Success),
+        Some(p) if terminate(processes, p.pid, &signal_deadline(deadline)) => Ok(OcfStatus::Success),
         Some(p) => Err(OcfError::generic(format!("emulator pid {} of {domain} survived SIGKILL", p.pid))),
     };
     finish(result)

@@ -19,10 +19,11 @@ use std::time::Duration;
 use anyhow::{bail, ensure};
 use tracing::{info, warn};
 
+use crate::host::Host;
 use crate::hypervisor::state::reason;
 use crate::hypervisor::{Hypervisor, StateKind};
 use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus, Params};
-use crate::vdomain::Vm;
+use crate::vdomain::vm::Vm;
 
 use self::job::{AbortCause, DriverLimits, Outcome, Report};
 use self::location::{placement, whereabouts, Placement, SideView};
@@ -126,14 +127,13 @@ pub fn plan(
     })
 }
 
-/// The name of this node: the migration source as Pacemaker names it.
-pub fn source_node_name(env: &OcfEnv) -> String {
+/// The name of this node: the migration source as Pacemaker names it, else
+/// as the host knows itself.
+pub fn source_node_name(env: &OcfEnv, host: &Host) -> String {
     env.migrate_source
         .clone()
         .or_else(|| env.on_node.clone())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
-        })
+        .or_else(|| host.node_name())
         .unwrap_or_else(|| "this node".into())
 }
 
@@ -146,7 +146,7 @@ pub fn migrate_to(vm: &Vm<'_>) -> OcfResult {
     let target = vm.env.migrate_target.as_deref().ok_or_else(|| {
         OcfError::generic(format!("{name}: migrate_to needs the target node (OCF_RESKEY_CRM_meta_migrate_target is not set)"))
     })?;
-    let source = source_node_name(vm.env);
+    let source = source_node_name(vm.env, vm.host);
     let limits = Limits::for_deadline(vm.deadline);
 
     let local_uri = vm.params.hypervisor.clone().filter(|h| h.contains("://")).unwrap_or_else(|| local.uri());
@@ -521,8 +521,10 @@ mod tests {
             let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             OcfEnv::from_lookup(&|n| map.get(n).cloned())
         };
-        assert_eq!(source_node_name(&env(&[("OCF_RESKEY_CRM_meta_migrate_source", "node1")])), "node1");
-        assert_eq!(source_node_name(&env(&[("OCF_RESKEY_CRM_meta_on_node", "n1")])), "n1");
-        assert!(!source_node_name(&env(&[])).is_empty());
+        let host = Host::with(|_| Err(crate::hypervisor::HvError::other("not asked")));
+        assert_eq!(source_node_name(&env(&[("OCF_RESKEY_CRM_meta_migrate_source", "node1")]), &host), "node1");
+        assert_eq!(source_node_name(&env(&[("OCF_RESKEY_CRM_meta_on_node", "n1")]), &host), "n1");
+        assert_eq!(source_node_name(&env(&[]), &host), "node-test", "the host's own name");
+        assert!(!source_node_name(&env(&[]), &Host::real()).is_empty());
     }
 }

@@ -8,7 +8,7 @@ use tracing::{debug, info};
 use crate::hypervisor::migration::bounded;
 use crate::hypervisor::{Hypervisor, SharedHypervisor};
 use crate::ocf::{OcfError, OcfResult};
-use crate::vdomain::Vm;
+use crate::vdomain::vm::Vm;
 
 use super::options::MigrationPlan;
 use super::Limits;
@@ -93,5 +93,5 @@ pub fn check(
 /// The DRBD gate for the source side of a migration to `target`, through
 /// the agent's single DRBD hook.
 fn drbd_preflight(vm: &Vm<'_>, target: &str) -> OcfResult<()> {
-    crate::vdomain::drbd_gate(vm, &crate::drbd::Purpose::MigrateSource { target: target.to_owned() })
+    crate::vdomain::drbd_gate::check(vm, &crate::drbd::Purpose::MigrateSource { target: target.to_owned() })
 }

@@ -175,10 +175,10 @@ fn the_guest_of_a_resource_is_found_by_its_tag_alone() {
         .with_domain("ours-stopped", DomainState::new(StateKind::Shutoff, 1), true);
     hv.set_owner("theirs", OTHER).unwrap();
     hv.set_owner("ours", INSTANCE).unwrap();
-    assert_eq!(missing_config::tagged_here(&hv, INSTANCE).as_deref(), Some("ours"));
-    assert_eq!(missing_config::tagged_here(&hv, "nobody"), None);
+    assert_eq!(ownership::tagged_here(&hv, INSTANCE).as_deref(), Some("ours"));
+    assert_eq!(ownership::tagged_here(&hv, "nobody"), None);
     let broken = FakeHypervisor::new().failing(Op::ActiveDomains, HvError::other("cannot list"));
-    assert_eq!(missing_config::tagged_here(&broken, INSTANCE), None);
+    assert_eq!(ownership::tagged_here(&broken, INSTANCE), None);
 }
 
 #[test]

@@ -1,14 +1,14 @@
-//! Finding and stopping a domain's emulator process through /proc, for when
-//! libvirtd cannot be reached. QEMU started by libvirt carries the domain
-//! name in `-name guest=<name>,...` (commas in the name doubled).
+//! Finding and stopping a domain's emulator process, for when libvirtd
+//! cannot be reached, on any process table (/proc, or the tests' fake).
+//! QEMU started by libvirt carries the domain name in
+//! `-name guest=<name>,...` (commas in the name doubled).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use crate::deadline::Deadline;
+
+use super::processes::{Processes, Signal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmulatorProcess {
@@ -56,17 +56,15 @@ fn parse_name_option(value: &str) -> String {
     }
 }
 
-/// Scans `proc_root` (normally /proc) for the emulator running `name`.
-/// When `emulator` is known, the process image must match it too.
-pub fn find_emulator(proc_root: &Path, name: &str, emulator: Option<&Path>) -> Option<EmulatorProcess> {
-    let entries = std::fs::read_dir(proc_root).ok()?;
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+/// The emulator process running `name` among `processes`. When `emulator`
+/// is known, the process image must match it too.
+pub fn find_emulator(processes: &dyn Processes, name: &str, emulator: Option<&Path>) -> Option<EmulatorProcess> {
+    for pid in processes.pids() {
+        let Some(cmdline) = processes.cmdline(pid) else { continue };
         if guest_name_from_cmdline(&cmdline).as_deref() != Some(name) {
             continue;
         }
-        let exe = std::fs::read_link(entry.path().join("exe")).ok();
+        let exe = processes.exe(pid);
         let looks_like_qemu = match (&exe, emulator) {
             (Some(exe), Some(expected)) => exe == expected || same_file(exe, expected),
             (Some(exe), None) => exe.file_name().is_some_and(|f| f.to_string_lossy().starts_with("qemu")),
@@ -86,30 +84,21 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie still answers signal 0; look at its state instead.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 /// SIGTERM (QEMU exits cleanly, flushing its disk caches), then SIGKILL
 /// when it has not exited by half of the deadline. True once it is gone.
-pub fn terminate(pid: i32, deadline: &Deadline) -> bool {
-    // A real process exits in real time, whatever clock the caller keeps.
-    let deadline = &deadline.in_real_time();
-    let target = Pid::from_raw(pid);
-    if kill(target, Signal::SIGTERM).is_err() {
-        return !alive(pid);
+pub fn terminate(processes: &dyn Processes, pid: i32, deadline: &Deadline) -> bool {
+    let deadline = &processes.exit_deadline(deadline);
+    if processes.signal(pid, Signal::Term).is_err() {
+        return !processes.alive(pid);
     }
     let step = Duration::from_millis(50);
-    if deadline.fraction(0.5).poll(step, || (!alive(pid)).then_some(())).is_some() {
+    let gone = || (!processes.alive(pid)).then_some(());
+    if deadline.fraction(0.5).poll(step, gone).is_some() {
         return true;
     }
     tracing::warn!(pid, "emulator ignored SIGTERM; sending SIGKILL");
-    let _ = kill(target, Signal::SIGKILL);
-    deadline.poll(step, || (!alive(pid)).then_some(())).is_some()
+    let _ = processes.signal(pid, Signal::Kill);
+    deadline.poll(step, gone).is_some()
 }
 
 /// Test support: a real process that ignores SIGTERM.
@@ -136,6 +125,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::processes::ProcFs;
 
     fn cmdline(args: &[&str]) -> Vec<u8> {
         let mut v = Vec::new();
@@ -167,10 +157,27 @@ mod tests {
         std::fs::create_dir_all(dir.join("self")).unwrap();
         std::fs::write(dir.join("42/cmdline"), cmdline(&["/usr/bin/qemu-system-x86_64", "-name", "guest=other"])).unwrap();
         std::fs::write(dir.join("43/cmdline"), cmdline(&["/usr/bin/qemu-system-x86_64", "-name", "guest=vm1"])).unwrap();
-        let found = find_emulator(&dir, "vm1", None).unwrap();
+        let procfs = ProcFs::at(&dir);
+        let found = find_emulator(&procfs, "vm1", None).unwrap();
         assert_eq!(found.pid, 43);
-        assert!(find_emulator(&dir, "vm2", None).is_none());
+        assert!(find_emulator(&procfs, "vm2", None).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn terminate_asks_politely_first_and_kills_only_what_ignores_it() {
+        use crate::deadline::Clock;
+        use crate::host::fake_processes::FakeProcesses;
+        use crate::host::processes::Signal;
+        let processes = FakeProcesses::new().with_emulator(42, "vm1").with_stubborn_emulator(43, "vm,2");
+        assert_eq!(find_emulator(&processes, "vm,2", Some(Path::new(crate::host::fake_processes::QEMU))).map(|p| p.pid), Some(43));
+        let deadline = Deadline::after_on(Clock::manual(), Duration::from_secs(10));
+        assert!(terminate(&processes, 42, &deadline));
+        assert_eq!(deadline.elapsed(), Duration::ZERO, "gone at SIGTERM: no wait");
+        assert!(terminate(&processes, 43, &deadline));
+        assert_eq!(deadline.elapsed(), Duration::from_secs(5), "SIGKILL at half the deadline");
+        assert_eq!(processes.signals(), [(42, Signal::Term), (43, Signal::Term), (43, Signal::Kill)]);
+        assert!(!processes.runs(42) && !processes.runs(43));
     }
 
     #[test]
@@ -181,9 +188,9 @@ mod tests {
         let mut sh = std::process::Command::new("sh");
         sh.args(["-c", "trap '' TERM; echo ignoring; exec sleep 30"]);
         let (pid, reaper) = testing::started_ignoring_sigterm(sh, "ignoring");
-        assert!(terminate(pid, &Deadline::after(Duration::from_millis(600))));
+        assert!(terminate(&ProcFs::new(), pid, &Deadline::after(Duration::from_millis(600))));
         assert!(!d.expired());
         let status = reaper.join().unwrap().unwrap();
-        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "it took SIGKILL: {status:?}");
+        assert_eq!(status.signal(), Some(nix::sys::signal::Signal::SIGKILL as i32), "it took SIGKILL: {status:?}");
     }
 }

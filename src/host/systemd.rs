@@ -48,7 +48,7 @@ pub fn write_drop_in(unit_dir: &Path) -> std::io::Result<bool> {
         return Ok(false);
     }
     std::fs::create_dir_all(&dir)?;
-    super::config_file::atomic_write(&path, text.as_bytes())?;
+    crate::atomic_write::atomic_write(&path, text.as_bytes())?;
     Ok(true)
 }
 

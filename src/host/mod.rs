@@ -1,0 +1,125 @@
+//! Everything an agent call reaches outside its own process, chosen once at
+//! the entry point: the hypervisor it connects to, the node's processes
+//! (the emulator of a domain, when libvirtd cannot answer), the services it
+//! calls (systemd, Pacemaker's crm_resource, csync2), the node's own name,
+//! the clock its deadlines read, and whether a watchdog ends the process at
+//! the timeout. The binary takes [`Host::real`]; the in-process
+//! tests run the whole pipeline on fakes, where a watchdog would exit the
+//! test process and a manual clock makes minutes of waiting take none.
+
+pub mod emulator;
+#[cfg(test)]
+pub(crate) mod fake_processes;
+#[cfg(test)]
+pub(crate) mod fake_services;
+pub mod node;
+pub mod processes;
+pub mod services;
+pub(crate) mod systemd;
+
+use std::sync::Arc;
+
+use crate::deadline::{Clock, Deadline};
+use crate::hypervisor::{HvResult, Hypervisor};
+use crate::ocf::{Action, OcfEnv};
+
+use self::node::NodeName;
+use self::processes::{ProcFs, Processes};
+use self::services::{RealServices, Services};
+
+/// A connection to a hypervisor, whatever its kind.
+pub type Connection = Box<dyn Hypervisor + Send + Sync>;
+type Connector = dyn Fn(Option<&str>) -> HvResult<Connection> + Send + Sync;
+
+#[derive(Clone)]
+pub struct Host {
+    connector: Arc<Connector>,
+    processes: Arc<dyn Processes>,
+    services: Arc<dyn Services>,
+    node: NodeName,
+    clock: Clock,
+    watchdog: bool,
+}
+
+impl Host {
+    /// This node: libvirt, /proc, the kernel's hostname, the system clock,
+    /// and the watchdog.
+    pub fn real() -> Host {
+        Host {
+            connector: Arc::new(|uri| crate::hypervisor::connect(uri).map(|hv| Box::new(hv) as Connection)),
+            processes: Arc::new(ProcFs::new()),
+            services: Arc::new(RealServices),
+            node: NodeName::Kernel,
+            clock: Clock::System,
+            watchdog: true,
+        }
+    }
+
+    /// Every connection made through `connect`, on an empty process table,
+    /// services that only record their calls, a node named "node-test" and
+    /// the system clock, without a watchdog; the methods below change one of
+    /// them.
+    #[cfg(test)]
+    pub fn with(connect: impl Fn(Option<&str>) -> HvResult<Connection> + Send + Sync + 'static) -> Host {
+        Host {
+            connector: Arc::new(connect),
+            processes: Arc::new(fake_processes::FakeProcesses::new()),
+            services: Arc::new(fake_services::FakeServices::new()),
+            node: NodeName::Fixed("node-test".into()),
+            clock: Clock::System,
+            watchdog: false,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn with_processes(self, processes: impl Processes + 'static) -> Host {
+        Host { processes: Arc::new(processes), ..self }
+    }
+
+    #[cfg(test)]
+    pub fn with_services(self, services: impl Services + 'static) -> Host {
+        Host { services: Arc::new(services), ..self }
+    }
+
+    #[cfg(test)]
+    pub fn with_clock(self, clock: Clock) -> Host {
+        Host { clock, ..self }
+    }
+
+    pub fn connect(&self, uri: Option<&str>) -> HvResult<Connection> {
+        (self.connector)(uri)
+    }
+
+    pub fn processes(&self) -> &dyn Processes {
+        &*self.processes
+    }
+
+    pub fn services(&self) -> &dyn Services {
+        &*self.services
+    }
+
+    /// The process table for a thread that outlives the borrow (the watchdog).
+    pub fn shared_processes(&self) -> Arc<dyn Processes> {
+        self.processes.clone()
+    }
+
+    /// This node's name, when Pacemaker did not pass it.
+    pub fn node_name(&self) -> Option<String> {
+        self.node.get()
+    }
+
+    /// The deadline of `action`: its timeout, on this host's clock. On the
+    /// system clock it counts from the call, as Pacemaker's timer does; a
+    /// manual clock moves only when a test moves it, so there it counts
+    /// from now.
+    pub fn deadline(&self, env: &OcfEnv, action: Action) -> Deadline {
+        match self.clock {
+            Clock::System => env.deadline(action),
+            Clock::Manual(_) => Deadline::after_on(self.clock, env.deadline(action).total()),
+        }
+    }
+
+    pub fn watchdog(&self) -> bool {
+        self.watchdog
+    }
+}
