@@ -28,7 +28,7 @@ pub struct PrivateHypervisor {
 
 impl PrivateHypervisor {
     /// Starts one; `tag` only makes its directory recognisable. Panics when it
-    /// cannot (call `ensure_libvirtd()` first: it decides skip or fail).
+    /// cannot (call `ensure_libvirtd()` first: it names a missing prerequisite).
     pub fn start(tag: &str) -> Self {
         Self::try_start(tag).unwrap_or_else(|e| panic!("{e}"))
     }
