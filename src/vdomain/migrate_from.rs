@@ -11,6 +11,12 @@ use super::{config_file, drbd_gate, guest_health, monitor, ownership, utilizatio
 pub fn migrate_from(vm: &Vm) -> OcfResult {
     let source = vm.env.migrate_source.as_deref().unwrap_or("the source node");
     drbd_gate::check(vm, &crate::drbd::Purpose::MigrateTarget { source: source.to_owned() })?;
+    // As for start: a domain running here under another resource's tag is
+    // that resource's guest, never taken over (nor remembered) by a
+    // migration that claims it arrived.
+    if let Ok(hv) = &vm.hv {
+        ownership::refuse_foreign(vm, *hv)?;
+    }
     // Before the wait: should it fail, the stop that follows must still find the guest.
     ownership::remember(vm)?;
     // A node that only ever received guests by migration (one just rebooted:
