@@ -921,6 +921,7 @@ impl<'a> Run<'a> {
             failures.iter().any(|f| f.contains(reason)).then_some(failures)
         });
         self.figure("bad parameter, reprobe: what crm_mon shows", format!("{shown:?}"));
+        self.figure("bad parameter, reprobe: fail count on the running node", format!("{:?}", lab.failcount(rsc, home)));
         // A recurring monitor after maintenance ended agrees with the probe.
         let recurring = lab.poll("a recurring monitor after maintenance ended", Duration::from_secs(60), || {
             let after = calls.get(home).copied().unwrap_or(0);
