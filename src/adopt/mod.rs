@@ -10,17 +10,24 @@
 //! mark lets a rerun finish (or, with the other `--to`, roll back) a switch
 //! that was interrupted.
 
+mod cluster_tools;
+#[cfg(test)]
+mod fake_cluster;
 mod pacemaker;
 mod plan;
 mod state;
+#[cfg(test)]
+mod tests;
 mod tree;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::deadline::Deadline;
 use crate::exec::ExecError;
 
+use cluster_tools::{switch_provider_command_line, ClusterTools, Step, SwitchError};
 use plan::{Decision, Marker, ProbeVerdict, MARKER};
 use state::{Cib, Monitor};
 
@@ -44,11 +51,15 @@ pub struct Request {
 /// Exit codes: 0 done (or nothing to do), 1 refused (nothing changed),
 /// 2 something is left unmanaged or a cluster command failed.
 pub fn run(request: &Request) -> u8 {
-    match adopt(request) {
+    run_with(request, &pacemaker::Pacemaker)
+}
+
+fn run_with(request: &Request, tools: &dyn ClusterTools) -> u8 {
+    match adopt(request, tools) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("adopt: {error:#}");
-            report_unmanaged();
+            report_unmanaged(tools);
             2
         }
     }
@@ -60,16 +71,16 @@ struct Work {
     provider_now: String,
 }
 
-fn adopt(request: &Request) -> anyhow::Result<u8> {
+fn adopt(request: &Request, tools: &dyn ClusterTools) -> anyhow::Result<u8> {
     let to = request.to.as_str();
-    let cib = pacemaker::read_cib()?;
-    let mon = pacemaker::read_monitor()?;
+    let cib = tools.read_cib()?;
+    let mon = tools.read_monitor()?;
     let ids = if request.all { plan::all_candidates(&cib, to) } else { request.resources.clone() };
     if ids.is_empty() {
         println!("no VirtualDomain resource to switch to ocf:{to}:VirtualDomain");
         return Ok(0);
     }
-    let (work, refusals) = decide_all(&ids, to, &cib, &mon);
+    let (work, refusals) = decide_all(&ids, to, &cib, &mon, tools);
     if !refusals.is_empty() {
         for refusal in &refusals {
             eprintln!("refused: {refusal}");
@@ -84,27 +95,28 @@ fn adopt(request: &Request) -> anyhow::Result<u8> {
         print_plan(&work, to, &cib, request.probe_timeout);
         return Ok(0);
     }
-    let started = Instant::now();
+    let started = tools.clock().now();
     for item in &work {
-        unmanage(item)?;
+        unmanage(item, tools)?;
     }
     for item in work.iter().filter(|w| w.provider_now != to) {
-        switch_guarded(item, to)?;
+        switch_guarded(item, to, tools)?;
     }
     for item in &work {
-        pacemaker::run(&pacemaker::refresh_args(&item.id))?;
+        tools.apply(&Step::Refresh { id: item.id.clone() })?;
         println!("{}: reprobing with ocf:{to}:VirtualDomain", item.id);
     }
-    let left_unmanaged = wait_and_manage(&work, to, request.probe_timeout)?;
-    println!("switched {} of {} resources in {:.1}s", work.len() - left_unmanaged.len(), work.len(), started.elapsed().as_secs_f64());
+    let left_unmanaged = wait_and_manage(&work, to, request.probe_timeout, tools)?;
+    let took = tools.clock().since(started);
+    println!("switched {} of {} resources in {:.1}s", work.len() - left_unmanaged.len(), work.len(), took.as_secs_f64());
     for message in &left_unmanaged {
         eprintln!("left unmanaged: {message}");
     }
-    report_unmanaged();
+    report_unmanaged(tools);
     Ok(if left_unmanaged.is_empty() { 0 } else { 2 })
 }
 
-fn decide_all(ids: &[String], to: &str, cib: &Cib, mon: &Monitor) -> (Vec<Work>, Vec<String>) {
+fn decide_all(ids: &[String], to: &str, cib: &Cib, mon: &Monitor, tools: &dyn ClusterTools) -> (Vec<Work>, Vec<String>) {
     let mut work = Vec::new();
     let mut refusals = Vec::new();
     for id in ids {
@@ -124,7 +136,7 @@ fn decide_all(ids: &[String], to: &str, cib: &Cib, mon: &Monitor) -> (Vec<Work>,
         };
         if provider_now != to {
             let params = cib.primitive(id).map(|p| p.params.clone()).unwrap_or_default();
-            if let Err(reason) = pacemaker::validate_all(id, to, &params) {
+            if let Err(reason) = tools.validate_all(id, to, &params) {
                 refusals.push(format!("{id}: its parameters do not pass ocf:{to}:VirtualDomain on this node: {reason:#}"));
                 continue;
             }
@@ -134,36 +146,28 @@ fn decide_all(ids: &[String], to: &str, cib: &Cib, mon: &Monitor) -> (Vec<Work>,
     (work, refusals)
 }
 
-fn marker_args(item: &Work) -> Vec<String> {
-    owned(&pacemaker::set_meta_args(&item.id, MARKER, &item.marker.render()))
+fn marker_step(item: &Work) -> Step {
+    Step::set_meta(&item.id, MARKER, &item.marker.render())
 }
 
-fn unmanage_args(item: &Work) -> Vec<String> {
-    owned(&pacemaker::set_meta_args(&item.id, "is-managed", "false"))
+fn unmanage_step(item: &Work) -> Step {
+    Step::set_meta(&item.id, "is-managed", "false")
 }
 
 /// Puts is-managed back as it was, then drops the mark.
-fn manage_args(item: &Work) -> [Vec<String>; 2] {
+fn manage_steps(item: &Work) -> [Step; 2] {
     let restore = match &item.marker.managed_before {
-        Some(value) => pacemaker::set_meta_args(&item.id, "is-managed", value),
-        None => pacemaker::delete_meta_args(&item.id, "is-managed"),
+        Some(value) => Step::set_meta(&item.id, "is-managed", value),
+        None => Step::delete_meta(&item.id, "is-managed"),
     };
-    [owned(&restore), owned(&pacemaker::delete_meta_args(&item.id, MARKER))]
+    [restore, Step::delete_meta(&item.id, MARKER)]
 }
 
-fn owned(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
-}
-
-fn run_owned(args: &[String]) -> Result<(), ExecError> {
-    pacemaker::run(&args.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-fn unmanage(item: &Work) -> Result<(), ExecError> {
+fn unmanage(item: &Work, tools: &dyn ClusterTools) -> Result<(), ExecError> {
     // The mark first: a run killed between the two leaves a marked, managed
     // resource, which a rerun simply takes up.
-    run_owned(&marker_args(item))?;
-    run_owned(&unmanage_args(item))?;
+    tools.apply(&marker_step(item))?;
+    tools.apply(&unmanage_step(item))?;
     let at = item.marker.node.as_deref().map_or("running nowhere".to_owned(), |n| format!("running on {n}"));
     println!("{}: unmanaged ({at})", item.id);
     Ok(())
@@ -171,10 +175,10 @@ fn unmanage(item: &Work) -> Result<(), ExecError> {
 
 /// The provider change, retried on a fresh read when another change landed
 /// between our read and our write (the guard failed, nothing was written).
-fn switch_guarded(item: &Work, to: &str) -> anyhow::Result<()> {
+fn switch_guarded(item: &Work, to: &str, tools: &dyn ClusterTools) -> anyhow::Result<()> {
     const ATTEMPTS: usize = 5;
     for _ in 0..ATTEMPTS {
-        let cib = pacemaker::read_cib()?;
+        let cib = tools.read_cib()?;
         let primitive = cib.primitive(&item.id).with_context(|| format!("{}: vanished from the CIB while adopting", item.id))?;
         if primitive.meta("is-managed") != Some("false") || primitive.meta(MARKER).is_none() {
             bail!("{}: someone changed its is-managed or {MARKER} meanwhile; not switching it", item.id);
@@ -182,15 +186,15 @@ fn switch_guarded(item: &Work, to: &str) -> anyhow::Result<()> {
         if primitive.provider == to {
             return Ok(());
         }
-        match pacemaker::switch_provider(&item.id, to, &cib.version) {
+        match tools.switch_provider(&item.id, to, &cib.version) {
             Ok(()) => {
                 println!("{}: ocf:{}:VirtualDomain -> ocf:{to}:VirtualDomain (CIB {}.{})", item.id, primitive.provider, cib.version.admin_epoch, cib.version.epoch);
                 return Ok(());
             }
-            Err(pacemaker::SwitchError::Changed) => {
+            Err(SwitchError::Changed) => {
                 println!("{}: the CIB changed since it was read (epoch {}); reading it again", item.id, cib.version.epoch)
             }
-            Err(pacemaker::SwitchError::Other(e)) => bail!("{}: {e}", item.id),
+            Err(SwitchError::Other(e)) => bail!("{}: {e}", item.id),
         }
     }
     bail!("{}: the CIB kept changing under {ATTEMPTS} attempts to switch it; it stays unmanaged, run adopt again", item.id)
@@ -198,19 +202,19 @@ fn switch_guarded(item: &Work, to: &str) -> anyhow::Result<()> {
 
 /// Polls the new agent's probes; manages each resource again as soon as they
 /// confirm it. Returns a message per resource left unmanaged.
-fn wait_and_manage(work: &[Work], to: &str, timeout: Duration) -> anyhow::Result<Vec<String>> {
-    let deadline = Instant::now() + timeout;
+fn wait_and_manage(work: &[Work], to: &str, timeout: Duration, tools: &dyn ClusterTools) -> anyhow::Result<Vec<String>> {
+    let deadline = Deadline::after_on(tools.clock(), timeout);
     let mut pending: Vec<&Work> = work.iter().collect();
     let mut left = Vec::new();
     while !pending.is_empty() {
-        let cib = pacemaker::read_cib()?;
-        let mon = pacemaker::read_monitor()?;
+        let cib = tools.read_cib()?;
+        let mon = tools.read_monitor()?;
         let mut still = Vec::new();
         for item in pending {
             match plan::probe_verdict(&item.id, to, item.marker.node.as_deref(), &cib, &mon) {
                 ProbeVerdict::Confirmed => {
-                    for args in manage_args(item) {
-                        run_owned(&args)?;
+                    for step in manage_steps(item) {
+                        tools.apply(&step)?;
                     }
                     let at = item.marker.node.as_deref().map_or("stopped everywhere".to_owned(), |n| format!("running on {n}"));
                     println!("{}: ocf:{to}:VirtualDomain finds it {at}; managed again", item.id);
@@ -221,18 +225,20 @@ fn wait_and_manage(work: &[Work], to: &str, timeout: Duration) -> anyhow::Result
         }
         pending = still;
         if !pending.is_empty() {
-            if Instant::now() >= deadline {
+            if deadline.expired() {
                 for item in pending {
                     let why = format!("the probes of ocf:{to}:VirtualDomain did not all report within {}s", timeout.as_secs());
                     left.push(unmanaged_message(item, to, &why));
                 }
                 break;
             }
-            std::thread::sleep(Duration::from_millis(500));
+            deadline.sleep(PROBE_POLL);
         }
     }
     Ok(left)
 }
+
+const PROBE_POLL: Duration = Duration::from_millis(500);
 
 fn unmanaged_message(item: &Work, to: &str, why: &str) -> String {
     let id = &item.id;
@@ -246,8 +252,8 @@ fn unmanaged_message(item: &Work, to: &str, why: &str) -> String {
 }
 
 /// Says which VirtualDomain resources are unmanaged now, whoever did it.
-fn report_unmanaged() {
-    let (Ok(cib), Ok(mon)) = (pacemaker::read_cib(), pacemaker::read_monitor()) else {
+fn report_unmanaged(tools: &dyn ClusterTools) {
+    let (Ok(cib), Ok(mon)) = (tools.read_cib(), tools.read_monitor()) else {
         eprintln!("adopt: cannot read the cluster state to list unmanaged resources: check `crm_mon -1 -r`");
         return;
     };
@@ -270,16 +276,16 @@ fn print_plan(work: &[Work], to: &str, cib: &Cib, timeout: Duration) {
     for item in work {
         let at = item.marker.node.as_deref().map_or("running nowhere".to_owned(), |n| format!("running on {n}"));
         println!("{} (ocf:{}:VirtualDomain, {at}):", item.id, item.provider_now);
-        println!("  {}", shell_words(&marker_args(item)));
-        println!("  {}", shell_words(&unmanage_args(item)));
+        println!("  {}", shell_words(&marker_step(item).command_line()));
+        println!("  {}", shell_words(&unmanage_step(item).command_line()));
         if item.provider_now != to {
-            println!("  {}   (epoch as read after the two above)", shell_words(&pacemaker::switch_provider_args(&item.id, to, &cib.version)));
+            println!("  {}   (epoch as read after the two above)", shell_words(&switch_provider_command_line(&item.id, to, &cib.version)));
         }
-        println!("  {}", shell_words(&owned(&pacemaker::refresh_args(&item.id))));
+        println!("  {}", shell_words(&Step::Refresh { id: item.id.clone() }.command_line()));
         let expect = item.marker.node.as_deref().map_or("stopped on every node".to_owned(), |n| format!("running on {n} and stopped elsewhere"));
         println!("  wait (up to {}s for all) until ocf:{to}:VirtualDomain's probes find it {expect}, then:", timeout.as_secs());
-        for args in manage_args(item) {
-            println!("  {}", shell_words(&args));
+        for step in manage_steps(item) {
+            println!("  {}", shell_words(&step.command_line()));
         }
     }
 }
