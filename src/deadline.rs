@@ -48,6 +48,15 @@ impl Clock {
         }
     }
 
+    /// Whether both read the same time: the system clock, or one manual clock.
+    pub fn same_as(self, other: Clock) -> bool {
+        match (self, other) {
+            (Clock::System, Clock::System) => true,
+            (Clock::Manual(a), Clock::Manual(b)) => std::ptr::eq(a, b),
+            _ => false,
+        }
+    }
+
     /// How long since `earlier` on this clock.
     pub fn since(self, earlier: Instant) -> Duration {
         self.now().saturating_duration_since(earlier)
@@ -96,9 +105,10 @@ impl Deadline {
     /// Pacemaker gave one, else the action's advertised default.
     /// It runs from `started`, when the agent was called: Pacemaker's timer
     /// started then, so work done before the deadline is asked for counts.
-    pub fn for_operation(started: Instant, timeout_ms: Option<u64>, default: Duration) -> Self {
+    /// `started` is an instant of `clock`.
+    pub fn for_operation(clock: Clock, started: Instant, timeout_ms: Option<u64>, default: Duration) -> Self {
         let budget = timeout_ms.map(Duration::from_millis).unwrap_or(default);
-        Deadline { started, end: started + budget, clock: Clock::System }
+        Deadline { started, end: started + budget, clock }
     }
 
     pub fn remaining(&self) -> Duration {
@@ -200,16 +210,16 @@ mod tests {
 
     #[test]
     fn default_applies_without_meta_timeout() {
-        let d = Deadline::for_operation(Instant::now(), None, Duration::from_secs(90));
+        let d = Deadline::for_operation(Clock::System, Instant::now(), None, Duration::from_secs(90));
         assert_eq!(d.total(), Duration::from_secs(90));
-        let d = Deadline::for_operation(Instant::now(), Some(20_000), Duration::from_secs(90));
+        let d = Deadline::for_operation(Clock::System, Instant::now(), Some(20_000), Duration::from_secs(90));
         assert_eq!(d.total(), Duration::from_secs(20));
     }
 
     #[test]
     fn an_operation_deadline_counts_from_the_call_not_from_when_it_is_asked_for() {
         let called = Instant::now() - Duration::from_secs(3);
-        let d = Deadline::for_operation(called, Some(4_000), Duration::from_secs(90));
+        let d = Deadline::for_operation(Clock::System, called, Some(4_000), Duration::from_secs(90));
         assert!(d.remaining() <= Duration::from_secs(1), "{:?} left of 4 s, 3 s after the call", d.remaining());
     }
 }

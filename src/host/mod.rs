@@ -108,18 +108,54 @@ impl Host {
         self.node.get()
     }
 
-    /// The deadline of `action`: its timeout, on this host's clock. On the
-    /// system clock it counts from the call, as Pacemaker's timer does; a
-    /// manual clock moves only when a test moves it, so there it counts
-    /// from now.
+    /// The deadline of `action`: its timeout from the call, as Pacemaker's
+    /// timer counts it. The call must have been stamped on this host's
+    /// clock: an instant of one clock means nothing on another.
     pub fn deadline(&self, env: &OcfEnv, action: Action) -> Deadline {
-        match self.clock {
-            Clock::System => env.deadline(action),
-            Clock::Manual(_) => Deadline::after_on(self.clock, env.deadline(action).total()),
-        }
+        assert!(env.clock.same_as(self.clock), "the call was stamped on another clock than the host's");
+        env.deadline(action)
     }
 
     pub fn watchdog(&self) -> bool {
         self.watchdog
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hypervisor::{HvError, HvErrorKind};
+
+    fn host() -> Host {
+        Host::with(|_| Err(HvError::new(HvErrorKind::Unreachable, "no hypervisor in this test")))
+    }
+
+    fn stop_call_on(clock: Clock) -> OcfEnv {
+        OcfEnv::from_lookup_on(clock, &|name| (name == "OCF_RESKEY_CRM_meta_timeout").then(|| "4000".to_owned()))
+    }
+
+    /// Work done before the deadline is asked for counts against it, on
+    /// either clock: Pacemaker's timer started at the call.
+    #[test]
+    fn the_deadline_counts_from_the_call_on_the_manual_clock_as_on_the_system_clock() {
+        let clock = Clock::manual();
+        let env = stop_call_on(clock);
+        clock.sleep(Duration::from_secs(3));
+        let deadline = host().with_clock(clock).deadline(&env, Action::Stop);
+        assert_eq!(deadline.elapsed(), Duration::from_secs(3));
+        assert_eq!(deadline.remaining(), Duration::from_secs(1));
+
+        let mut env = stop_call_on(Clock::System);
+        env.called_at -= Duration::from_secs(3);
+        let remaining = host().deadline(&env, Action::Stop).remaining();
+        assert!(remaining <= Duration::from_secs(1), "{remaining:?} left of 4 s, 3 s after the call");
+    }
+
+    #[test]
+    #[should_panic(expected = "another clock")]
+    fn a_call_stamped_on_another_clock_is_a_test_setup_error() {
+        host().with_clock(Clock::manual()).deadline(&stop_call_on(Clock::manual()), Action::Stop);
     }
 }

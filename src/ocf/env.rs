@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::deadline::Deadline;
+use crate::deadline::{Clock, Deadline};
 
 /// The environment of one agent call. Built from a lookup function so that
 /// tests can supply a map instead of the process environment.
@@ -21,14 +21,21 @@ pub struct OcfEnv {
     pub state_dir: PathBuf,
     /// Set by Pacemaker on every call; absent when run by hand or by ocf-tester.
     pub crm_feature_set: Option<String>,
-    /// When the call began: every deadline of the operation counts from here.
+    /// When the call began, on `clock`: every deadline of the operation
+    /// counts from here.
     pub called_at: Instant,
+    pub clock: Clock,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/run/resource-agents";
 
 impl OcfEnv {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> OcfEnv {
+        Self::from_lookup_on(Clock::System, lookup)
+    }
+
+    /// The call as it begins now on `clock` (a test's manual clock).
+    pub fn from_lookup_on(clock: Clock, lookup: &dyn Fn(&str) -> Option<String>) -> OcfEnv {
         let non_empty = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let millis = |name: &str| non_empty(name).and_then(|v| parse_millis(&v));
         OcfEnv {
@@ -41,7 +48,8 @@ impl OcfEnv {
             check_level: non_empty("OCF_CHECK_LEVEL").and_then(|v| v.parse().ok()).unwrap_or(0),
             state_dir: non_empty("HA_RSCTMP").map(PathBuf::from).unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             crm_feature_set: non_empty("OCF_RESKEY_crm_feature_set"),
-            called_at: Instant::now(),
+            called_at: clock.now(),
+            clock,
         }
     }
 
@@ -56,7 +64,7 @@ impl OcfEnv {
     }
 
     pub fn deadline(&self, action: Action) -> Deadline {
-        Deadline::for_operation(self.called_at, self.timeout_ms, action.default_timeout())
+        Deadline::for_operation(self.clock, self.called_at, self.timeout_ms, action.default_timeout())
     }
 }
 

@@ -523,7 +523,7 @@ fn run_in(dir: &Path, state: &State, action: Action, interval: Option<&str>) -> 
         meta.insert("OCF_RESKEY_CRM_meta_migrate_source", SOURCE_NODE.into());
         meta.insert("OCF_RESKEY_CRM_meta_migrate_target", TARGET_NODE.into());
     }
-    let env = OcfEnv::from_lookup(&|name| meta.get(name).cloned());
+    let env = OcfEnv::from_lookup_on(clock, &|name| meta.get(name).cloned());
 
     let up = state.libvirtd_up;
     // libvirtd down kills no guest: its emulator runs on, found by process.

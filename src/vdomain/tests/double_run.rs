@@ -164,7 +164,7 @@ impl Node {
         if action == Action::MigrateFrom {
             meta.insert("OCF_RESKEY_CRM_meta_migrate_source", "node1".into());
         }
-        let env = OcfEnv::from_lookup(&|name| meta.get(name).cloned());
+        let env = OcfEnv::from_lookup_on(self.clock, &|name| meta.get(name).cloned());
         let started = self.clock.now();
         let result = run_action(action, &env, &|name| raw.get(name).cloned(), &self.host());
         let took = self.clock.since(started);
