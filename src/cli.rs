@@ -99,7 +99,7 @@ enum CheckPurpose {
 fn run_drbd(command: DrbdCommand) -> u8 {
     use crate::drbd::{command, Purpose, Sources};
     crate::log::init_helper("drbd");
-    let sources = Sources::from_env();
+    let sources = Sources::default();
     let result = match command {
         DrbdCommand::Status { resources, json } => command::status(&sources, &resources, json),
         DrbdCommand::Check(check) => {

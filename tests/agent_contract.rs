@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{agent, describe, run_bounded, scratch_dir};
+use support::{agent, agent_wrapped, describe, drbd_node, run_bounded, scratch_dir};
 
 const DTD: &str = "/usr/share/resource-agents/ra-api-1.dtd";
 const RNG: &str = "/usr/share/resource-agents/metadata.rng";
@@ -221,12 +221,14 @@ fn drbd_without_fencing_is_a_warning_or_with_drbd_require_fencing_a_refusal() {
             ("OCF_RESKEY_drbd_require_fencing", require.into()),
             ("VIRTGUARD_FAKE_DRBD_FIXTURE", real.clone()),
             ("VIRTGUARD_FAKE_DRBD_SHOW", show.into()),
-            ("VIRTGUARD_PROC_DRBD", proc.clone()),
         ]
     };
+    // The node's /proc/drbd is the real kernel's.
+    let node = drbd_node(Some(&proc));
+    let node: Vec<&str> = node.iter().map(String::as_str).collect();
     let run = |action: &str, env: &[(&'static str, String)]| {
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        agent(action, &pairs)
+        agent_wrapped(&node, action, &pairs)
     };
     let warning = "WARNING: DRBD gate: r0: fencing dont-care (volume 0) (rule F1): ";
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{agent, domstate, ensure_libvirtd, firmware_guest, GuestGuard, HOST_URI};
+use support::{agent, agent_wrapped, domstate, drbd_node, ensure_libvirtd, firmware_guest, GuestGuard, HOST_URI};
 
 const FAKE_BIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/drbd/bin");
 const PATH_WITH_FAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/drbd/bin:/usr/sbin:/usr/bin:/sbin:/bin");
@@ -93,8 +93,9 @@ fn drbd_disks_without_drbd_userland_is_an_installation_error() {
     let path = format!("{}:/bin", empty.display());
     env.retain(|(k, _)| *k != "PATH");
     env.push(("PATH", &path));
-    env.push(("VIRTGUARD_PROC_DRBD", "/nonexistent/proc-drbd"));
-    let start = agent("start", &env);
+    // And no /proc/drbd on the node.
+    let node = drbd_node(None);
+    let start = agent_wrapped(&node.iter().map(String::as_str).collect::<Vec<_>>(), "start", &env);
     assert_eq!(start.code, 5, "{}", start.stderr);
     assert_eq!(domstate(HOST_URI, &guest.name), None);
 }

@@ -1,11 +1,12 @@
 //! Black-box: the built binary's `drbd status` and `drbd check`, with the
-//! fake drbdsetup/drbdadm first on PATH or with the file overrides.
+//! fake drbdsetup/drbdadm first on PATH replaying captured output, and
+//! /proc/drbd (when the case has one) given in a private mount namespace.
 
 mod support;
 
 use std::process::{Command, Output};
 
-use support::{fixtures, XorShift};
+use support::{drbd_node, fixtures, XorShift};
 
 struct Run {
     code: i32,
@@ -13,17 +14,22 @@ struct Run {
     stderr: String,
 }
 
+/// In a case's `env`: the node's /proc/drbd is this file (without it the
+/// node has none).
+const PROC_DRBD: &str = "/proc/drbd";
+
 /// The binary with a clean DRBD environment: the fakes first on PATH, no
-/// host /proc/drbd, no leftover overrides; `env` adds to that.
+/// /proc/drbd, an empty /dev/drbd; `env` adds to that.
 fn virtguard(args: &[&str], env: &[(&str, String)]) -> Run {
     let path = format!("{}:{}", fixtures().join("bin").display(), std::env::var("PATH").unwrap_or_default());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_virtguard"));
-    command.args(args).env("PATH", path).env("VIRTGUARD_PROC_DRBD", "/nonexistent/proc/drbd");
-    command.env("VIRTGUARD_DRBD_BY_RES_DIR", "/nonexistent/by-res");
-    for var in ["VIRTGUARD_DRBD_EVENTS2_FILE", "VIRTGUARD_DRBD_SHOW_FILE", "VIRTGUARD_FAKE_DRBD_FIXTURE", "VIRTGUARD_FAKE_DRBD_SHOW", "VIRTGUARD_FAKE_DRBD_LOG", "VIRTGUARD_FAKE_DRBD_SLEEP"] {
+    let proc_drbd = env.iter().find(|(k, _)| *k == PROC_DRBD).map(|(_, file)| file.as_str());
+    let node = drbd_node(proc_drbd);
+    let mut command = Command::new(&node[0]);
+    command.args(&node[1..]).arg(env!("CARGO_BIN_EXE_virtguard")).args(args).env("PATH", path);
+    for var in ["VIRTGUARD_FAKE_DRBD_FIXTURE", "VIRTGUARD_FAKE_DRBD_SHOW", "VIRTGUARD_FAKE_DRBD_LOG", "VIRTGUARD_FAKE_DRBD_SLEEP"] {
         command.env_remove(var);
     }
-    for (k, v) in env {
+    for (k, v) in env.iter().filter(|(k, _)| *k != PROC_DRBD) {
         command.env(k, v);
     }
     let Output { status, stdout, stderr } = command.output().expect("run virtguard");
@@ -143,28 +149,18 @@ fn check_never_succeeds_on_unreadable_input() {
             assert!(r.stdout.is_empty());
         }
     }
-    // Random noise through the file override.
+    // Random noise, as drbdsetup's output.
     let dir = std::env::temp_dir().join(format!("virtguard-drbd-cli-noise-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut rng = XorShift::new(2024);
     for i in 0..15 {
         let bytes: Vec<u8> = (0..rng.below(300)).map(|_| (rng.next_u64() & 0xff) as u8).collect();
-        let file = dir.join(format!("noise-{i}"));
-        std::fs::write(&file, &bytes).unwrap();
-        let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("VIRTGUARD_DRBD_EVENTS2_FILE", file.to_string_lossy().into_owned())]);
+        let recording = dir.join(format!("noise-{i}"));
+        std::fs::write(recording.with_extension("events2"), &bytes).unwrap();
+        let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &fake(&recording.to_string_lossy()));
         assert_eq!(r.code, 2, "noise {i}");
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn the_file_override_needs_no_drbdsetup() {
-    let env = |f: &str| vec![("VIRTGUARD_DRBD_EVENTS2_FILE", fixture_path(&format!("{f}.events2"))), ("PATH", "/nonexistent-virtguard-path".into())];
-    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &env("healthy-2node"));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains(&format!("file {}", fixture_path("healthy-2node.events2"))), "{}", r.stdout);
-    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "start"], &env("outdated")).code, 1);
-    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "start"], &env("truncated")).code, 2);
 }
 
 #[test]
@@ -195,12 +191,6 @@ fn migration_checks_read_allow_two_primaries_from_drbdsetup_show() {
     assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "migrate-target", "--peer", "node1"], &env).code, 0);
     env[1].1 = "to-node1-single".into();
     assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "migrate-target", "--peer", "node1"], &env).code, 1);
-    // The show file override works like the events2 one.
-    let env = vec![
-        ("VIRTGUARD_DRBD_EVENTS2_FILE", fixture_path("running-primary.events2")),
-        ("VIRTGUARD_DRBD_SHOW_FILE", fixture_path("to-node2-dual.show")),
-    ];
-    assert_eq!(virtguard(&["drbd", "check", "r0", "--for", "migrate-source", "--peer", "node2"], &env).code, 0);
 }
 
 /// A start reads the configuration too, for the fencing policy (rule F1).
@@ -234,7 +224,7 @@ fn drbd84_through_proc_drbd_and_drbdadm() {
     let env = |name: &str| {
         vec![
             ("VIRTGUARD_FAKE_DRBD_FIXTURE", format!("84-{name}")),
-            ("VIRTGUARD_PROC_DRBD", fixture_path(&format!("84-{name}.proc"))),
+            (PROC_DRBD, fixture_path(&format!("84-{name}.proc"))),
             ("VIRTGUARD_FAKE_DRBD_LOG", log.to_string_lossy().into_owned()),
         ]
     };
@@ -269,10 +259,10 @@ fn no_drbd_at_all_is_never_success() {
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("drbdsetup is not on PATH"), "{}", r.stderr);
     // DRBD 9 loaded but drbdsetup failing.
-    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("VIRTGUARD_PROC_DRBD", fixture_path("9-loaded.proc"))]);
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[(PROC_DRBD, fixture_path("9-loaded.proc"))]);
     assert_eq!(r.code, 2);
     // /proc/drbd that is not /proc/drbd.
-    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[("VIRTGUARD_PROC_DRBD", fixture_path("garbage.events2"))]);
+    let r = virtguard(&["drbd", "check", "r0", "--for", "start"], &[(PROC_DRBD, fixture_path("garbage.events2"))]);
     assert_eq!(r.code, 2);
 }
 
@@ -288,7 +278,7 @@ fn drbd84_through_events2_as_drbd_utils_9_reads_it() {
     let env = |state: &str| {
         vec![
             ("VIRTGUARD_FAKE_DRBD_FIXTURE", real(state)),
-            ("VIRTGUARD_PROC_DRBD", format!("{}.proc", real(state))),
+            (PROC_DRBD, format!("{}.proc", real(state))),
         ]
     };
     let check = |state: &str, args: &[&str]| {
@@ -345,7 +335,7 @@ fn start_warns_about_a_resource_without_fencing_and_refuses_it_when_required() {
         vec![
             ("VIRTGUARD_FAKE_DRBD_FIXTURE", real(state)),
             ("VIRTGUARD_FAKE_DRBD_SHOW", show),
-            ("VIRTGUARD_PROC_DRBD", format!("{}.proc", real(state))),
+            (PROC_DRBD, format!("{}.proc", real(state))),
         ]
     };
     let start = ["drbd", "check", "r0", "--for", "start"];

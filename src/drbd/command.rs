@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::model::{DrbdState, Resource};
-use super::{decide, fencing_rule, GateOptions, GateParams, Purpose, Sources};
+use super::{decide, fencing_rule, DrbdSource, GateOptions, GateParams, Purpose};
 use crate::deadline::Deadline;
 
 pub const EXIT_ALLOWED: u8 = 0;
@@ -20,7 +20,7 @@ const COMMAND_BUDGET: Duration = Duration::from_secs(30);
 
 /// Prints the state; the exit code, or why the state cannot be shown (the
 /// caller prints it and exits with [`EXIT_UNREADABLE`]).
-pub fn status(sources: &Sources, resources: &[String], json: bool) -> anyhow::Result<u8> {
+pub fn status(sources: &dyn DrbdSource, resources: &[String], json: bool) -> anyhow::Result<u8> {
     let deadline = Deadline::after(COMMAND_BUDGET);
     let mut state = sources.read(true, &deadline)?;
     let missing: Vec<&String> = resources.iter().filter(|n| state.resource(n).is_none()).collect();
@@ -41,7 +41,7 @@ pub fn status(sources: &Sources, resources: &[String], json: bool) -> anyhow::Re
 /// Asks the gate; the exit code, or why the state cannot be read. For a
 /// start also rule F1 (the fencing policy): a warning on stdout, or with
 /// `require_fencing` a refusal like any other.
-pub fn check(sources: &Sources, resources: &[String], purpose: &Purpose, params: &GateParams) -> anyhow::Result<u8> {
+pub fn check(sources: &dyn DrbdSource, resources: &[String], purpose: &Purpose, params: &GateParams) -> anyhow::Result<u8> {
     let deadline = Deadline::after(COMMAND_BUDGET);
     let state = sources.read(!matches!(purpose, Purpose::Start), &deadline)?;
     let verdict = decide(&state, resources, purpose, &GateOptions { allow_diskless: params.allow_diskless });

@@ -26,7 +26,7 @@ pub use disks::resources_for_disks;
 pub use gate::{decide, fencing_rule, FencingVerdict, GateOptions, Verdict};
 pub use model::DrbdState;
 pub use monitor::{Finding, Problem};
-pub use source::{ReadError, Sources};
+pub use source::{DrbdSource, ReadError, Recorded, Sources};
 
 /// Why the gate or the monitor could not give an answer, or said no. The
 /// caller decides what that means for its action (see `vdomain::drbd_gate`).
@@ -100,17 +100,7 @@ pub struct GateParams {
 /// `purpose` on this node. Without DRBD disks and without `explicit` nothing
 /// is read and nothing is run.
 pub fn gate_domain(
-    block_devices: &[&str],
-    explicit: Option<&str>,
-    purpose: &Purpose,
-    params: &GateParams,
-    deadline: &Deadline,
-) -> Result<(), DrbdError> {
-    gate_domain_with(&Sources::from_env(), block_devices, explicit, purpose, params, deadline)
-}
-
-pub fn gate_domain_with(
-    sources: &Sources,
+    sources: &dyn DrbdSource,
     block_devices: &[&str],
     explicit: Option<&str>,
     purpose: &Purpose,
@@ -148,12 +138,8 @@ pub fn gate_domain_with(
 /// F1 alone, for validate-all: Ok when every resource is fenced, or when
 /// it is not and fencing is not required (each finding is logged as a
 /// warning); `Refused` when fencing is required and missing.
-pub fn check_fencing(block_devices: &[&str], explicit: Option<&str>, require_fencing: bool, deadline: &Deadline) -> Result<(), DrbdError> {
-    check_fencing_with(&Sources::from_env(), block_devices, explicit, require_fencing, deadline)
-}
-
-pub fn check_fencing_with(
-    sources: &Sources,
+pub fn check_fencing(
+    sources: &dyn DrbdSource,
     block_devices: &[&str],
     explicit: Option<&str>,
     require_fencing: bool,
@@ -175,7 +161,7 @@ pub fn check_fencing_with(
 }
 
 /// Runs F1: warnings are logged here; what refuses is returned.
-fn fencing_findings(sources: &Sources, resources: &[String], require_fencing: bool, deadline: &Deadline) -> Vec<String> {
+fn fencing_findings(sources: &dyn DrbdSource, resources: &[String], require_fencing: bool, deadline: &Deadline) -> Vec<String> {
     let settings = sources.read_fencing(deadline);
     let verdict = fencing_rule(resources, settings.as_deref().map_err(String::as_str), require_fencing);
     if verdict.refused {
@@ -190,12 +176,8 @@ fn fencing_findings(sources: &Sources, resources: &[String], require_fencing: bo
 /// Problems of the DRBD volumes behind a running guest (see [`monitor`]
 /// for which ones mean the guest can no longer write). Empty without DRBD
 /// disks, without running anything.
-pub fn monitor_findings(block_devices: &[&str], explicit: Option<&str>, deadline: &Deadline) -> Result<Vec<Finding>, DrbdError> {
-    monitor_findings_with(&Sources::from_env(), block_devices, explicit, deadline)
-}
-
-pub fn monitor_findings_with(
-    sources: &Sources,
+pub fn monitor_findings(
+    sources: &dyn DrbdSource,
     block_devices: &[&str],
     explicit: Option<&str>,
     deadline: &Deadline,

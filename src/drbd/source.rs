@@ -1,11 +1,12 @@
-//! Where the DRBD state comes from, and which DRBD is present.
+//! Where the DRBD state comes from, and which DRBD is present: the
+//! [`DrbdSource`] seam, this node's DRBD ([`Sources`]) and a recorded one
+//! ([`Recorded`]) for the in-process tests.
 //!
 //! DRBD 9 when `drbdsetup events2 --now` answers; DRBD 8.4 when
-//! `/proc/drbd` says `version: 8.x`. Overrides for tests and odd installs:
-//! - `VIRTGUARD_DRBD_EVENTS2_FILE`: events2 text from this file, no drbdsetup run
-//! - `VIRTGUARD_PROC_DRBD`: this file instead of `/proc/drbd`
-//! - `VIRTGUARD_DRBD_SHOW_FILE`: `drbdsetup show` text from this file
-//! - `VIRTGUARD_DRBD_BY_RES_DIR`: this directory instead of `/dev/drbd/by-res`
+//! `/proc/drbd` says `version: 8.x`. The tests of the built binary replay
+//! captured output through a stand-in `drbdsetup` on PATH and give it a
+//! `/proc/drbd` in a private mount namespace: the binary itself reads only
+//! the node's own DRBD.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +17,15 @@ use super::{events2, proc84, show};
 use crate::exec::{self, ExecError};
 use crate::deadline::Deadline;
 
-pub const ENV_EVENTS2_FILE: &str = "VIRTGUARD_DRBD_EVENTS2_FILE";
-pub const ENV_PROC_DRBD: &str = "VIRTGUARD_PROC_DRBD";
-pub const ENV_SHOW_FILE: &str = "VIRTGUARD_DRBD_SHOW_FILE";
-pub const ENV_BY_RES_DIR: &str = "VIRTGUARD_DRBD_BY_RES_DIR";
+/// What the gate and the monitor read of DRBD.
+pub trait DrbdSource: Send + Sync {
+    /// The whole state. With `net_options`, also `allow-two-primaries` per
+    /// connection (from `drbdsetup show`); left unknown when that fails.
+    fn read(&self, net_options: bool, deadline: &Deadline) -> Result<DrbdState, ReadError>;
+    /// The fencing policies of every resource (rule F1), or why they cannot
+    /// be read.
+    fn read_fencing(&self, deadline: &Deadline) -> Result<Vec<show::FencingSetting>, String>;
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadError {
@@ -39,10 +45,10 @@ impl std::fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+/// This node's DRBD: its tools and kernel files (other paths only for the
+/// tests of each way of reading it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sources {
-    pub events2_file: Option<PathBuf>,
-    pub show_file: Option<PathBuf>,
     pub proc_drbd: PathBuf,
     pub by_res_dir: PathBuf,
     pub drbdsetup: String,
@@ -52,8 +58,6 @@ pub struct Sources {
 impl Default for Sources {
     fn default() -> Self {
         Sources {
-            events2_file: None,
-            show_file: None,
             proc_drbd: PathBuf::from("/proc/drbd"),
             by_res_dir: PathBuf::from("/dev/drbd/by-res"),
             drbdsetup: "drbdsetup".to_owned(),
@@ -62,38 +66,22 @@ impl Default for Sources {
     }
 }
 
-impl Sources {
-    pub fn from_env() -> Sources {
-        Self::from_lookup(|name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from))
-    }
-
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<PathBuf>) -> Sources {
-        let defaults = Sources::default();
-        Sources {
-            events2_file: lookup(ENV_EVENTS2_FILE),
-            show_file: lookup(ENV_SHOW_FILE),
-            proc_drbd: lookup(ENV_PROC_DRBD).unwrap_or(defaults.proc_drbd),
-            by_res_dir: lookup(ENV_BY_RES_DIR).unwrap_or(defaults.by_res_dir),
-            ..defaults
-        }
-    }
-
-    /// The whole state. With `net_options`, also `allow-two-primaries` per
-    /// connection (from `drbdsetup show`); left unknown when that fails.
-    pub fn read(&self, net_options: bool, deadline: &Deadline) -> Result<DrbdState, ReadError> {
+impl DrbdSource for Sources {
+    fn read(&self, net_options: bool, deadline: &Deadline) -> Result<DrbdState, ReadError> {
         let mut state = self.read_state(deadline)?;
         if net_options {
-            self.add_net_options(&mut state, deadline);
+            add_net_options(&mut state, self.show_text(deadline));
         }
         Ok(state)
     }
 
+    fn read_fencing(&self, deadline: &Deadline) -> Result<Vec<show::FencingSetting>, String> {
+        self.show_text(deadline).and_then(|t| show::fencing(&t)).map_err(|e| format!("drbdsetup show: {e:#}"))
+    }
+}
+
+impl Sources {
     fn read_state(&self, deadline: &Deadline) -> Result<DrbdState, ReadError> {
-        if let Some(file) = &self.events2_file {
-            let text = read_file(file)?;
-            let resources = events2::parse(&text).map_err(|e| ReadError::Unreadable(format!("{}: {e:#}", file.display())))?;
-            return Ok(self.events2_state(resources, format!("file {}", file.display())));
-        }
         let drbdsetup = exec::find_program(&self.drbdsetup);
         let events2_failure = match &drbdsetup {
             Some(_) => match exec::run(&self.drbdsetup, &["events2", "--now", "all"], deadline) {
@@ -184,38 +172,48 @@ impl Sources {
         Ok(names)
     }
 
-    fn add_net_options(&self, state: &mut DrbdState, deadline: &Deadline) {
-        let Some(text) = self.show_text(deadline) else { return };
-        match text.and_then(|t| show::parse(&t)) {
-            Ok(options) => show::apply(state, &options),
-            Err(e) => warn!("allow-two-primaries unknown: drbdsetup show: {e:#}"),
-        }
-    }
-
-    /// The fencing policies of every resource (rule F1), or why they cannot
-    /// be read.
-    pub fn read_fencing(&self, deadline: &Deadline) -> Result<Vec<show::FencingSetting>, String> {
-        let text = self.show_text(deadline).ok_or_else(|| {
-            format!("the state comes from {ENV_EVENTS2_FILE} and no {ENV_SHOW_FILE} gives the configuration")
-        })?;
-        text.and_then(|t| show::fencing(&t)).map_err(|e| format!("drbdsetup show: {e:#}"))
-    }
-
-    /// `drbdsetup show all` (or its file override); `None` when the state
-    /// comes from a file without a show file: options read from the live
-    /// system would not belong to that state.
-    fn show_text(&self, deadline: &Deadline) -> Option<anyhow::Result<String>> {
-        match (&self.show_file, &self.events2_file) {
-            (Some(file), _) => Some(read_file(file).map_err(anyhow::Error::from)),
-            (None, Some(_)) => None,
-            (None, None) => Some(exec::run(&self.drbdsetup, &["show", "all"], deadline).map(|o| o.stdout).map_err(anyhow::Error::from)),
-        }
+    fn show_text(&self, deadline: &Deadline) -> anyhow::Result<String> {
+        Ok(exec::run(&self.drbdsetup, &["show", "all"], deadline)?.stdout)
     }
 }
 
+fn add_net_options(state: &mut DrbdState, show_text: anyhow::Result<String>) {
+    match show_text.and_then(|t| show::parse(&t)) {
+        Ok(options) => show::apply(state, &options),
+        Err(e) => warn!("allow-two-primaries unknown: drbdsetup show: {e:#}"),
+    }
+}
 
-fn read_file(path: &Path) -> Result<String, ReadError> {
-    std::fs::read_to_string(path).map_err(|e| ReadError::Unreadable(format!("{}: {e}", path.display())))
+/// A DRBD 9 state recorded as text (`drbdsetup events2 --now all`, and
+/// `drbdsetup show all` when the configuration matters), for the
+/// in-process tests: nothing is run or read from the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// Where the text came from, as the state's origin names it.
+    pub from: String,
+    pub events2: String,
+    pub show: Option<String>,
+}
+
+impl DrbdSource for Recorded {
+    fn read(&self, net_options: bool, _deadline: &Deadline) -> Result<DrbdState, ReadError> {
+        let resources = events2::parse(&self.events2).map_err(|e| ReadError::Unreadable(format!("{}: {e:#}", self.from)))?;
+        let mut state = DrbdState { origin: StateOrigin::Events2 { from: self.from.clone() }, resources, unnamed_minors: Vec::new() };
+        if net_options {
+            add_net_options(&mut state, self.show_text());
+        }
+        Ok(state)
+    }
+
+    fn read_fencing(&self, _deadline: &Deadline) -> Result<Vec<show::FencingSetting>, String> {
+        self.show_text().and_then(|t| show::fencing(&t)).map_err(|e| format!("drbdsetup show: {e:#}"))
+    }
+}
+
+impl Recorded {
+    fn show_text(&self) -> anyhow::Result<String> {
+        self.show.clone().ok_or_else(|| anyhow::anyhow!("{} has no recorded configuration", self.from))
+    }
 }
 
 /// `/dev/drbd/by-res/<res>/<vol> -> ../../drbdN` (and the single-volume
@@ -245,19 +243,6 @@ pub fn by_res_links(dir: &Path) -> proc84::MinorNames {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn overrides_come_from_the_environment_names() {
-        let s = Sources::from_lookup(|name| match name {
-            ENV_EVENTS2_FILE => Some(PathBuf::from("/tmp/e")),
-            ENV_PROC_DRBD => Some(PathBuf::from("/tmp/p")),
-            _ => None,
-        });
-        assert_eq!(s.events2_file, Some(PathBuf::from("/tmp/e")));
-        assert_eq!(s.proc_drbd, PathBuf::from("/tmp/p"));
-        assert_eq!(s.by_res_dir, PathBuf::from("/dev/drbd/by-res"));
-        assert_eq!(s.show_file, None);
-    }
 
     #[test]
     fn by_res_links_name_minors() {

@@ -1,6 +1,7 @@
 //! Everything an agent call reaches outside its own process, chosen once at
 //! the entry point: the hypervisor it connects to, the node's processes
-//! (the emulator of a domain, when libvirtd cannot answer), the services it
+//! (the emulator of a domain, when libvirtd cannot answer), the DRBD state
+//! under its disks, the services it
 //! calls (systemd, Pacemaker's crm_resource, csync2), the node's own name,
 //! the clock its deadlines read, and whether a watchdog ends the process at
 //! the timeout. The binary takes [`Host::real`]; the in-process
@@ -20,6 +21,7 @@ pub(crate) mod systemd;
 use std::sync::Arc;
 
 use crate::deadline::{Clock, Deadline};
+use crate::drbd::{DrbdSource, Sources};
 use crate::hypervisor::{HvResult, Hypervisor};
 use crate::ocf::{Action, OcfEnv};
 
@@ -35,6 +37,7 @@ type Connector = dyn Fn(Option<&str>) -> HvResult<Connection> + Send + Sync;
 pub struct Host {
     connector: Arc<Connector>,
     processes: Arc<dyn Processes>,
+    drbd: Arc<dyn DrbdSource>,
     services: Arc<dyn Services>,
     node: NodeName,
     clock: Clock,
@@ -42,12 +45,13 @@ pub struct Host {
 }
 
 impl Host {
-    /// This node: libvirt, /proc, the kernel's hostname, the system clock,
-    /// and the watchdog.
+    /// This node: libvirt, /proc, its DRBD, the kernel's hostname, the
+    /// system clock, and the watchdog.
     pub fn real() -> Host {
         Host {
             connector: Arc::new(|uri| crate::hypervisor::connect(uri).map(|hv| Box::new(hv) as Connection)),
             processes: Arc::new(ProcFs::new()),
+            drbd: Arc::new(Sources::default()),
             services: Arc::new(RealServices),
             node: NodeName::Kernel,
             clock: Clock::System,
@@ -56,7 +60,7 @@ impl Host {
     }
 
     /// Every connection made through `connect`, on an empty process table,
-    /// services that only record their calls, a node named "node-test" and
+    /// a node without DRBD, services that only record their calls, a node named "node-test" and
     /// the system clock, without a watchdog; the methods below change one of
     /// them.
     #[cfg(test)]
@@ -64,6 +68,7 @@ impl Host {
         Host {
             connector: Arc::new(connect),
             processes: Arc::new(fake_processes::FakeProcesses::new()),
+            drbd: Arc::new(no_drbd()),
             services: Arc::new(fake_services::FakeServices::new()),
             node: NodeName::Fixed("node-test".into()),
             clock: Clock::System,
@@ -74,6 +79,11 @@ impl Host {
     #[cfg(test)]
     pub fn with_processes(self, processes: impl Processes + 'static) -> Host {
         Host { processes: Arc::new(processes), ..self }
+    }
+
+    #[cfg(test)]
+    pub fn with_drbd(self, drbd: impl DrbdSource + 'static) -> Host {
+        Host { drbd: Arc::new(drbd), ..self }
     }
 
     #[cfg(test)]
@@ -92,6 +102,10 @@ impl Host {
 
     pub fn processes(&self) -> &dyn Processes {
         &*self.processes
+    }
+
+    pub fn drbd(&self) -> &dyn DrbdSource {
+        &*self.drbd
     }
 
     pub fn services(&self) -> &dyn Services {
@@ -118,6 +132,17 @@ impl Host {
 
     pub fn watchdog(&self) -> bool {
         self.watchdog
+    }
+}
+
+/// A node where DRBD's tools are not installed.
+#[cfg(test)]
+fn no_drbd() -> Sources {
+    Sources {
+        proc_drbd: "/nonexistent/proc/drbd".into(),
+        by_res_dir: "/nonexistent/by-res".into(),
+        drbdsetup: "/nonexistent/drbdsetup".into(),
+        drbdadm: "/nonexistent/drbdadm".into(),
     }
 }
 

@@ -64,7 +64,7 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
     check_node(&params, &config).map_err(invalid)?;
     guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).map_err(invalid)?;
     if action == Action::ValidateAll {
-        validate::check_drbd_fencing(&params, &config, &host.deadline(env, action))?;
+        validate::check_drbd_fencing(host.drbd(), &params, &config, &host.deadline(env, action))?;
         return Ok(OcfStatus::Success);
     }
     with_vm(action, env, &params, config, host, |vm| match action {

@@ -13,7 +13,7 @@ pub fn check(vm: &Vm, purpose: &Purpose) -> OcfResult<()> {
         allow_diskless: vm.params.drbd_allow_diskless,
         require_fencing: vm.params.drbd_require_fencing,
     };
-    crate::drbd::gate_domain(&devices, vm.params.drbd_resources.as_deref(), purpose, &params, &vm.deadline)
+    crate::drbd::gate_domain(vm.host.drbd(), &devices, vm.params.drbd_resources.as_deref(), purpose, &params, &vm.deadline)
     .map_err(refusal)
 }
 

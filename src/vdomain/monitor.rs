@@ -108,7 +108,7 @@ pub fn monitor_despite(vm: &Vm, invalid: OcfError) -> OcfResult {
 fn drbd_health(vm: &Vm) -> OcfResult {
     let devices: Vec<&str> = vm.domain.block_devices().collect();
     let explicit = vm.params.drbd_resources.as_deref();
-    let findings = match crate::drbd::monitor_findings(&devices, explicit, &vm.deadline.before(Duration::from_millis(300))) {
+    let findings = match crate::drbd::monitor_findings(vm.host.drbd(), &devices, explicit, &vm.deadline.before(Duration::from_millis(300))) {
         Ok(findings) => findings,
         Err(e) => {
             tracing::warn!("{e}");

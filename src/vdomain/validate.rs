@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::deadline::Deadline;
-use crate::drbd::DrbdError;
+use crate::drbd::{DrbdError, DrbdSource};
 use crate::exec::find_program;
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::hypervisor::ShutdownModes;
@@ -94,9 +94,9 @@ pub fn check_node(params: &Params, config: &LoadedConfig) -> Result<(), OcfError
 /// same on every node, cannot keep a failover off older data. DRBD state
 /// that cannot be read here (module not loaded, resource down) says
 /// nothing about the configuration: a warning, and start checks again.
-pub fn check_drbd_fencing(params: &Params, config: &LoadedConfig, deadline: &Deadline) -> Result<(), OcfError> {
+pub fn check_drbd_fencing(drbd: &dyn DrbdSource, params: &Params, config: &LoadedConfig, deadline: &Deadline) -> Result<(), OcfError> {
     let devices: Vec<&str> = config.domain.block_devices().collect();
-    match crate::drbd::check_fencing(&devices, params.drbd_resources.as_deref(), params.drbd_require_fencing, deadline) {
+    match crate::drbd::check_fencing(drbd, &devices, params.drbd_resources.as_deref(), params.drbd_require_fencing, deadline) {
         Ok(()) => Ok(()),
         Err(DrbdError::Refused(findings)) => Err(OcfError::configured(findings.join("; "))),
         Err(e) => {

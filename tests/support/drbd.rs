@@ -1,4 +1,5 @@
-//! The DRBD tests' helpers: fixtures, parsed states, a small PRNG.
+//! The DRBD tests' helpers: fixtures, parsed states, a node whose
+//! /proc/drbd is a fixture, a small PRNG.
 
 use std::path::PathBuf;
 
@@ -12,6 +13,40 @@ pub fn fixtures() -> PathBuf {
 pub fn fixture_text(file: &str) -> String {
     let path = fixtures().join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Gives a command its own view of the node's DRBD kernel files, in a
+/// private mount namespace: `/proc/drbd` is the file passed first (or
+/// absent when that is empty) and `/dev/drbd` is empty. Everything else of
+/// /proc that the agent reads (`sys`: the hostname) stays visible. Only
+/// this namespace sees the change; when the node has no /proc/drbd to hide
+/// and none is given, the command runs as it is.
+const DRBD_NODE_SCRIPT: &str = r#"
+set -e
+proc_drbd=$1
+shift
+# The case's PATH may hold no tools (or stand-ins); the program gets it back.
+case_path=$PATH
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+if [ -n "$proc_drbd" ] || [ -e /proc/drbd ]; then
+    staged=$(mktemp -d /tmp/virtguard-proc-XXXXXX)
+    mount -t tmpfs -o size=1m,mode=0555 virtguard-proc "$staged"
+    mkdir "$staged/sys"
+    mount --rbind /proc/sys "$staged/sys"
+    if [ -n "$proc_drbd" ]; then cp "$proc_drbd" "$staged/drbd"; fi
+    mount --move "$staged" /proc
+    rmdir "$staged"
+fi
+if [ -d /dev/drbd ]; then mount -t tmpfs -o size=1m virtguard-dev-drbd /dev/drbd; fi
+PATH=$case_path exec "$@"
+"#;
+
+/// The words that run a program (appended to them) on a node whose
+/// /proc/drbd is `proc_drbd`, or has none (see [`DRBD_NODE_SCRIPT`]).
+pub fn drbd_node(proc_drbd: Option<&str>) -> Vec<String> {
+    let unshare = super::which("unshare").expect("unshare (util-linux) on PATH");
+    let words = ["--mount", "--propagation", "private", "/bin/sh", "-c", DRBD_NODE_SCRIPT, "drbd-node", proc_drbd.unwrap_or("")];
+    std::iter::once(unshare.to_string_lossy().into_owned()).chain(words.into_iter().map(str::to_owned)).collect()
 }
 
 /// A DRBD 9 state from `<name>.events2`, with `allow-two-primaries` from

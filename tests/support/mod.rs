@@ -25,7 +25,7 @@ pub use guest::{
     acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, kvm_usable, xml_escape, GuestGuard,
     GuestMode, READY_MARKER,
 };
-pub use drbd::{fixtures, fixture_text, state9, state9_text, state84, edited, names, XorShift};
+pub use drbd::{drbd_node, fixtures, fixture_text, state9, state9_text, state84, edited, names, XorShift};
 pub use agent_guest::{agent_guest, AgentGuest, GuestAgentKind, AGENT_UP_MARKER};
 pub use guards::{ConfigAway, Frozen};
 pub use private::PrivateHypervisor;
