@@ -126,7 +126,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             ExitCode::from(crate::vdomain::run_agent(action.as_deref()).code())
         }
         Command::Manpage => {
-            print!("{}", crate::ocf::manpage::render());
+            print!("{}", crate::ocf::manpage::render(&crate::vdomain::params::VIRTUAL_DOMAIN));
             ExitCode::SUCCESS
         }
         Command::Drbd(command) => ExitCode::from(run_drbd(command)),

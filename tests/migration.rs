@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use virtguard::hypervisor::domain_xml::DomainConfig;
 use virtguard::hypervisor::Hypervisor;
-use virtguard::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
+use virtguard::ocf::{Action, OcfEnv, OcfResult, OcfStatus};
+use virtguard::vdomain::Params;
 use virtguard::vdomain::migration::migrate_to;
 use virtguard::host::Host;
 use virtguard::vdomain::Vm;

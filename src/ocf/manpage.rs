@@ -1,10 +1,9 @@
-//! The man page, generated from the same tables as the meta-data.
+//! An agent's man page, generated from the same tables as its meta-data.
 
 use std::fmt::Write;
 
 use super::env::ACTIONS;
-use super::metadata::{AGENT_LONGDESC, AGENT_SHORTDESC};
-use super::params::TABLE;
+use super::metadata::AgentDescription;
 use super::status::OcfStatus;
 
 /// troff needs backslashes doubled and lines that start with . or ' escaped.
@@ -17,14 +16,15 @@ fn roff(text: &str) -> String {
     }
 }
 
-pub fn render() -> String {
+pub fn render(agent: &AgentDescription) -> String {
     let mut man = String::new();
-    let _ = writeln!(man, ".TH OCF_VIRTGUARD_VIRTUALDOMAIN 7 \"\" \"virtguard {}\" \"OCF resource agents\"", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(man, ".SH NAME\nocf_virtguard_VirtualDomain \\- {}", roff(AGENT_SHORTDESC));
-    let _ = writeln!(man, ".SH SYNOPSIS\n.B VirtualDomain\n{{start|stop|status|monitor|migrate_to|migrate_from|meta\\-data|validate\\-all|usage}}");
-    let _ = writeln!(man, ".SH DESCRIPTION\n{}", roff(AGENT_LONGDESC));
+    let title = format!("ocf_{}_{}", agent.provider, agent.name);
+    let _ = writeln!(man, ".TH {} 7 \"\" \"virtguard {}\" \"OCF resource agents\"", roff(&title.to_uppercase()), env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(man, ".SH NAME\n{} \\- {}", roff(&title), roff(agent.shortdesc));
+    let _ = writeln!(man, ".SH SYNOPSIS\n.B {}\n{{{}}}", roff(agent.name), roff(agent.actions));
+    let _ = writeln!(man, ".SH DESCRIPTION\n{}", roff(agent.longdesc));
     let _ = writeln!(man, ".SH PARAMETERS");
-    for p in TABLE {
+    for p in agent.parameters {
         let _ = writeln!(man, ".TP\n.B {}", roff(p.name));
         let mut facts = vec![p.kind.ocf_name().to_string()];
         if p.required {
@@ -53,10 +53,12 @@ pub fn render() -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::vdomain::params::{TABLE, VIRTUAL_DOMAIN};
+
     #[test]
     fn documents_every_parameter() {
-        let man = super::render();
-        for p in super::TABLE {
+        let man = super::render(&VIRTUAL_DOMAIN);
+        for p in TABLE {
             assert!(man.contains(&format!(".B {}\n", super::roff(p.name))), "{}", p.name);
         }
     }

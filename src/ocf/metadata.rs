@@ -1,30 +1,34 @@
-//! The meta-data XML, generated from the parameter and action tables.
+//! An agent's meta-data XML, generated from its parameter and action tables.
 
 use std::fmt::Write;
 
 use quick_xml::escape::escape;
 
 use super::env::ACTIONS;
-use super::params::TABLE;
+use super::params::ParamSpec;
 
-pub const AGENT_NAME: &str = "VirtualDomain";
-pub const AGENT_SHORTDESC: &str = "Manages libvirt virtual machines (virtguard)";
-pub const AGENT_LONGDESC: &str = "Runs a libvirt domain (a KVM/QEMU virtual machine) as a highly available \
-cluster resource: start, graceful stop with a bounded fallback to destroy, a monitor that tells a serving \
-guest from one paused on an I/O error or crashed, and bounded live migration. Before it starts or receives \
-a guest it checks that the DRBD volumes backing the guest's disks hold the newest data. A drop-in \
-replacement for ocf:heartbeat:VirtualDomain: same parameters, defaults and exit codes.";
+/// What an agent's meta-data and man page say of it besides its tables.
+pub struct AgentDescription {
+    /// The agent's type (`ocf:<provider>:<name>`).
+    pub name: &'static str,
+    pub provider: &'static str,
+    pub shortdesc: &'static str,
+    pub longdesc: &'static str,
+    /// The actions it answers, as its usage line lists them (`a|b|c`).
+    pub actions: &'static str,
+    pub parameters: &'static [ParamSpec],
+}
 
-pub fn render() -> String {
+pub fn render(agent: &AgentDescription) -> String {
     let mut xml = String::new();
     let _ = writeln!(xml, "<?xml version=\"1.0\"?>");
     let _ = writeln!(xml, "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\">");
-    let _ = writeln!(xml, "<resource-agent name=\"{AGENT_NAME}\" version=\"{}\">", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(xml, "<resource-agent name=\"{}\" version=\"{}\">", agent.name, env!("CARGO_PKG_VERSION"));
     let _ = writeln!(xml, "<version>1.1</version>");
-    let _ = writeln!(xml, "<longdesc lang=\"en\">{}</longdesc>", escape(AGENT_LONGDESC));
-    let _ = writeln!(xml, "<shortdesc lang=\"en\">{}</shortdesc>", escape(AGENT_SHORTDESC));
+    let _ = writeln!(xml, "<longdesc lang=\"en\">{}</longdesc>", escape(agent.longdesc));
+    let _ = writeln!(xml, "<shortdesc lang=\"en\">{}</shortdesc>", escape(agent.shortdesc));
     let _ = writeln!(xml, "<parameters>");
-    for p in TABLE {
+    for p in agent.parameters {
         let _ = writeln!(
             xml,
             "<parameter name=\"{}\" unique=\"{}\" required=\"{}\">",
@@ -63,9 +67,11 @@ pub fn render() -> String {
 mod tests {
     use super::*;
 
+    use crate::vdomain::params::{TABLE, VIRTUAL_DOMAIN};
+
     #[test]
     fn lists_every_parameter_and_action_once() {
-        let xml = render();
+        let xml = render(&VIRTUAL_DOMAIN);
         for p in TABLE {
             assert_eq!(xml.matches(&format!("<parameter name=\"{}\"", p.name)).count(), 1, "{}", p.name);
         }
@@ -79,7 +85,7 @@ mod tests {
 
     #[test]
     fn is_well_formed() {
-        let xml = render();
+        let xml = render(&VIRTUAL_DOMAIN);
         let mut reader = quick_xml::Reader::from_str(&xml);
         loop {
             match reader.read_event() {

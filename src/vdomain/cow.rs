@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::exec;
-use crate::ocf::{Deadline, OcfError, Params};
+use crate::ocf::{Deadline, OcfError};
+use crate::vdomain::Params;
 
 /// `/etc/libvirt/qemu/vm1.xml` -> `/etc/libvirt/qemu/vm1.qcow2`. (The classic
 /// agent cut the whole path at its first dot, which broke on dotted directories.)

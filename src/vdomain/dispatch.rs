@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 
 use crate::host::Host;
-use crate::ocf::dispatch::{finish, invalid_environment, USAGE};
-use crate::ocf::params::{ParamType, TABLE};
-use crate::ocf::{metadata, Action, OcfError, OcfEnv, OcfResult, OcfStatus, Params};
+use crate::ocf::outcome::{finish, invalid_environment};
+use crate::ocf::params::ParamType;
+use crate::ocf::{metadata, Action, OcfError, OcfEnv, OcfResult, OcfStatus};
 
+use super::params::{Params, TABLE, VIRTUAL_DOMAIN};
 use super::state_files::{StateFiles, StateKey};
 use super::validate::{self, check_node, check_params, config_path, load_config, param_errors};
 use super::vm::{with_vm, with_vm_noting, LoadedConfig};
@@ -18,21 +19,22 @@ use super::{guest_health, migrate_from, migrate_to, missing_config, monitor, own
 pub fn run_agent(action: Option<&str>) -> OcfStatus {
     let env = OcfEnv::from_process();
     crate::log::init(&env.instance);
+    let usage = format!("usage: {} {{{}}}", VIRTUAL_DOMAIN.name, VIRTUAL_DOMAIN.actions);
     let Some(word) = action else {
-        eprintln!("{USAGE}");
+        eprintln!("{usage}");
         return OcfStatus::ErrArgs;
     };
     let Some(action) = Action::parse(word) else {
-        eprintln!("{USAGE}");
+        eprintln!("{usage}");
         return finish(Err(OcfError::new(OcfStatus::ErrUnimplemented, format!("unknown action '{word}'"))));
     };
     match action {
         Action::MetaData => {
-            print!("{}", metadata::render());
+            print!("{}", metadata::render(&VIRTUAL_DOMAIN));
             OcfStatus::Success
         }
         Action::Usage => {
-            println!("{USAGE}");
+            println!("{usage}");
             OcfStatus::Success
         }
         _ => {

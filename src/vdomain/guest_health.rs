@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use crate::hypervisor::{DomainState, Hypervisor, StateKind};
-use crate::ocf::{Action, Deadline, OcfEnv, OcfError, Params};
+use crate::ocf::{Action, Deadline, OcfEnv, OcfError};
+use crate::vdomain::Params;
 
 use super::state_files::StateKey;
 use super::vm::Vm;

@@ -79,8 +79,9 @@ use crate::deadline::Clock;
 use crate::host::fake_processes::FakeProcesses;
 use crate::hypervisor::fake::{running, Call, FakeAgent, FakeHypervisor, MigrationScript};
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, StateKind};
-use crate::ocf::params::TABLE;
-use crate::ocf::{Action, OcfEnv, OcfStatus, Params};
+use crate::vdomain::params::TABLE;
+use crate::ocf::{Action, OcfEnv, OcfStatus};
+use crate::vdomain::Params;
 
 use super::state_files::{StateFiles, StateKey};
 use super::dispatch::run_action;

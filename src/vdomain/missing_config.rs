@@ -18,8 +18,9 @@ use std::path::Path;
 
 use crate::host::Host;
 use crate::hypervisor::migration::within;
-use crate::ocf::dispatch::invalid_environment;
-use crate::ocf::{Action, OcfEnv, OcfError, OcfResult, Params};
+use crate::ocf::outcome::invalid_environment;
+use crate::ocf::{Action, OcfEnv, OcfError, OcfResult};
+use crate::vdomain::Params;
 
 use super::observe::{observe, Observation};
 use super::state_files::{StateFiles, StateKey};

@@ -15,6 +15,7 @@ pub(crate) mod missing_config;
 pub(crate) mod monitor;
 pub(crate) mod observe;
 pub(crate) mod ownership;
+pub mod params;
 pub(crate) mod scripts;
 pub(crate) mod start;
 pub(crate) mod state_files;
@@ -30,4 +31,5 @@ mod tests;
 pub mod migration;
 
 pub use dispatch::run_agent;
+pub use params::Params;
 pub use vm::Vm;

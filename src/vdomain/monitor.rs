@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::hypervisor::Health;
-use crate::ocf::dispatch::invalid_environment;
+use crate::ocf::outcome::invalid_environment;
 use crate::ocf::{Deadline, OcfError, OcfResult, OcfStatus};
 
 use super::observe::{observe, Observation};

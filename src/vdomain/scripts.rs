@@ -2,7 +2,8 @@
 //! check succeeded, each bounded by the operation deadline.
 
 use crate::exec;
-use crate::ocf::{Deadline, OcfError, Params};
+use crate::ocf::{Deadline, OcfError};
+use crate::vdomain::Params;
 
 pub fn run_all(params: &Params, deadline: &Deadline) -> Result<(), OcfError> {
     let Some(scripts) = &params.monitor_scripts else { return Ok(()) };

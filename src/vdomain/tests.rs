@@ -10,7 +10,8 @@ use crate::deadline::{Clock, Deadline};
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::hypervisor::fake::{running, Call, FakeHypervisor, Op};
 use crate::hypervisor::{DomainState, HvError, HvErrorKind, Hypervisor, ShutdownModes, StateKind};
-use crate::ocf::{Action, OcfEnv, OcfResult, OcfStatus, Params};
+use crate::ocf::{Action, OcfEnv, OcfResult, OcfStatus};
+use crate::vdomain::Params;
 
 use crate::host::Host;
 

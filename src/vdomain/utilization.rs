@@ -4,7 +4,8 @@
 //! spawns nothing and never aborts a transition with a needless CIB write.
 
 use crate::hypervisor::domain_xml::Sizes;
-use crate::ocf::{Deadline, Params};
+use crate::ocf::{Deadline};
+use crate::vdomain::Params;
 
 use super::state_files::{StateFiles, StateKey};
 use super::vm::Vm;

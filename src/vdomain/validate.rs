@@ -10,7 +10,8 @@ use crate::exec::find_program;
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::hypervisor::ShutdownModes;
 use crate::ocf::params::ParamError;
-use crate::ocf::{OcfError, Params};
+use crate::ocf::{OcfError};
+use crate::vdomain::Params;
 
 use super::vm::LoadedConfig;
 

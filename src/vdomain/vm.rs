@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use crate::host::Host;
 use crate::hypervisor::domain_xml::DomainConfig;
 use crate::hypervisor::{HvError, Hypervisor};
-use crate::ocf::{Action, Deadline, OcfEnv, OcfResult, Params};
+use crate::ocf::{Action, Deadline, OcfEnv, OcfResult};
+use crate::vdomain::Params;
 
 use super::state_files::{StateFiles, StateKey};
 use super::watchdog;

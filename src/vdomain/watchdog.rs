@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::host::emulator::{find_emulator, terminate};
 use crate::host::processes::Processes;
-use crate::ocf::dispatch::finish;
+use crate::ocf::outcome::finish;
 use crate::ocf::{Action, Deadline, OcfError, OcfStatus};
 
 /// The emulator the watchdog looks for, and where: it runs on a thread of

@@ -22,7 +22,8 @@ use tracing::{info, warn};
 use crate::host::Host;
 use crate::hypervisor::state::reason;
 use crate::hypervisor::{Hypervisor, StateKind};
-use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus, Params};
+use crate::ocf::{Deadline, OcfEnv, OcfError, OcfResult, OcfStatus};
+use crate::vdomain::Params;
 use crate::vdomain::vm::Vm;
 
 use self::job::{AbortCause, DriverLimits, Outcome, Report};

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use anyhow::{anyhow, ensure};
 
-use crate::ocf::Params;
+use crate::vdomain::Params;
 
 use super::options::MigrateOptions;
 

@@ -1,10 +1,9 @@
-//! The fixed pipeline of an agent call: usage and meta-data before any check,
-//! then the action; and the one place that prints `ocf-exit-reason:`.
+//! How an OCF agent call ends: the exit status, and the one place that
+//! prints `ocf-exit-reason:`; and what an invalid environment means for
+//! each action.
 
 use super::env::Action;
 use super::status::{OcfError, OcfStatus};
-
-pub const USAGE: &str = "usage: VirtualDomain {start|stop|status|monitor|migrate_to|migrate_from|meta-data|validate-all|usage}";
 
 /// Turns an action's result into the exit status, printing the exit reason.
 pub fn finish(result: Result<OcfStatus, OcfError>) -> OcfStatus {
