@@ -20,7 +20,7 @@ use virtguard::ocf::{Action, OcfEnv, OcfResult, OcfStatus};
 use virtguard::vdomain::Params;
 use virtguard::vdomain::migration::migrate_to;
 use virtguard::host::Host;
-use virtguard::vdomain::Vm;
+use virtguard::vdomain::{Identity, Vm};
 
 use support::{GuestGuard, GuestMode, PrivateHypervisor, HOST_URI};
 
@@ -83,7 +83,7 @@ impl Call {
             operation: deadline,
             config_path,
             domain: DomainConfig::parse(&config_xml).expect("a domain XML"),
-            config_xml,
+            identity: Identity::Config(config_xml),
             hv: Ok(&local),
             host: &Host::real(),
         };

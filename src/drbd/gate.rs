@@ -49,6 +49,36 @@
 //!   `drbd_require_fencing`. A policy that cannot be read counts as missing.
 //!
 //! DRBD 8.4 names no peers: its single peer stands for the target/source.
+//!
+//! F1's fix is DRBD's own: `fencing resource-only` with the crm-fence-peer
+//! handlers (8.4: `fence-peer "/usr/lib/drbd/crm-fence-peer.sh"` and
+//! `after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh"`; 9:
+//! `crm-fence-peer.9.sh` and `unfence-peer
+//! "/usr/lib/drbd/crm-unfence-peer.9.sh"`): the survivor is then Outdated
+//! and S1 refuses. tests/drbd_real.rs cuts the link under a writing Primary
+//! on the real 8.4 kernel. During validate-all, state that cannot be read
+//! (module not loaded, resource down) is only a warning: start checks again.
+//!
+//! Why `allow-two-primaries` stays on rather than being switched on just
+//! before a migration and off after it: that cannot be made safe from
+//! inside one agent action.
+//! - Pacemaker kills a migrate_to that outlives its timeout; whatever it
+//!   switched on stays on, and no later action is sure to run on that node
+//!   to switch it off (the next may be a stop elsewhere, or fencing).
+//! - After a failed or aborted migration the target's QEMU may still hold
+//!   the device, so both nodes are Primary, and DRBD will not clear the
+//!   option while both sides are; the source would have to wait for a
+//!   process on the other node that it does not own.
+//! - The option belongs to the connection's settings, which both nodes
+//!   compare when they connect: changed while the link is down, they
+//!   differ, DRBD refuses the connection, the resource stays disconnected
+//!   and S3 refuses every later start.
+//!
+//! These come from DRBD's documentation; the real 8.4 kernel runs in
+//! tests/drbd_real.rs, but a migration with the option toggled around it
+//! has not been tried there. The price of leaving it on: a program other
+//! than the guest that opens the device on the second node (a mount by
+//! hand) is not stopped by DRBD.
 
 use super::model::{ConnState, DiskState, DrbdState, FencingPolicy, Peer, Resource, Role, Volume};
 use super::show::FencingSetting;

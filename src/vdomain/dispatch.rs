@@ -64,7 +64,7 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
         Err(unreadable) => return missing_config::run(action, env, &params, &path, unreadable, host),
     };
     check_node(&params, &config).map_err(invalid)?;
-    guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).map_err(invalid)?;
+    guest_health::check_config(&params, env, action, &config.domain.name, config.text()).map_err(invalid)?;
     if action == Action::ValidateAll {
         validate::check_drbd_fencing(host.drbd(), &params, &config, &host.deadline(env, action))?;
         return Ok(OcfStatus::Success);
@@ -87,6 +87,11 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
 /// are known even when another parameter does not parse. Whatever else is
 /// wrong is reported by `monitor::monitor_despite`: running-but-degraded
 /// when the guest runs, the invalid-environment rules when it does not.
+///
+/// Why 190 (degraded) and not 1: after `crm_resource --refresh` a probe
+/// answering 1 makes Pacemaker recover the guest, stop then start, and the
+/// start fails the same validation: an outage for a typo in a migration
+/// option. Not a silent 0 either: the typo must show in `crm_mon`.
 fn monitor_whatever_is_wrong(
     action: Action,
     env: &OcfEnv,
@@ -113,7 +118,7 @@ fn monitor_whatever_is_wrong(
         Err(unreadable) => return missing_config::run(action, env, &params, &path, unreadable, host),
     };
     problems.extend(check_node(&params, &config).err());
-    problems.extend(guest_health::check_config(&params, env, action, &config.domain.name, &config.xml).err());
+    problems.extend(guest_health::check_config(&params, env, action, &config.domain.name, config.text()).err());
     let mut problems = problems.into_iter();
     let Some(first) = problems.next() else {
         return with_vm(action, env, &params, config, host, monitor::monitor);

@@ -21,6 +21,12 @@
 //! 5. Probe and recurring monitor agree: for a guest that runs here they give
 //!    the same answer; for one that does not, neither says it runs (0, 190).
 //!
+//! The property test below checks 1, 2, 3 and 5 over 3000 generated states
+//! per run; tests/agent_probe_invariants.rs checks a random sample of them
+//! against a real guest through the built agent (seed printed,
+//! `VG_PROBE_SEED` replays), and tests/agent_frozen_libvirtd.rs checks 4
+//! with the agent's libvirtd frozen at each point of each action.
+//!
 //! For the two halves of a live migration the rules read:
 //! - migrate_to (on the source, `CRM_meta_migrate_target`): never 7 (1);
 //!   inside its timeout (4); it never changes how many instances of the

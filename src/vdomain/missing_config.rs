@@ -8,6 +8,12 @@
 //! anywhere else. Only when neither knows a guest do the usual
 //! invalid-environment rules apply (a probe answers "not running").
 //!
+//! Why 1 and not 0 with a warning: a 0 keeps Pacemaker managing a guest
+//! this node can neither restart nor migrate (every later start, migrate
+//! and validation here fails), and the failure shows only later. A 7 is
+//! what made the classic agent run a guest twice (resource-agents issues
+//! 1231 and 856).
+//!
 //! migrate_from of a guest that arrived tagged with this resource fails
 //! rather than completes because a node without the config can neither
 //! restart, save nor migrate the guest again; after a failed migrate_from

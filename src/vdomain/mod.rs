@@ -32,4 +32,4 @@ pub mod migration;
 
 pub use dispatch::run_agent;
 pub use params::Params;
-pub use vm::Vm;
+pub use vm::{Identity, Vm};

@@ -42,7 +42,10 @@ pub fn start(vm: &Vm) -> OcfResult {
     // Remembered before anything runs: a start that fails half way, or a
     // config that disappears, must not leave a guest nobody knows of.
     ownership::remember(vm)?;
-    let tagged_xml = owner_tag::tag_domain_xml(&vm.config_xml, &vm.env.instance)
+    let Some(config_xml) = vm.identity.config_text() else {
+        return Err(OcfError::generic(format!("{} is known here by name only: there is no config to start it from", vm.name())));
+    };
+    let tagged_xml = owner_tag::tag_domain_xml(config_xml, &vm.env.instance)
         .map_err(|e| OcfError::generic(format!("cannot add the owner tag to {}: {e}", vm.config_path.display())))?;
     let restored = match &vm.params.snapshot {
         Some(dir) => restore_snapshot(vm, *hv, &snapshot_file(dir, vm.name()))?,
@@ -103,8 +106,8 @@ fn ensure_undefined(vm: &Vm, hv: &dyn Hypervisor) -> OcfResult<()> {
         return Err(OcfError::generic(format!("{} is already active ({state})", vm.name())));
     }
     hv.undefine(vm.name()).map_err(|e| failed("undefine the stale definition of", vm, e))?;
-    if !vm.config_path.exists() {
-        atomic_write(&vm.config_path, vm.config_xml.as_bytes())
+    if let (false, Some(config_xml)) = (vm.config_path.exists(), vm.identity.config_text()) {
+        atomic_write(&vm.config_path, config_xml.as_bytes())
             .map_err(|e| OcfError::generic(format!("cannot restore {}: {e}", vm.config_path.display())))?;
     }
     tracing::info!("removed the inactive definition of {} before creating it", vm.name());

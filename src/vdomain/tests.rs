@@ -15,7 +15,7 @@ use crate::vdomain::Params;
 
 use crate::host::Host;
 
-use super::vm::Vm;
+use super::vm::{Identity, Vm};
 use super::{migrate_from, monitor, start, stop};
 
 pub(super) const NAME: &str = "vgunit";
@@ -65,7 +65,7 @@ pub(super) fn vm_with<'a>(case: &'a Case, action: Action, hv: Result<&'a dyn Hyp
         deadline,
         operation: deadline,
         config_path: case.config_path.clone(),
-        config_xml: case.xml.clone(),
+        identity: Identity::Config(case.xml.clone()),
         domain: DomainConfig::parse(&case.xml).unwrap(),
         hv,
         host: &case.host,

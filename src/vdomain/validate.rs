@@ -13,7 +13,7 @@ use crate::ocf::params::ParamError;
 use crate::ocf::{OcfError};
 use crate::vdomain::Params;
 
-use super::vm::LoadedConfig;
+use super::vm::{Identity, LoadedConfig};
 
 pub fn param_errors(errors: &[ParamError]) -> OcfError {
     let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -33,7 +33,7 @@ pub fn load_config(path: &Path) -> Result<LoadedConfig, OcfError> {
         .map_err(|e| OcfError::installed(format!("config file {} is not readable: {e}", path.display())))?;
     let domain = DomainConfig::parse(&xml)
         .map_err(|e| OcfError::installed(format!("config file {}: {e}", path.display())))?;
-    Ok(LoadedConfig { path: path.to_path_buf(), xml, domain })
+    Ok(LoadedConfig { path: path.to_path_buf(), identity: Identity::Config(xml), domain })
 }
 
 /// Checks that depend only on the parameter values.

@@ -13,19 +13,43 @@ use crate::vdomain::Params;
 use super::state_files::{StateFiles, StateKey};
 use super::watchdog;
 
-/// The guest's config: read and parsed from its file, or, when the file
-/// cannot be used, only the name the agent knows the guest by (remembered
-/// here, or found by its owner tag) with an empty text.
+/// How the agent knows the guest of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// By its config file: the text as read at the start of the call.
+    Config(String),
+    /// By name alone: the config is gone or names another domain now; the
+    /// name was remembered here or found by this resource's owner tag.
+    Name,
+}
+
+impl Identity {
+    /// The config's text, when the guest is known by it.
+    pub fn config_text(&self) -> Option<&str> {
+        match self {
+            Identity::Config(xml) => Some(xml),
+            Identity::Name => None,
+        }
+    }
+}
+
+/// The guest's config as the dispatcher found it: read and parsed from its
+/// file, or only the name the agent knows the guest by.
 pub struct LoadedConfig {
     pub path: PathBuf,
-    pub xml: String,
+    pub identity: Identity,
     pub domain: DomainConfig,
 }
 
 impl LoadedConfig {
     /// Domain `name`, known without its config (which `path` names).
     pub fn named(path: PathBuf, name: &str) -> LoadedConfig {
-        LoadedConfig { path, xml: String::new(), domain: DomainConfig::named(name) }
+        LoadedConfig { path, identity: Identity::Name, domain: DomainConfig::named(name) }
+    }
+
+    /// The config's text; empty for a guest known by name alone.
+    pub fn text(&self) -> &str {
+        self.identity.config_text().unwrap_or_default()
     }
 }
 
@@ -43,8 +67,7 @@ pub struct Vm<'a> {
     /// (see `watchdog::signal_deadline`).
     pub operation: Deadline,
     pub config_path: PathBuf,
-    /// The config file's text as read at the start of the call.
-    pub config_xml: String,
+    pub identity: Identity,
     pub domain: DomainConfig,
     /// The local hypervisor, or why it cannot be reached.
     pub hv: Result<&'a dyn Hypervisor, HvError>,
@@ -59,7 +82,7 @@ impl<'a> Vm<'a> {
 
     /// Known by name alone: its config is gone, or names another domain now.
     pub fn known_only_by_name(&self) -> bool {
-        self.config_xml.is_empty()
+        self.identity == Identity::Name
     }
 
     pub fn files(&self) -> StateFiles {
@@ -76,7 +99,7 @@ impl<'a> Vm<'a> {
             deadline: self.deadline,
             operation: self.operation,
             config_path: self.config_path.clone(),
-            config_xml: String::new(),
+            identity: Identity::Name,
             domain: DomainConfig::named(name),
             hv: self.hv.clone(),
             host: self.host,
@@ -123,7 +146,7 @@ pub(crate) fn with_vm_noting(
         deadline: watchdog::working_deadline(&deadline),
         operation: deadline,
         config_path: config.path,
-        config_xml: config.xml,
+        identity: config.identity,
         domain: config.domain,
         hv: hv.as_ref().map(|h| &**h as &dyn Hypervisor).map_err(Clone::clone),
         host,
