@@ -21,8 +21,13 @@ set -euo pipefail
 LAB_ENTRY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/scale-harness.sh
 LAB_LOG_TAG=scale-harness
 CLUSTER_NAME=vgtlab
-STATE=${VG_SCALE_CLUSTER_STATE:-/var/tmp/vgt-cluster}
+STATE=${VG_LAB_STATE:-${VG_SCALE_CLUSTER_STATE:-/var/tmp/vgt-cluster}}
 CACHE=${VG_SCALE_CLUSTER_CACHE:-/var/tmp/vgt-cluster-cache}
+# The shape `up` was given holds for every later call (the fence agent boots
+# a node without the caller's environment), until the next `up`.
+if [[ ${1:-} != up && -z ${VG_SCALE_FULL:-}${VG_SCALE_REMOTE:-} && -s $STATE.shape ]]; then
+    read -r VG_SCALE_FULL VG_SCALE_REMOTE <"$STATE.shape"
+fi
 full=${VG_SCALE_FULL:-3}
 remote=${VG_SCALE_REMOTE:-3}
 ((full >= 1 && full + remote <= 60)) || { echo "VG_SCALE_FULL=$full VG_SCALE_REMOTE=$remote: 1 to 60 nodes" >&2; exit 2; }
@@ -38,6 +43,7 @@ for ((i = 1; i <= remote; i++)); do
     NODE_ADDR[vgt-remote$i]=172.30.221.$((100 + i))
 done
 SUBNET_BITS=24
+if [[ ${1:-} == up ]]; then echo "$full $remote" >"$STATE.shape"; fi
 
 source "$(dirname "$LAB_ENTRY")/lab.sh"
 source "$(dirname "$LAB_ENTRY")/node-namespace.sh"

@@ -156,7 +156,12 @@ impl Lab {
     }
 
     pub fn wait_idle(&self) {
-        let timeout = format!("--timeout={IDLE_TIMEOUT_S}s");
+        self.wait_idle_for(Duration::from_secs(IDLE_TIMEOUT_S.into()));
+    }
+
+    /// Waits for an idle cluster, up to `timeout` (many guests starting at once take longer).
+    pub fn wait_idle_for(&self, timeout: Duration) {
+        let timeout = format!("--timeout={}s", timeout.as_secs());
         self.crm(&["crm_resource", "--wait", &timeout]);
     }
 
@@ -250,6 +255,21 @@ impl Lab {
     pub fn running_on(&self, domain: &str) -> Vec<&'static str> {
         let off = self.off.borrow().clone();
         self.nodes.iter().copied().filter(|n| !off.contains(n)).filter(|n| self.runs(n, domain)).collect()
+    }
+
+    /// Where Pacemaker has each resource active, from one crm_mon.
+    pub fn locations(&self) -> HashMap<String, Vec<String>> {
+        let xml = self.crm(&["crm_mon", "-1", "--output-as=xml"]);
+        let mut located: HashMap<String, Vec<String>> = HashMap::new();
+        // <resource id="..." ... active="true" ...> <node name="..." .../> </resource>
+        for block in xml.split("<resource ").skip(1) {
+            let Some(id) = parse_elements(&format!("<resource {block}"), "resource").first().and_then(|r| r.get("id").cloned()) else { continue };
+            let open_tag = block.split('>').next().unwrap_or_default();
+            let body = if open_tag.ends_with('/') { "" } else { block.split("</resource>").next().unwrap_or_default() };
+            let nodes = parse_elements(body, "node").into_iter().filter_map(|n| n.get("name").cloned()).collect();
+            located.insert(id, nodes);
+        }
+        located
     }
 
     pub fn history(&self) -> Vec<Op> {
