@@ -29,3 +29,19 @@ apt-get install -y -qq --allow-downgrades --no-install-recommends \
 if ! command -v cargo-deb >/dev/null && [[ ! -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb ]]; then
     cargo install --locked --quiet cargo-deb
 fi
+
+# pacemaker-remoted for the lab's Pacemaker Remote nodes (tests/cluster/scale-harness.sh).
+# Debian's pacemaker-remote package conflicts with pacemaker (a machine is one
+# or the other), and the lab machine must stay a full node: the daemon is
+# unpacked beside the system, not installed; it uses pacemaker's own libraries.
+remote_dir=/opt/virtguard-lab/pacemaker-remote
+remote_version=$(dpkg-query -W -f '${Version}' pacemaker)
+if [[ $(cat "$remote_dir/version" 2>/dev/null) != "$remote_version" ]]; then
+    download=$(mktemp -d)
+    (cd "$download" && apt-get download -qq "pacemaker-remote=$remote_version" 2>/dev/null)
+    rm -rf "$remote_dir"
+    mkdir -p "$remote_dir"
+    dpkg-deb -x "$download"/pacemaker-remote_*.deb "$remote_dir"
+    echo "$remote_version" >"$remote_dir/version"
+    rm -rf "$download"
+fi

@@ -8,8 +8,8 @@
 //! VG_CLUSTER_PROVIDER=heartbeat runs the same scenarios against the classic
 //! agent (to tell a harness problem from an agent problem);
 //! VG_CLUSTER_AGENT_BINARY=PATH tests another virtguard binary;
-//! VG_CLUSTER_SCENARIOS=3,8 runs only the scenarios with those numbers (the
-//! cluster is still brought up and torn down once).
+//! VG_CLUSTER_SCENARIOS=3,8 runs only the scenarios with those numbers
+//! (tests/support/scenarios.rs runs them).
 
 mod support;
 #[path = "cluster/adopt.rs"]
@@ -59,11 +59,11 @@ fn cluster_scenarios() {
     progress(&format!("bringing the two-node cluster up (agent ocf:{provider}:VirtualDomain)"));
     let lab = Lab::up((provider == "virtguard").then_some(agent_binary.as_path()));
     progress(&format!("cluster up after {:.1}s", start.elapsed().as_secs_f64()));
-    let mut run = Run { lab: &lab, agent: format!("ocf:{provider}:VirtualDomain"), provider, figures: Vec::new(), sampler: None };
+    let agent_name = format!("ocf:{provider}:VirtualDomain");
+    let mut run = Run { lab: &lab, agent: agent_name.clone(), provider, figures: Vec::new(), sampler: None };
     run.baseline();
 
-    type Scenario<'a> = (&'static str, fn(&mut Run<'a>));
-    let scenarios: Vec<Scenario> = vec![
+    let scenarios: Vec<support::scenarios::Scenario<Run>> = vec![
         ("1 pcs resource create, start, recurring monitor", Run::s1_pcs_create),
         ("2 crm configure primitive", Run::s2_crm_primitive),
         ("3 live migration by crm_resource --move and pcs resource move", Run::s3_live_migration),
@@ -82,52 +82,22 @@ fn cluster_scenarios() {
         ("40 many guests: drain and fail back by live migration, monitor cost, both agents side by side", Run::s40_many_guests),
         ("50 seeded fault injection: QEMU, libvirtd, network and node faults at random moments", Run::s50_seeded_faults),
     ];
-    // Every scenario runs even when an earlier one failed (after a repair of the
-    // cluster), so that one run tells everything that is wrong.
-    let chosen = chosen_scenarios();
-    let scenarios: Vec<Scenario> = scenarios.into_iter().filter(|(name, _)| chosen.as_ref().is_none_or(|c| c.iter().any(|n| name.split(' ').next() == Some(n)))).collect();
-    let mut failures = Vec::new();
-    for &(name, scenario) in &scenarios {
-        let scenario_start = Instant::now();
-        let number = name.split(' ').next().unwrap_or(name);
-        progress(&format!("scenario {name}"));
-        run.start_sampler();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&mut run)));
-        let invariants = run.finish_sampler(number);
-        match (outcome, invariants) {
-            (Ok(()), Ok(())) => progress(&format!("scenario {number} passed in {:.1}s", scenario_start.elapsed().as_secs_f64())),
-            (outcome, invariants) => {
-                let mut headlines = Vec::new();
-                if let Err(panic) = outcome {
-                    headlines.push(panic_text(panic.as_ref()).lines().next().unwrap_or_default().to_owned());
-                }
-                if let Err(violation) = invariants {
-                    headlines.push(violation);
-                }
-                let headline = headlines.join("; ");
-                progress(&format!("scenario {number} FAILED: {headline}"));
-                failures.push(format!("scenario {name}: {headline}"));
-                run.repair();
-            }
-        }
-    }
-
-    eprintln!("\nfigures ({}):", run.agent);
-    for (what, value) in &run.figures {
-        eprintln!("  {what}: {value}");
-    }
-    eprintln!("whole cluster test: {:.0}s\n", start.elapsed().as_secs_f64());
-    assert!(failures.is_empty(), "{} of {} cluster scenarios failed (details above):\n{}", failures.len(), scenarios.len(), failures.join("\n"));
+    support::scenarios::run(&mut run, &format!("cluster test ({})", agent_name), scenarios, start);
 }
 
-/// The scenario numbers named in VG_CLUSTER_SCENARIOS, or `None` for all.
-fn chosen_scenarios() -> Option<Vec<String>> {
-    let list = std::env::var("VG_CLUSTER_SCENARIOS").ok().filter(|v| !v.trim().is_empty())?;
-    Some(list.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect())
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+impl support::scenarios::Suite for Run<'_> {
+    fn begin(&mut self) {
+        self.start_sampler();
+    }
+    fn end(&mut self, number: &str) -> Result<(), String> {
+        self.finish_sampler(number)
+    }
+    fn repair(&mut self) {
+        Run::repair(self);
+    }
+    fn figures(&self) -> &[(String, String)] {
+        &self.figures
+    }
 }
 
 fn prerequisites(provider: &str, agent_binary: &Path) -> Result<(), String> {
@@ -1087,7 +1057,7 @@ fn invariant_findings() {
     use support::sampler::{guest_name, Expectation, Reading, Sample, BLIND_LIMIT_MS};
     let on = |names: &[&str]| Reading::Answered(names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>());
     let silent = |names: &[&str]| Reading::Unanswered { emulators: names.iter().map(|n| n.to_string()).collect() };
-    let round = |at_ms, a, b| Sample { at_ms, nodes: [a, b] };
+    let round = |at_ms, a, b| Sample { at_ms, nodes: vec![a, b] };
     // A live migration's hand-over: one round on both nodes is not a double run.
     let handover = [round(0, on(&["vm"]), on(&[])), round(200, on(&["vm"]), on(&["vm"])), round(400, on(&[]), on(&["vm"]))];
     assert!(!Findings::of(&handover, &[]).violated());
@@ -1096,6 +1066,12 @@ fn invariant_findings() {
     let findings = Findings::of(&twice, &[]);
     assert!(findings.double_run());
     assert_eq!((findings.double_runs[0].rounds, findings.double_runs[0].lasted_ms), (2, 200));
+    // Beyond two nodes: running on two of three is a double run, on one of three is not.
+    let three = |at_ms, a, b, c| Sample { at_ms, nodes: vec![a, b, c] };
+    let two_of_three = [three(0, on(&[]), on(&["vm"]), on(&["vm"])), three(200, on(&[]), on(&["vm"]), on(&["vm"]))];
+    assert!(Findings::of(&two_of_three, &[]).double_run());
+    let one_of_three = [three(0, on(&[]), on(&["vm"]), on(&[])), three(200, on(&["vm"]), on(&[]), on(&[]))];
+    assert!(!Findings::of(&one_of_three, &[]).double_run());
     // A silent libvirtd is not evidence of a double run.
     let frozen = [round(0, silent(&["vm"]), on(&["vm"])), round(200, silent(&["vm"]), on(&["vm"]))];
     assert!(!Findings::of(&frozen, &[]).double_run());

@@ -72,53 +72,32 @@ fn systemd_cluster_scenarios() {
     lab.crm(&["pcs", "property", "set", "stop-orphan-resources=false"]);
     let mut run = Run { lab: &lab, provider, figures: Vec::new(), sampler: None };
 
-    type Scenario<'a> = (&'static str, fn(&mut Run<'a>));
-    let scenarios: Vec<Scenario> = vec![
+    let scenarios: Vec<support::scenarios::Scenario<Run>> = vec![
         ("1 systemctl poweroff of a node with three guests (classic, then the agent under test)", Run::s1_poweroff),
         ("2 systemctl stop pacemaker on a node with three guests", Run::s2_stop_pacemaker),
         ("3 systemctl restart libvirtd during monitors and during live migrations", Run::s3_restart_libvirtd),
         ("4 systemctl reboot: the node rejoins, guests move back", Run::s4_reboot),
     ];
-    let chosen = std::env::var("VG_CLUSTER_SCENARIOS").ok().filter(|v| !v.trim().is_empty());
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    for &(name, scenario) in &scenarios {
-        let number = name.split(' ').next().unwrap_or(name);
-        if chosen.as_ref().is_some_and(|c| !c.split([',', ' ']).any(|n| n.trim() == number)) {
-            continue;
-        }
-        ran += 1;
-        let scenario_start = Instant::now();
-        progress(&format!("scenario {name}"));
-        // Both safety properties are watched all along the scenario.
-        run.sampler = Some(Sampler::start(lab.sampler_access()));
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&mut run)));
-        let (findings, invariants) = run.sampler.take().expect("started above").verdict();
-        run.figure(&format!("scenario {number}: invariants"), findings.describe());
-        let mut headlines = Vec::new();
-        if let Err(panic) = outcome {
-            let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            headlines.push(message.lines().next().unwrap_or_default().to_owned());
-        }
-        if let Err(violation) = invariants {
-            progress(&format!("  {violation}"));
-            headlines.push(violation.lines().next().unwrap_or_default().to_owned());
-        }
-        if headlines.is_empty() {
-            progress(&format!("scenario {number} passed in {:.1}s", scenario_start.elapsed().as_secs_f64()));
-        } else {
-            let headline = headlines.join("; ");
-            progress(&format!("scenario {number} FAILED: {headline}"));
-            failures.push(format!("scenario {name}: {headline}"));
-            run.repair();
-        }
+    support::scenarios::run(&mut run, "systemd cluster test", scenarios, start);
+}
+
+impl support::scenarios::Suite for Run<'_> {
+    /// Both safety properties are watched all along each scenario.
+    fn begin(&mut self) {
+        self.sampler = Some(Sampler::start(self.lab.sampler_access()));
     }
-    eprintln!("\nfigures:");
-    for (what, value) in &run.figures {
-        eprintln!("  {what}: {value}");
+    fn end(&mut self, number: &str) -> Result<(), String> {
+        let Some(sampler) = self.sampler.take() else { return Ok(()) };
+        let (findings, verdict) = sampler.verdict();
+        self.figure(&format!("scenario {number}: invariants"), findings.describe());
+        verdict
     }
-    eprintln!("whole systemd cluster test: {:.0}s\n", start.elapsed().as_secs_f64());
-    assert!(failures.is_empty(), "{} of {ran} systemd cluster scenarios failed (details above):\n{}", failures.len(), failures.join("\n"));
+    fn repair(&mut self) {
+        Run::repair(self);
+    }
+    fn figures(&self) -> &[(String, String)] {
+        &self.figures
+    }
 }
 
 fn prerequisites() -> Result<(), String> {

@@ -149,7 +149,7 @@ impl Run<'_> {
 
     /// Every guest of both groups runs on its home node only, where Pacemaker says.
     fn assert_groups_home(&self) {
-        let located = self.locations();
+        let located = self.lab.locations();
         let running = self.running_everywhere();
         for group in &GROUPS {
             for guest in group.names() {
@@ -160,21 +160,6 @@ impl Run<'_> {
                 });
             }
         }
-    }
-
-    /// Where Pacemaker has each resource active, from one crm_mon.
-    fn locations(&self) -> HashMap<String, Vec<String>> {
-        let xml = self.lab.crm(&["crm_mon", "-1", "--output-as=xml"]);
-        let mut located: HashMap<String, Vec<String>> = HashMap::new();
-        // <resource id="..." ... active="true" ...> <node name="..." .../> </resource>
-        for block in xml.split("<resource ").skip(1) {
-            let Some(id) = lab::parse_elements(&format!("<resource {block}"), "resource").first().and_then(|r| r.get("id").cloned()) else { continue };
-            let open_tag = block.split('>').next().unwrap_or_default();
-            let body = if open_tag.ends_with('/') { "" } else { block.split("</resource>").next().unwrap_or_default() };
-            let nodes = lab::parse_elements(body, "node").into_iter().filter_map(|n| n.get("name").cloned()).collect();
-            located.insert(id, nodes);
-        }
-        located
     }
 
     /// The domains libvirt runs on each node that is up.

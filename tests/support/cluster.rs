@@ -1,8 +1,11 @@
-//! Drives `tests/cluster/harness.sh` from Rust: one two-node lab cluster, commands
-//! inside its nodes, and what the scenarios read back from it (operation history,
-//! placement, fencing history). The cluster is torn down when the `Lab` is dropped.
+//! Drives a lab cluster from Rust through its entry script (tests/cluster:
+//! harness.sh, the two-node namespace lab; systemd-harness.sh, the two-node
+//! systemd lab; scale-harness.sh, full plus Pacemaker Remote nodes): commands
+//! inside its nodes, and what the scenarios read back from it (operation
+//! history, placement, fencing history). The cluster is torn down when the
+//! `Lab` is dropped.
 
-// Shared by tests/cluster.rs and tests/cluster_systemd.rs: each uses a part.
+// Shared by the cluster suites: each uses a part.
 #![allow(dead_code)]
 
 use std::cell::RefCell;
@@ -12,8 +15,6 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 pub const NODES: [&str; 2] = ["vg-node1", "vg-node2"];
-/// The nodes of the systemd lab (tests/cluster/systemd-harness.sh).
-pub const SYSTEMD_NODES: [&str; 2] = ["vgsd-node1", "vgsd-node2"];
 const IDLE_TIMEOUT_S: u32 = 240;
 
 pub fn other(node: &str) -> &'static str {
@@ -33,7 +34,12 @@ fn clock() -> String {
 pub struct Lab {
     harness: PathBuf,
     state: PathBuf,
-    nodes: [&'static str; 2],
+    /// Every node, the full ones first, in the order the lab lists them.
+    nodes: Vec<&'static str>,
+    remote: Vec<&'static str>,
+    /// The lab's shape as its entry script reads it (VG_SCALE_FULL, ...),
+    /// given to every call of the script.
+    shape: Vec<(String, String)>,
     /// Nodes that are powered off (fenced) right now.
     off: RefCell<Vec<&'static str>>,
 }
@@ -42,24 +48,35 @@ impl Lab {
     /// Brings the cluster up; `agent` is bound into both nodes as ocf:virtguard:VirtualDomain.
     pub fn up(agent: Option<&Path>) -> Lab {
         let state = std::env::var("VG_CLUSTER_STATE").unwrap_or_else(|_| "/var/tmp/vg-cluster".into());
-        Lab::up_with("harness.sh", &state, NODES, agent)
+        Lab::up_with("harness.sh", &state, agent, &[])
     }
 
     /// The same cluster with nodes that boot systemd (tests/cluster/systemd-harness.sh).
     pub fn up_systemd(agent: Option<&Path>) -> Lab {
         let state = std::env::var("VG_SYSTEMD_CLUSTER_STATE").unwrap_or_else(|_| "/var/tmp/vgsd-cluster".into());
-        Lab::up_with("systemd-harness.sh", &state, SYSTEMD_NODES, agent)
+        Lab::up_with("systemd-harness.sh", &state, agent, &[])
     }
 
-    fn up_with(script: &str, state: &str, nodes: [&'static str; 2], agent: Option<&Path>) -> Lab {
-        let lab = Lab {
-            harness: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster").join(script),
-            state: PathBuf::from(state),
-            nodes,
-            off: RefCell::new(Vec::new()),
+    /// `full` Corosync members and `remote` Pacemaker Remote nodes
+    /// (tests/cluster/scale-harness.sh).
+    pub fn up_scale(agent: Option<&Path>, full: usize, remote: usize) -> Lab {
+        let state = std::env::var("VG_SCALE_CLUSTER_STATE").unwrap_or_else(|_| "/var/tmp/vgt-cluster".into());
+        let (full, remote) = (full.to_string(), remote.to_string());
+        Lab::up_with("scale-harness.sh", &state, agent, &[("VG_SCALE_FULL", &full), ("VG_SCALE_REMOTE", &remote)])
+    }
+
+    fn up_with(script: &str, state: &str, agent: Option<&Path>, shape: &[(&str, &str)]) -> Lab {
+        let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster").join(script);
+        let shape: Vec<(String, String)> = shape.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let listed = |what: &str| -> Vec<&'static str> {
+            let out = Command::new("bash").arg(&harness).arg(what).envs(shape.iter().cloned()).output().expect("cannot run the cluster harness");
+            assert!(out.status.success(), "{script} {what} failed: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).split_whitespace().map(|n| &*Box::leak(n.to_owned().into_boxed_str())).collect()
         };
+        let (nodes, remote) = (listed("nodes"), listed("remote-nodes"));
+        let lab = Lab { nodes, remote, harness, shape, state: PathBuf::from(state), off: RefCell::new(Vec::new()) };
         let mut up = Command::new("bash");
-        up.arg(&lab.harness).arg("up");
+        up.arg(&lab.harness).arg("up").envs(lab.shape.iter().cloned());
         if let Some(agent) = agent {
             up.env("VG_CLUSTER_AGENT", agent);
         }
@@ -69,8 +86,18 @@ impl Lab {
         lab
     }
 
-    pub fn nodes(&self) -> [&'static str; 2] {
-        self.nodes
+    pub fn nodes(&self) -> Vec<&'static str> {
+        self.nodes.clone()
+    }
+
+    /// The Pacemaker Remote nodes (none in the two-node labs).
+    pub fn remote_nodes(&self) -> Vec<&'static str> {
+        self.remote.clone()
+    }
+
+    /// The Corosync members.
+    pub fn full_nodes(&self) -> Vec<&'static str> {
+        self.nodes.iter().copied().filter(|n| !self.remote.contains(n)).collect()
     }
 
     /// The other node of the two.
@@ -84,7 +111,7 @@ impl Lab {
     }
 
     pub fn harness(&self, args: &[&str]) -> Output {
-        Command::new("bash").arg(&self.harness).args(args).output().expect("cannot run the cluster harness")
+        Command::new("bash").arg(&self.harness).args(args).envs(self.shape.iter().cloned()).output().expect("cannot run the cluster harness")
     }
 
     pub fn harness_ok(&self, args: &[&str]) -> String {
@@ -117,10 +144,10 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A node that is up, for cluster-wide commands.
+    /// A full node that is up, for cluster-wide commands.
     pub fn any_node(&self) -> &'static str {
         let off = self.off.borrow();
-        self.nodes.iter().copied().find(|n| !off.contains(n)).expect("no node is up")
+        self.full_nodes().into_iter().find(|n| !off.contains(n)).expect("no full node is up")
     }
 
     /// Cluster-wide command, run on any node that is up.
@@ -129,7 +156,12 @@ impl Lab {
     }
 
     pub fn wait_idle(&self) {
-        let timeout = format!("--timeout={IDLE_TIMEOUT_S}s");
+        self.wait_idle_for(Duration::from_secs(IDLE_TIMEOUT_S.into()));
+    }
+
+    /// Waits for an idle cluster, up to `timeout` (many guests starting at once take longer).
+    pub fn wait_idle_for(&self, timeout: Duration) {
+        let timeout = format!("--timeout={}s", timeout.as_secs());
         self.crm(&["crm_resource", "--wait", &timeout]);
     }
 
@@ -186,15 +218,15 @@ impl Lab {
     /// How the invariant sampler reaches each node's libvirtd: through the
     /// node's network namespace (it outlives a crashed or fenced node) at the
     /// address the harness gave the node in its hosts file.
-    pub fn sampler_access(&self) -> [super::sampler::NodeAccess; 2] {
-        self.nodes.map(|node| {
+    pub fn sampler_access(&self) -> Vec<super::sampler::NodeAccess> {
+        self.nodes.iter().map(|&node| {
             let hosts = std::fs::read_to_string(self.node_dir(node).join("hosts")).unwrap_or_default();
             let address = hosts
                 .lines()
                 .find_map(|l| l.split_whitespace().collect::<Vec<_>>().split_first().filter(|(_, names)| names.contains(&node)).map(|(a, _)| a.to_string()))
                 .unwrap_or_else(|| self.fail(&format!("no address of {node} in the harness's hosts file")));
             super::sampler::NodeAccess { netns: PathBuf::from("/run/netns").join(node), address }
-        })
+        }).collect()
     }
 
     /// Nodes where Pacemaker says the resource is active.
@@ -223,6 +255,21 @@ impl Lab {
     pub fn running_on(&self, domain: &str) -> Vec<&'static str> {
         let off = self.off.borrow().clone();
         self.nodes.iter().copied().filter(|n| !off.contains(n)).filter(|n| self.runs(n, domain)).collect()
+    }
+
+    /// Where Pacemaker has each resource active, from one crm_mon.
+    pub fn locations(&self) -> HashMap<String, Vec<String>> {
+        let xml = self.crm(&["crm_mon", "-1", "--output-as=xml"]);
+        let mut located: HashMap<String, Vec<String>> = HashMap::new();
+        // <resource id="..." ... active="true" ...> <node name="..." .../> </resource>
+        for block in xml.split("<resource ").skip(1) {
+            let Some(id) = parse_elements(&format!("<resource {block}"), "resource").first().and_then(|r| r.get("id").cloned()) else { continue };
+            let open_tag = block.split('>').next().unwrap_or_default();
+            let body = if open_tag.ends_with('/') { "" } else { block.split("</resource>").next().unwrap_or_default() };
+            let nodes = parse_elements(body, "node").into_iter().filter_map(|n| n.get("name").cloned()).collect();
+            located.insert(id, nodes);
+        }
+        located
     }
 
     pub fn history(&self) -> Vec<Op> {
@@ -285,11 +332,11 @@ impl Lab {
     pub fn diagnostics(&self) -> String {
         let mut text = String::from("---------------- cluster state ----------------\n");
         let off = self.off.borrow().clone();
-        if let Some(node) = self.nodes.iter().find(|n| !off.contains(n)) {
+        if let Some(node) = self.full_nodes().into_iter().find(|n| !off.contains(n)) {
             let out = self.run(node, &["crm_mon", "-1", "-r", "-f", "--include=failures,fencing"]);
             text += &String::from_utf8_lossy(&out.stdout);
         }
-        for node in self.nodes {
+        for &node in &self.nodes {
             let log = self.state.join("nodes").join(node).join("var-log-pacemaker/pacemaker.log");
             let content = std::fs::read_to_string(&log).unwrap_or_default();
             let interesting: Vec<&str> = content

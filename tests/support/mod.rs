@@ -16,6 +16,7 @@ mod guest;
 mod guards;
 pub mod host_files;
 pub mod sampler;
+pub mod scenarios;
 mod private;
 mod run;
 mod virsh;

@@ -12,8 +12,8 @@
 //! /proc: which QEMU processes live in that node's network namespace (a guest
 //! whose libvirtd is frozen may still run, so it is not counted as lost).
 //!
-//! A double run is a guest running on both nodes in two consecutive rounds:
-//! the two reads of a round are not atomic, and one round can straddle the
+//! A double run is a guest running on two nodes (or more) in two consecutive
+//! rounds: the reads of a round are not atomic, and one round can straddle the
 //! hand-over of a live migration.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,11 +59,11 @@ impl Reading {
     }
 }
 
-/// One round over both nodes.
+/// One round over every node, in the order the sampler was given them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
     pub at_ms: u64,
-    pub nodes: [Reading; 2],
+    pub nodes: Vec<Reading>,
 }
 
 /// From `from_ms` (until `until_ms`), `domain` should run somewhere; an
@@ -79,7 +79,7 @@ pub struct Expectation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoubleRun {
     pub domain: String,
-    /// Consecutive rounds in which libvirt ran it on both nodes.
+    /// Consecutive rounds in which libvirt ran it on two nodes or more.
     pub rounds: usize,
     pub from_ms: u64,
     pub lasted_ms: u64,
@@ -102,11 +102,11 @@ pub struct Findings {
     pub per_second: f64,
     /// The longest time between two consecutive rounds.
     pub longest_gap_ms: u64,
-    /// Node answers missing (a round counts up to two).
+    /// Node answers missing (a round counts up to one per node).
     pub unanswered: usize,
     /// The longest stretch in which neither node answered.
     pub longest_blind_ms: u64,
-    /// Every stretch of two or more rounds on both nodes, per domain.
+    /// Every stretch of two or more rounds on two nodes or more, per domain.
     pub double_runs: Vec<DoubleRun>,
     /// Per expected domain, its longest outage (when there was one).
     pub longest_outages: Vec<Outage>,
@@ -217,7 +217,7 @@ fn double_runs(samples: &[Sample]) -> Vec<DoubleRun> {
     for domain in domains {
         let mut stretch: Option<DoubleRun> = None;
         for sample in samples {
-            if sample.nodes.iter().all(|r| r.runs(domain)) {
+            if sample.nodes.iter().filter(|r| r.runs(domain)).count() >= 2 {
                 let run = stretch.get_or_insert(DoubleRun { domain: domain.clone(), rounds: 0, from_ms: sample.at_ms, lasted_ms: 0 });
                 run.rounds += 1;
                 run.lasted_ms = sample.at_ms - run.from_ms;
@@ -287,7 +287,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(nodes: [NodeAccess; 2]) -> Sampler {
+    pub fn start(nodes: Vec<NodeAccess>) -> Sampler {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         // libvirt's default handler prints every failed call to stderr; a
@@ -347,7 +347,7 @@ impl Sampler {
             let domains: BTreeSet<&str> =
                 findings.double_runs.iter().map(|d| d.domain.as_str()).chain(findings.lost().iter().map(|o| o.domain.as_str())).collect();
             let timelines: Vec<String> =
-                domains.iter().map(|d| format!("{d} (node1 node2 per change, q = QEMU alive, libvirtd silent): {}", timeline(&samples, d))).collect();
+                domains.iter().map(|d| format!("{d} (one column per node in the lab's order, per change, q = QEMU alive, libvirtd silent): {}", timeline(&samples, d))).collect();
             Err(format!("safety property violated: {}\n{}", findings.describe(), timelines.join("\n")))
         } else if !findings.sampled() {
             Err(format!("the invariant sampler did not sample: {}", findings.describe()))
@@ -447,19 +447,19 @@ struct Worker {
     asked_at: Option<Instant>,
 }
 
-fn run_rounds(nodes: &[NodeAccess; 2], netns_ids: &[Option<String>], sink: &Mutex<Vec<Sample>>, stop: &AtomicBool) {
+fn run_rounds(nodes: &[NodeAccess], netns_ids: &[Option<String>], sink: &Mutex<Vec<Sample>>, stop: &AtomicBool) {
     let (answers_tx, answers) = mpsc::channel::<Answer>();
     let spawn = |index: usize, generation: u64| Worker {
         requests: spawn_worker(index, generation, nodes[index].clone(), answers_tx.clone()),
         generation,
         asked_at: None,
     };
-    let mut workers = [spawn(0, 0), spawn(1, 0)];
+    let mut workers: Vec<Worker> = (0..nodes.len()).map(|index| spawn(index, 0)).collect();
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
         round += 1;
         let at_ms = now_ms();
-        let mut asked = [false, false];
+        let mut asked = vec![false; nodes.len()];
         for (index, worker) in workers.iter_mut().enumerate() {
             // A worker stuck in a call (its libvirtd frozen, or its TCP peer
             // gone without a reset) is left behind, and a new one with a new
@@ -479,11 +479,11 @@ fn run_rounds(nodes: &[NodeAccess; 2], netns_ids: &[Option<String>], sink: &Mute
                 asked[index] = true;
             }
         }
-        let mut got: [Option<BTreeSet<String>>; 2] = [None, None];
+        let mut got: Vec<Option<BTreeSet<String>>> = vec![None; nodes.len()];
         let deadline = Instant::now() + ANSWER_WAIT;
         // Waits for this round's answers only: a worker still stuck in an
         // earlier round's call costs no time.
-        while (0..2).any(|i| asked[i] && workers[i].asked_at.is_some()) {
+        while (0..nodes.len()).any(|i| asked[i] && workers[i].asked_at.is_some()) {
             match answers.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok((index, generation, answered_round, running)) => {
                     if generation != workers[index].generation {
@@ -497,11 +497,13 @@ fn run_rounds(nodes: &[NodeAccess; 2], netns_ids: &[Option<String>], sink: &Mute
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let nodes = [0, 1].map(|i| match got[i].take() {
-            Some(running) => Reading::Answered(running),
-            None => Reading::Unanswered { emulators: emulators_in(netns_ids[i].as_deref()) },
-        });
-        sink.lock().unwrap_or_else(|p| p.into_inner()).push(Sample { at_ms, nodes });
+        let readings = (0..nodes.len())
+            .map(|i| match got[i].take() {
+                Some(running) => Reading::Answered(running),
+                None => Reading::Unanswered { emulators: emulators_in(netns_ids[i].as_deref()) },
+            })
+            .collect();
+        sink.lock().unwrap_or_else(|p| p.into_inner()).push(Sample { at_ms, nodes: readings });
         std::thread::sleep(ROUND_PAUSE);
     }
 }
