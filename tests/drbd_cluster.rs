@@ -31,7 +31,7 @@ const BETA: &str = "beta";
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
 /// A cluster transition under emulation (promotion 75-90 s, a guest's start
 /// 10-50 s, a node's boot and rejoin 60-90 s), with room for a loaded machine.
-const CLUSTER_TIMEOUT: Duration = Duration::from_secs(600);
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(900);
 /// DRBD's own state changes (connect, resync of a few MiB).
 const DRBD_TIMEOUT: Duration = Duration::from_secs(180);
 const QEMU_IO_DEVICE: &str = "/machine/peripheral/virtio-disk0/virtio-backend";
@@ -39,6 +39,11 @@ const GUEST_LOG: &str = "/var/log/libvirt/qemu/vm1.log";
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/drbd-cluster.sh")
+}
+
+/// `text` as one word of sh.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn other(node: &str) -> &'static str {
@@ -170,7 +175,7 @@ impl Cluster {
         let before: usize = self.ok(node, &format!("wc -l < {GUEST_LOG}")).trim().parse().unwrap();
         let session: Vec<String> =
             commands.iter().map(|c| format!("qemu-monitor-command --hmp vm1 'qemu-io -d {QEMU_IO_DEVICE} \"{c}\"'")).collect();
-        self.ok(node, &format!("virsh -c qemu:///system \"{}\"", session.join("; ")));
+        self.ok(node, &format!("virsh -c qemu:///system {}", sh_quote(&session.join("; "))));
         let mut printed = String::new();
         self.wait(&format!("{node}: qemu-io's answers in {GUEST_LOG}"), Duration::from_secs(60), || {
             printed = self.ok(node, &format!("tail -n +{} {GUEST_LOG}", before + 1));
@@ -406,7 +411,9 @@ fn a_guest_on_drbd_survives_a_crash_with_every_acknowledged_write_and_comes_back
     cluster.wait(&format!("{crashed} UpToDate"), DRBD_TIMEOUT, || {
         let proc = cluster.port(crashed).try_run("cat /proc/drbd").ok()?.stdout;
         if !proc.contains("ds:UpToDate/UpToDate") {
-            assert_eq!(cluster.vm1_node(survivor).as_deref(), Some(survivor), "vm1 left {survivor} before {crashed} was UpToDate:\n{proc}");
+            if let Some(elsewhere) = cluster.vm1_node(survivor).filter(|n| n != survivor) {
+                panic!("vm1 moved to {elsewhere} before {crashed} was UpToDate:\n{proc}");
+            }
             return None;
         }
         Some(())

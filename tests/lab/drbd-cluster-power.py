@@ -62,6 +62,8 @@ def serve(conn):
             stream.flush()
 
 
+with open(os.path.join(run_dir, "power.pid"), "w") as pid_file:
+    pid_file.write(f"{os.getpid()}\n")
 if os.path.exists(sock_path):
     os.unlink(sock_path)
 server = socket.socket(socket.AF_UNIX)

@@ -210,8 +210,9 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))'
 
 start_power_switch() {
     dir=$1
+    # It writes its own pid file: python3 may be a wrapper (pyenv) that
+    # runs the interpreter as a child, so $! is not the switch's pid.
     setsid python3 "$here/drbd-cluster-power.py" "$dir" "$0" </dev/null >>"$dir/power.log" 2>&1 &
-    echo $! > "$dir/power.pid"
     for _ in $(seq 1 50); do [ -S "$dir/fence.sock" ] && return 0; sleep 0.1; done
     die "the power switch did not start (see $dir/power.log)"
 }
