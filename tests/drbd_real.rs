@@ -13,12 +13,15 @@
 //! the fixtures the parser tests use stay what the kernel prints. With
 //! `VIRTGUARD_DRBD_CAPTURE=1` they are written there instead.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+#[path = "support/command_port.rs"]
+mod command_port;
+use command_port::{CommandPort, Reply};
 
 const ALPHA: &str = "alpha";
 const BETA: &str = "beta";
@@ -35,17 +38,11 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/drbd84-real")
 }
 
-struct Reply {
-    rc: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// The booted pair. Dropping it stops both emulators (by their pids), also
 /// when a test panics half-way.
 struct DrbdLab {
     dir: PathBuf,
-    ports: Vec<(&'static str, Mutex<Option<UnixStream>>)>,
+    ports: Vec<CommandPort>,
 }
 
 impl DrbdLab {
@@ -62,7 +59,8 @@ impl DrbdLab {
         sweep_stale_labs(&root);
         let dir = root.join(format!("drbd-real-{}", std::process::id()));
         // The guard exists before anything starts, so a failed `up` is cleaned too.
-        let lab = DrbdLab { dir, ports: vec![(ALPHA, Mutex::new(None)), (BETA, Mutex::new(None))] };
+        let ports = [ALPHA, BETA].map(|node| CommandPort::new(node, dir.join(format!("{node}.ctl")), COMMAND_TIMEOUT)).into();
+        let lab = DrbdLab { dir, ports };
         let started = Instant::now();
         let output = Command::new("sh")
             .arg(script())
@@ -84,31 +82,8 @@ impl DrbdLab {
 
     /// Runs `command` (one line of sh) in `node`: its exit code and output.
     fn run(&self, node: &str, command: &str) -> Reply {
-        assert!(!command.contains('\n'), "one line per command: {command}");
-        let (_, slot) = self.ports.iter().find(|(n, _)| *n == node).unwrap_or_else(|| panic!("no node {node}"));
-        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            let path = self.dir.join(format!("{node}.ctl"));
-            let stream = UnixStream::connect(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            stream.set_read_timeout(Some(COMMAND_TIMEOUT)).unwrap();
-            *slot = Some(stream);
-        }
-        let stream = slot.as_mut().unwrap();
-        stream.write_all(format!("{command}\n").as_bytes()).unwrap_or_else(|e| panic!("{node}: sending '{command}': {e}"));
-        let mut reader = BufReader::new(&*stream);
-        let mut header = String::new();
-        reader.read_line(&mut header).unwrap_or_else(|e| panic!("{node}: no reply to '{command}': {e}"));
-        let words: Vec<&str> = header.split_whitespace().collect();
-        let [marker, rc, out_len, err_len] = words[..] else { panic!("{node}: bad reply header {header:?} to '{command}'") };
-        assert_eq!(marker, "VGLAB-RESULT", "{node}: bad reply header {header:?}");
-        let mut take = |len: &str| {
-            let mut bytes = vec![0; len.parse().unwrap()];
-            reader.read_exact(&mut bytes).unwrap_or_else(|e| panic!("{node}: reply to '{command}' cut short: {e}"));
-            String::from_utf8_lossy(&bytes).into_owned()
-        };
-        let stdout = take(out_len);
-        let stderr = take(err_len);
-        Reply { rc: rc.parse().unwrap(), stdout, stderr }
+        let index = [ALPHA, BETA].iter().position(|n| *n == node).unwrap_or_else(|| panic!("no node {node}"));
+        self.ports[index].run(command)
     }
 
     /// Runs `command` and panics unless it succeeds; its stdout.
@@ -239,8 +214,8 @@ fn comparable(kind: &str, text: &str) -> String {
 
 impl Drop for DrbdLab {
     fn drop(&mut self) {
-        for (_, slot) in &self.ports {
-            slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for port in &self.ports {
+            port.reconnect();
         }
         let stopped = Command::new("sh").arg(script()).arg("down").arg(&self.dir).status();
         if !matches!(stopped, Ok(s) if s.success()) {

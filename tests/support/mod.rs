@@ -11,6 +11,7 @@ mod agent;
 mod agent_guest;
 pub mod agent_guest_xml;
 pub mod cluster;
+pub mod command_port;
 mod drbd;
 mod guest;
 mod guards;
