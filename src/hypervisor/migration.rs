@@ -107,6 +107,9 @@ pub struct JobSample {
 /// says; returns at once. Both are the backend's own connection type.
 pub type StartMigration<C> = fn(&C, &str, &C, &MigrationPlan) -> HvResult<Box<dyn MigrationCall>>;
 
+/// [`StartMigration`] bound to its source and target connections.
+type MigrateHere = dyn Fn(&str, &MigrationPlan) -> HvResult<Box<dyn MigrationCall>> + Send + Sync;
+
 /// A connection opened by [`LiveMigration::open_connection`]: calls on the
 /// hypervisor it reaches, and a migration to that hypervisor from the
 /// connection that opened it. The backend knows both connections' type when
@@ -115,7 +118,7 @@ pub type StartMigration<C> = fn(&C, &str, &C, &MigrationPlan) -> HvResult<Box<dy
 #[derive(Clone)]
 pub struct Peer {
     hypervisor: SharedHypervisor,
-    receive: Arc<dyn Fn(&str, &MigrationPlan) -> HvResult<Box<dyn MigrationCall>> + Send + Sync>,
+    receive: Arc<MigrateHere>,
 }
 
 impl Peer {
