@@ -31,6 +31,8 @@ use super::{libvirt_raw, owner_tag};
 use super::state::{DomainState, StateKind};
 use super::{HvError, HvErrorKind, HvResult, Hypervisor, ShutdownModes};
 
+/// Clones share one connection (libvirt counts its references).
+#[derive(Clone)]
 pub(crate) struct LibvirtHypervisor {
     conn: Connect,
     uri: String,

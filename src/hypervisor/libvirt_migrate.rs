@@ -4,7 +4,6 @@
 //! is bounded (`migration::within`) or watched, so a target that does not
 //! answer cannot hold the agent past its deadline.
 
-use std::any::Any;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -17,7 +16,7 @@ use super::libvirt::LibvirtHypervisor;
 use super::libvirt_error::hv_error;
 use super::libvirt_raw::{self, JobFigures};
 use super::migration::{
-    within, JobSample, LiveMigration, MigrateOptions, MigrationCall, MigrationPlan, PostcopyPolicy, SharedHypervisor,
+    within, JobSample, LiveMigration, MigrateOptions, MigrationCall, MigrationPlan, Peer, PostcopyPolicy,
 };
 use super::{HvError, HvErrorKind, HvResult};
 
@@ -49,14 +48,14 @@ fn ensure_event_loop() {
 
 impl LiveMigration for LibvirtHypervisor {
     /// Opens `uri`, giving up after `budget`, with keepalive on the connection.
-    fn open_connection(&self, uri: &str, budget: Duration) -> HvResult<SharedHypervisor> {
+    fn open_connection(&self, uri: &str, budget: Duration) -> HvResult<Peer> {
         ensure_event_loop();
         let owned = uri.to_owned();
         let opened = within(budget, move || LibvirtHypervisor::connect(Some(&owned)))?;
         if let Err(e) = opened.conn().set_keep_alive(KEEPALIVE_INTERVAL_SECS, KEEPALIVE_COUNT) {
             tracing::debug!("no keepalive on {uri}: {e}");
         }
-        Ok(Arc::new(opened))
+        Ok(Peer::new(self.clone(), Arc::new(opened), LibvirtHypervisor::migrate))
     }
 
     fn is_alive(&self) -> bool {
@@ -66,20 +65,6 @@ impl LiveMigration for LibvirtHypervisor {
 
     fn set_max_downtime(&self, name: &str, millis: u64) -> HvResult<()> {
         self.domain(name)?.migrate_set_max_downtime(millis, 0).map_err(hv_error)
-    }
-
-    fn migrate(&self, name: &str, target: &SharedHypervisor, plan: &MigrationPlan) -> HvResult<Box<dyn MigrationCall>> {
-        let destination = if plan.options.p2p {
-            Destination::PeerToPeer(plan.remote_uri.clone())
-        } else {
-            let target = target
-                .as_any()
-                .downcast_ref::<LibvirtHypervisor>()
-                .ok_or_else(|| HvError::other("the migration target is not a libvirt connection"))?;
-            Destination::Connection(target.conn().clone())
-        };
-        let call = LibvirtMigrationCall::start(self.domain(name)?, destination, parameters(plan), flags(&plan.options))?;
-        Ok(Box::new(call))
     }
 
     fn job_stats(&self, name: &str) -> HvResult<Option<JobSample>> {
@@ -98,9 +83,18 @@ impl LiveMigration for LibvirtHypervisor {
     fn resume(&self, name: &str) -> HvResult<()> {
         self.domain(name)?.resume().map_err(hv_error)
     }
+}
 
-    fn as_any(&self) -> &dyn Any {
-        self
+impl LibvirtHypervisor {
+    /// Starts migrating `name` to `target` (see [`Peer::new`]).
+    fn migrate(&self, name: &str, target: &LibvirtHypervisor, plan: &MigrationPlan) -> HvResult<Box<dyn MigrationCall>> {
+        let destination = if plan.options.p2p {
+            Destination::PeerToPeer(plan.remote_uri.clone())
+        } else {
+            Destination::Connection(target.conn().clone())
+        };
+        let call = LibvirtMigrationCall::start(self.domain(name)?, destination, parameters(plan), flags(&plan.options))?;
+        Ok(Box::new(call))
     }
 }
 

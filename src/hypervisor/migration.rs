@@ -4,7 +4,6 @@
 //! and switch a migration. The migration logic (`vdomain::migration`) sees
 //! only this, so it runs against the in-memory fake as well as libvirt.
 
-use std::any::Any;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,21 +103,59 @@ pub struct JobSample {
     pub postcopy_requests: Option<u64>,
 }
 
+/// Starts migrating guest `name` from `source` to `target` as the plan
+/// says; returns at once. Both are the backend's own connection type.
+pub type StartMigration<C> = fn(&C, &str, &C, &MigrationPlan) -> HvResult<Box<dyn MigrationCall>>;
+
+/// [`StartMigration`] bound to its source and target connections.
+type MigrateHere = dyn Fn(&str, &MigrationPlan) -> HvResult<Box<dyn MigrationCall>> + Send + Sync;
+
+/// A connection opened by [`LiveMigration::open_connection`]: calls on the
+/// hypervisor it reaches, and a migration to that hypervisor from the
+/// connection that opened it. The backend knows both connections' type when
+/// it opens this one, so the migration is started with its own types and
+/// nothing has to find out later what a connection is.
+#[derive(Clone)]
+pub struct Peer {
+    hypervisor: SharedHypervisor,
+    receive: Arc<MigrateHere>,
+}
+
+impl Peer {
+    /// `target`, opened by `source`; `start` is the backend's migration call.
+    pub fn new<C>(source: C, target: Arc<C>, start: StartMigration<C>) -> Peer
+    where
+        C: Hypervisor + Send + Sync + 'static,
+    {
+        let to = Arc::clone(&target);
+        Peer { hypervisor: target, receive: Arc::new(move |name, plan| start(&source, name, &to, plan)) }
+    }
+
+    /// The connection, for calls on the hypervisor it reaches.
+    pub fn hypervisor(&self) -> &SharedHypervisor {
+        &self.hypervisor
+    }
+
+    /// Starts migrating `name` here from the connection that opened this
+    /// one, as `plan` says; returns at once.
+    pub fn migrate_here(&self, name: &str, plan: &MigrationPlan) -> HvResult<Box<dyn MigrationCall>> {
+        (self.receive)(name, plan)
+    }
+}
+
 /// The migration half of the hypervisor interface (a supertrait of
 /// [`Hypervisor`], so every hypervisor handle offers it).
 pub trait LiveMigration {
     /// Opens another connection, to `uri`, giving up after `budget`; a peer
     /// that stops answering later is noticed (see [`LiveMigration::is_alive`]).
-    fn open_connection(&self, uri: &str, budget: Duration) -> HvResult<SharedHypervisor>;
+    /// A guest is migrated to it with [`Peer::migrate_here`].
+    fn open_connection(&self, uri: &str, budget: Duration) -> HvResult<Peer>;
     /// Whether this connection still reaches its hypervisor. A failed check
     /// of the connection itself is no proof of death: it answers true.
     fn is_alive(&self) -> bool;
     /// The longest pause at the switch-over, in milliseconds; set before
     /// the job starts, it applies from the first byte.
     fn set_max_downtime(&self, name: &str, millis: u64) -> HvResult<()>;
-    /// Starts migrating `name` to `target` as `plan` says; returns at once.
-    /// `target` must come from this backend's [`LiveMigration::open_connection`].
-    fn migrate(&self, name: &str, target: &SharedHypervisor, plan: &MigrationPlan) -> HvResult<Box<dyn MigrationCall>>;
     /// The figures of the domain's active job; `None` when none is active.
     fn job_stats(&self, name: &str) -> HvResult<Option<JobSample>>;
     /// Cancels the domain's job (a migration); the guest stays here.
@@ -127,8 +164,6 @@ pub trait LiveMigration {
     fn start_postcopy(&self, name: &str) -> HvResult<()>;
     /// Lets a paused guest run again.
     fn resume(&self, name: &str) -> HvResult<()>;
-    /// For a backend to recognise its own connection in `migrate`'s target.
-    fn as_any(&self) -> &dyn Any;
 }
 
 /// A started migration call.

@@ -161,7 +161,9 @@ pub fn migrate_to(vm: &Vm<'_>) -> OcfResult {
     let control_uri = local.uri();
     let control = local
         .open_connection(&control_uri, preflight::CONNECT_BUDGET.min(limits.cutoff.remaining() / 2))
-        .map_err(|e| ctx.refuse(format_args!("cannot open a second connection to the local hypervisor: {e}")))?;
+        .map_err(|e| ctx.refuse(format_args!("cannot open a second connection to the local hypervisor: {e}")))?
+        .hypervisor()
+        .clone();
     if let Some(ms) = plan.max_downtime {
         local
             .set_max_downtime(name, ms)
@@ -175,7 +177,8 @@ pub fn migrate_to(vm: &Vm<'_>) -> OcfResult {
         plan.max_downtime.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "libvirt's default".into()),
         limits.cutoff.remaining().as_secs(),
     );
-    let call = local.migrate(name, &remote, &plan).map_err(|e| ctx.refuse(e))?;
+    let call = remote.migrate_here(name, &plan).map_err(|e| ctx.refuse(e))?;
+    let remote = remote.hypervisor().clone();
     let watched = (!plan.options.p2p).then(|| remote.clone());
     let mut job = RunningJob { name: name.to_owned(), control: control.clone(), call, target: watched };
     let driver = DriverLimits {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tracing::{debug, info};
 
 use crate::hypervisor::migration::bounded;
-use crate::hypervisor::{Hypervisor, SharedHypervisor};
+use crate::hypervisor::migration::Peer;
+use crate::hypervisor::Hypervisor;
 use crate::ocf::{OcfError, OcfResult};
 use crate::vdomain::vm::Vm;
 
@@ -42,7 +43,7 @@ pub fn check(
     plan: &MigrationPlan,
     ctx: &Context<'_>,
     limits: &Limits,
-) -> OcfResult<SharedHypervisor> {
+) -> OcfResult<Peer> {
     match local.state(ctx.name) {
         Ok(Some(state)) if state.is_active() => debug!("{}: local state {state}", ctx.name),
         Ok(Some(state)) => {
@@ -61,7 +62,7 @@ pub fn check(
 
     let query_budget = || QUERY_BUDGET.min(limits.cutoff.remaining()).max(Duration::from_millis(100));
     let name = ctx.name.to_owned();
-    let state = bounded(&remote, query_budget(), move |r| r.state(&name))
+    let state = bounded(remote.hypervisor(), query_budget(), move |r| r.state(&name))
     .map_err(|e| ctx.refuse(format_args!("cannot ask {} about {}: {e}", ctx.target_node, ctx.name)))?;
     if let Some(state) = state.filter(|s| s.is_active()) {
         return Err(ctx.refuse(format_args!("it is already active there ({state})")));
@@ -71,13 +72,13 @@ pub fn check(
         for pool in vm.domain.pools() {
             info!("{}: making sure storage pool {pool} is active on {}", ctx.name, ctx.target_node);
             let p = pool.clone();
-            bounded(&remote, query_budget(), move |r| r.ensure_pool_active(&p))
+            bounded(remote.hypervisor(), query_budget(), move |r| r.ensure_pool_active(&p))
                 .map_err(|e| ctx.refuse(format_args!("storage pool {pool} on {}: {e}", ctx.target_node)))?;
         }
         for network in &vm.domain.networks {
             info!("{}: making sure network {network} is active on {}", ctx.name, ctx.target_node);
             let n = network.clone();
-            bounded(&remote, query_budget(), move |r| r.ensure_network_active(&n))
+            bounded(remote.hypervisor(), query_budget(), move |r| r.ensure_network_active(&n))
                 .map_err(|e| ctx.refuse(format_args!("network {network} on {}: {e}", ctx.target_node)))?;
         }
     }

@@ -73,7 +73,7 @@ impl Side {
         match self.conn.open_connection(&self.uri, budget(RECONNECT_BUDGET, until)) {
             Ok(fresh) => {
                 info!("the connection to {}'s hypervisor was closed; asking again over a new one", self.node);
-                self.conn = fresh;
+                self.conn = fresh.hypervisor().clone();
                 self.reconnect_error = None;
                 true
             }
