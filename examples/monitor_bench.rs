@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrusage, UsageWho};
 
+#[path = "../tests/support/guest_xml.rs"]
+#[allow(dead_code)]
+mod guest_xml;
+use guest_xml::{Boot, DomainType, GuestXml};
+
 const URI: &str = "qemu:///system";
 const CLASSIC: &str = "/usr/lib/ocf/resource.d/heartbeat/VirtualDomain";
 
@@ -93,17 +98,20 @@ fn main() {
     let lab = PathBuf::from(String::from_utf8_lossy(&assets.stdout).trim());
     std::fs::write(
         &config,
-        format!(
-            // One element per line: the classic agent finds the name with grep.
-            "<domain type='qemu'>\n  <name>{name}</name>\n  <memory unit='MiB'>160</memory>\n  <vcpu>1</vcpu>\n  \
-             <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n    <kernel>{kernel}</kernel>\n    \
-             <initrd>{initrd}</initrd>\n    <cmdline>console=ttyS0 rdinit=/init.agent vglab=idle</cmdline>\n  </os>\n  \
-             <features><acpi/></features>\n  <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n    \
-             <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n    \
-             <memballoon model='none'/>\n  </devices>\n</domain>\n",
-            kernel = lab.join("vmlinuz").display(),
-            initrd = lab.join("initrd-agent.img").display(),
-        ),
+        // One element per line (as GuestXml writes it): the classic agent finds the name with grep.
+        GuestXml::new(
+            &name,
+            DomainType::Qemu,
+            160,
+            Boot::Kernel {
+                kernel: lab.join("vmlinuz"),
+                initrd: lab.join("initrd-agent.img"),
+                cmdline: "console=ttyS0 rdinit=/init.agent vglab=idle".to_owned(),
+            },
+        )
+        .emulator()
+        .guest_agent_channel()
+        .build(),
     )
     .unwrap();
     let created = Command::new("virsh").args(["-c", URI, "create"]).arg(&config).stdout(Stdio::null()).status().unwrap();

@@ -41,6 +41,27 @@ fn extracts_the_last_exit_reason() {
     assert_eq!(support::exit_reason("nothing here\n"), None);
 }
 
+/// The cluster lab's shell writes its guest itself (`lab_guest_xml` in
+/// tests/cluster/lab.sh); this fails when that and the Rust builder drift.
+#[test]
+fn the_cluster_lab_shell_writes_the_guest_the_rust_builder_builds() {
+    let lab_sh = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/lab.sh");
+    for domain_type in [support::DomainType::Kvm, support::DomainType::Qemu] {
+        let mut command = std::process::Command::new("bash");
+        command
+            .arg("-c")
+            .arg(r#"source "$1" && lab_guest_xml "$2" "$3""#)
+            .arg("bash")
+            .arg(&lab_sh)
+            .arg("vg-lab_guest-1")
+            .arg(domain_type.as_str());
+        let output = support::run_bounded(command, Duration::from_secs(30));
+        assert!(output.status.success(), "lab_guest_xml: {}", support::describe(&output));
+        let from_shell = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(from_shell, support::GuestXml::cluster_lab("vg-lab_guest-1", domain_type).build());
+    }
+}
+
 #[test]
 fn agent_harness_runs_the_binary_as_virtual_domain() {
     let run = support::agent("meta-data", &[("OCF_RESKEY_config", "/nonexistent.xml")]);

@@ -510,22 +510,13 @@ cmd_status() {
     done
 }
 
-# A firmware-only guest: no disk, no kernel, it sits in the BIOS. Under KVM when
-# this machine's KVM works, else TCG.
-cmd_guest() {
-    local name=$1 type=qemu file node capabilities
-    [[ $name =~ ^[A-Za-z0-9_-]+$ ]] || die "bad guest name '$name'"
-    for node in $(all_nodes); do
-        if init_pid "$node" >/dev/null; then
-            # Whole output first: grep -q closing the pipe early would fail virsh (pipefail).
-            capabilities=$(in_node "$node" virsh -c qemu:///system capabilities 2>/dev/null) || true
-            [[ $capabilities == *"<domain type='kvm'"* ]] && type=kvm
-            break
-        fi
-    done
-    file=$STATE/guests/$name.xml
-    mkdir -p "$STATE/guests"
-    cat >"$file" <<EOF
+# `lab_guest_xml NAME TYPE`: the domain XML of the lab's guest, a firmware-only
+# one (no disk, no kernel: it sits in the BIOS) of domain type TYPE (kvm or
+# qemu). The only place the shell writes a domain; tests/support/guest_xml.rs
+# builds the same bytes and tests/lab_smoke.rs fails when the two drift.
+lab_guest_xml() {
+    local name=$1 type=$2
+    cat <<EOF
 <domain type='$type'>
   <name>$name</name>
   <memory unit='MiB'>64</memory>
@@ -544,6 +535,24 @@ cmd_guest() {
   </devices>
 </domain>
 EOF
+}
+
+# The lab's guest (see lab_guest_xml), under KVM when the first running node's
+# libvirt offers it (the node's view, not the host's /dev/kvm), else TCG.
+cmd_guest() {
+    local name=$1 type=qemu file node capabilities
+    [[ $name =~ ^[A-Za-z0-9_-]+$ ]] || die "bad guest name '$name'"
+    for node in $(all_nodes); do
+        if init_pid "$node" >/dev/null; then
+            # Whole output first: grep -q closing the pipe early would fail virsh (pipefail).
+            capabilities=$(in_node "$node" virsh -c qemu:///system capabilities 2>/dev/null) || true
+            [[ $capabilities == *"<domain type='kvm'"* ]] && type=kvm
+            break
+        fi
+    done
+    file=$STATE/guests/$name.xml
+    mkdir -p "$STATE/guests"
+    lab_guest_xml "$name" "$type" >"$file"
     echo "$file"
 }
 

@@ -1,8 +1,9 @@
-//! The domain XML of the lab guest with a real qemu-ga, shared by the
-//! host-libvirtd tests (`support::agent_guest`) and the cluster scenario
-//! (`tests/cluster.rs`), which include this file by path.
+//! The lab guest with a real qemu-ga, shared by the host-libvirtd tests
+//! (`support::agent_guest`) and the cluster scenario (`tests/cluster.rs`).
 
 use std::path::Path;
+
+use super::guest_xml::{Boot, DomainType, GuestXml};
 
 /// Which initramfs the guest boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,36 +25,17 @@ pub fn agent_guest_xml(name: &str, lab_dir: &Path, console: &Path, kind: GuestAg
         GuestAgentKind::Running => ("initrd-agent.img", " rdinit=/init.agent"),
         GuestAgentKind::NotInstalled => ("initrd.img", ""),
     };
-    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('\'', "&apos;");
-    format!(
-        "<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>160</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel>
-    <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0{rdinit} vglab=idle</cmdline>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>preserve</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
-    <channel type='unix'><target type='virtio' name='{CONTROL_PORT}'/></channel>
-    <panic model='isa'/>
-    {extra_devices}
-    <memballoon model='none'/>
-  </devices>
-</domain>
-",
-        name = escape(name),
-        kernel = escape(&lab_dir.join("vmlinuz").to_string_lossy()),
-        initrd = escape(&lab_dir.join(initrd).to_string_lossy()),
-        console = escape(&console.to_string_lossy()),
-    )
+    let boot = Boot::Kernel {
+        kernel: lab_dir.join("vmlinuz"),
+        initrd: lab_dir.join(initrd),
+        cmdline: format!("console=ttyS0{rdinit} vglab=idle"),
+    };
+    GuestXml::new(name, DomainType::Qemu, 160, boot)
+        .emulator()
+        .console(console)
+        .guest_agent_channel()
+        .virtio_channel(CONTROL_PORT)
+        .panic_preserved()
+        .extra_devices(extra_devices)
+        .build()
 }

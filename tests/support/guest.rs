@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use super::guest_xml::{xml_escape, Boot, DomainType, GuestXml};
 use super::run::{describe, run_bounded};
 use super::virsh::{remove_domain, virsh_ok, HOST_URI};
 use super::{ensure_assets, scratch_dir, unique_name, wait_for};
@@ -120,7 +121,7 @@ impl Drop for GuestGuard {
 /// emulation failure) that honours ACPI power-off and prints the ready marker.
 pub fn acpi_guest(name: &str, mode: GuestMode) -> GuestGuard {
     let guard = GuestGuard::new(name);
-    guard.write_xml(&acpi_domain_xml(&guard, mode, ""));
+    guard.write_xml(&acpi_domain_xml(&guard, mode).build());
     guard
 }
 
@@ -128,29 +129,9 @@ pub fn acpi_guest(name: &str, mode: GuestMode) -> GuestGuard {
 /// ACPI power-off. KVM when usable, TCG otherwise; 64 MiB.
 pub fn firmware_guest(name: &str) -> GuestGuard {
     let guard = GuestGuard::new(name);
-    let virt_type = if kvm_usable() { "kvm" } else { "qemu" };
-    let xml = format!(
-        "<domain type='{virt_type}'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <bios rebootTimeout='-1'/>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-",
-        name = xml_escape(&guard.name),
-        console = xml_escape(&guard.console.to_string_lossy()),
-    );
+    let xml = GuestXml::new(&guard.name, DomainType::best_on_this_host(), 64, Boot::BiosForever)
+        .console(&guard.console)
+        .build();
     guard.write_xml(&xml);
     guard
 }
@@ -192,40 +173,18 @@ pub fn ioerror_guest_in_namespace(name: &str, dir: &Path, namespace_pid: Option<
     </disk>",
         xml_escape(&disk_text)
     );
-    guard.write_xml(&acpi_domain_xml(&guard, GuestMode::DiskWrite, &disk_xml));
+    guard.write_xml(&acpi_domain_xml(&guard, GuestMode::DiskWrite).disk(&disk_xml).build());
     guard
 }
 
-fn acpi_domain_xml(guard: &GuestGuard, mode: GuestMode, disks: &str) -> String {
+fn acpi_domain_xml(guard: &GuestGuard, mode: GuestMode) -> GuestXml {
     let assets = ensure_assets();
-    format!(
-        "<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel>
-    <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0 vglab={mode}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    {disks}
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-",
-        name = xml_escape(&guard.name),
-        kernel = xml_escape(&assets.join("vmlinuz").to_string_lossy()),
-        initrd = xml_escape(&assets.join("initrd.img").to_string_lossy()),
-        mode = mode.as_str(),
-        console = xml_escape(&guard.console.to_string_lossy()),
-    )
+    let boot = Boot::Kernel {
+        kernel: assets.join("vmlinuz"),
+        initrd: assets.join("initrd.img"),
+        cmdline: format!("console=ttyS0 vglab={}", mode.as_str()),
+    };
+    GuestXml::new(&guard.name, DomainType::Qemu, 128, boot).console(&guard.console)
 }
 
 fn in_namespace(namespace_pid: Option<u32>, argv: &[&str]) -> Command {
@@ -266,13 +225,4 @@ fn is_mounted(tiny_fs: &TinyFs) -> bool {
     fs::read_to_string(mounts)
         .map(|text| text.lines().any(|line| line.split_whitespace().nth(1) == Some(&*point)))
         .unwrap_or(false)
-}
-
-/// Whether /dev/kvm can be opened for use.
-pub fn kvm_usable() -> bool {
-    fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
-}
-
-pub fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\'', "&apos;").replace('"', "&quot;")
 }

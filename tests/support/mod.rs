@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod command_port;
 mod drbd;
 mod guest;
+pub mod guest_xml;
 mod guards;
 pub mod host_files;
 pub mod sampler;
@@ -24,9 +25,9 @@ mod virsh;
 
 pub use agent::{agent, agent_symlink, agent_wrapped, exit_reason, rsctmp_for_this_test, AgentRun, DEFAULT_INSTANCE};
 pub use guest::{
-    acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, kvm_usable, xml_escape, GuestGuard,
-    GuestMode, READY_MARKER,
+    acpi_guest, firmware_guest, ioerror_guest, ioerror_guest_in_namespace, GuestGuard, GuestMode, READY_MARKER,
 };
+pub use guest_xml::{kvm_usable, xml_escape, Boot, DomainType, GuestXml};
 pub use drbd::{drbd_node, fixtures, fixture_text, state9, state9_text, state84, edited, names, XorShift};
 pub use agent_guest::{agent_guest, AgentGuest, GuestAgentKind, AGENT_UP_MARKER};
 pub use guards::{ConfigAway, Frozen};
