@@ -86,7 +86,7 @@ impl Cluster {
         }
         let root = PathBuf::from("/var/tmp/virtguard-tests");
         std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
-        sweep_stale_labs(&root);
+        support::emulated_lab::sweep_stale(&root, "drbd-cluster-", &script());
         let dir = root.join(format!("drbd-cluster-{}", std::process::id()));
         let ports = [ALPHA, BETA].map(|node| CommandPort::new(node, dir.join(format!("{node}.ctl")), COMMAND_TIMEOUT));
         // The guard exists before anything starts, so a failed `up` is cleaned too.
@@ -225,33 +225,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for port in &self.ports {
-            port.reconnect();
-        }
-        let stopped = Command::new("sh").arg(script()).arg("down").arg(&self.dir).status();
-        if !matches!(stopped, Ok(s) if s.success()) {
-            eprintln!("drbd-cluster.sh down {} failed: {stopped:?}", self.dir.display());
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        support::emulated_lab::take_down(&script(), &self.dir, &self.ports);
     }
 }
 
-/// The emulators run daemonized, so a test process killed outright (no
-/// unwinding) leaves them behind: stop the labs of test processes that are gone.
-fn sweep_stale_labs(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("drbd-cluster-").and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let _ = Command::new("sh").arg(script()).arg("down").arg(entry.path()).status();
-        let _ = std::fs::remove_dir_all(entry.path());
-    }
-}
 
 fn pattern(i: usize) -> (u8, u64) {
     (0x40 + i as u8, (1 << 20) + (i as u64) * 65536)

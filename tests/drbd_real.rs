@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 #[path = "support/command_port.rs"]
 mod command_port;
+#[path = "support/emulated_lab.rs"]
+mod emulated_lab;
 use command_port::{CommandPort, Reply};
 
 const ALPHA: &str = "alpha";
@@ -56,7 +58,7 @@ impl DrbdLab {
         }
         let root = std::env::temp_dir().join("virtguard-tests");
         std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
-        sweep_stale_labs(&root);
+        emulated_lab::sweep_stale(&root, "drbd-real-", &script());
         let dir = root.join(format!("drbd-real-{}", std::process::id()));
         // The guard exists before anything starts, so a failed `up` is cleaned too.
         let ports = [ALPHA, BETA].map(|node| CommandPort::new(node, dir.join(format!("{node}.ctl")), COMMAND_TIMEOUT)).into();
@@ -214,34 +216,10 @@ fn comparable(kind: &str, text: &str) -> String {
 
 impl Drop for DrbdLab {
     fn drop(&mut self) {
-        for port in &self.ports {
-            port.reconnect();
-        }
-        let stopped = Command::new("sh").arg(script()).arg("down").arg(&self.dir).status();
-        if !matches!(stopped, Ok(s) if s.success()) {
-            eprintln!("drbd-nodes.sh down {} failed: {stopped:?}", self.dir.display());
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        emulated_lab::take_down(&script(), &self.dir, &self.ports);
     }
 }
 
-/// The emulators run daemonized, so a test process killed outright (no
-/// unwinding, no Drop) leaves them behind: stop the labs of test processes
-/// that are gone, by the pid files in their directories.
-fn sweep_stale_labs(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("drbd-real-").and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let _ = Command::new("sh").arg(script()).arg("down").arg(entry.path()).status();
-        let _ = std::fs::remove_dir_all(entry.path());
-    }
-}
 
 /// drbd.conf's `fencing` set to `policy` and adjusted into the running kernel.
 fn set_fencing(lab: &DrbdLab, policy: &str) {

@@ -12,6 +12,7 @@ mod agent_guest;
 pub mod agent_guest_xml;
 pub mod cluster;
 pub mod command_port;
+pub mod emulated_lab;
 mod drbd;
 mod guest;
 pub mod guest_xml;
