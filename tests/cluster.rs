@@ -101,20 +101,10 @@ impl support::scenarios::Suite for Run<'_> {
 }
 
 fn prerequisites(provider: &str, agent_binary: &Path) -> Result<(), String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err("not running as root".into());
-    }
-    let tools = [
+    lab::root_and_tools(&[
         "corosync", "pacemakerd", "pcs", "crm", "crm_resource", "crm_mon", "cibadmin", "stonith_admin", "libvirtd",
         "virtlogd", "virsh", "qemu-system-x86_64", "nsenter", "unshare", "ip", "setsid",
-    ];
-    let path = std::env::var("PATH").unwrap_or_default();
-    let path_dirs: Vec<&str> = path.split(':').chain(["/usr/sbin", "/sbin"]).collect();
-    let missing: Vec<&str> =
-        tools.iter().copied().filter(|tool| !path_dirs.iter().any(|dir| Path::new(dir).join(tool).is_file())).collect();
-    if !missing.is_empty() {
-        return Err(format!("missing tools: {}", missing.join(" ")));
-    }
+    ])?;
     if provider == "virtguard" {
         // The agent must at least describe itself, as Pacemaker and pcs ask it to.
         let dir = std::env::temp_dir().join(format!("vg-cluster-probe-{}", std::process::id()));

@@ -87,15 +87,10 @@ fn scale_cluster_scenarios() {
 }
 
 fn prerequisites() -> Result<(), String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err("not running as root".into());
-    }
-    let tools = ["corosync", "pacemakerd", "pcs", "crm_resource", "crm_mon", "cibadmin", "crm_attribute", "libvirtd", "virsh", "qemu-system-x86_64", "nsenter", "ip"];
-    let missing: Vec<&str> =
-        tools.iter().copied().filter(|tool| !["/usr/bin", "/usr/sbin", "/bin", "/sbin"].iter().any(|dir| Path::new(dir).join(tool).is_file())).collect();
-    if !missing.is_empty() {
-        return Err(format!("missing tools: {}", missing.join(" ")));
-    }
+    support::cluster::root_and_tools(&[
+        "corosync", "pacemakerd", "pcs", "crm_resource", "crm_mon", "cibadmin", "crm_attribute", "libvirtd", "virsh",
+        "qemu-system-x86_64", "nsenter", "ip",
+    ])?;
     let remoted = std::env::var("VG_LAB_PACEMAKER_REMOTED").unwrap_or_else(|_| "/opt/virtguard-lab/pacemaker-remote/usr/sbin/pacemaker-remoted".into());
     if !Path::new(&remoted).is_file() && !Path::new("/usr/sbin/pacemaker-remoted").is_file() {
         return Err(format!("pacemaker-remoted is missing ({remoted}; ocf/install-deps.sh unpacks it)"));

@@ -101,21 +101,10 @@ impl support::scenarios::Suite for Run<'_> {
 }
 
 fn prerequisites() -> Result<(), String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err("not running as root".into());
-    }
-    let tools = [
+    lab::root_and_tools(&[
         "systemd-nspawn", "corosync", "pacemakerd", "pcs", "crm_resource", "crm_mon", "cibadmin", "libvirtd", "virsh",
         "qemu-system-x86_64", "nsenter", "ip", "setsid", "journalctl",
-    ];
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|tool| !["/usr/bin", "/usr/sbin", "/bin", "/sbin"].iter().any(|dir| Path::new(dir).join(tool).is_file()))
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!("missing tools: {}", missing.join(" ")));
-    }
+    ])?;
     if !Path::new("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain").is_file() {
         return Err("the classic agent (resource-agents) is missing".into());
     }

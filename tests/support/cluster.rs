@@ -21,6 +21,22 @@ pub fn other(node: &str) -> &'static str {
     if node == NODES[0] { NODES[1] } else { NODES[0] }
 }
 
+/// What every cluster suite needs before a lab can come up: root, and each
+/// of `tools` in PATH or in the system's program directories.
+pub fn root_and_tools(tools: &[&str]) -> Result<(), String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err("not running as root".into());
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let dirs: Vec<&str> = path.split(':').chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"]).collect();
+    let missing: Vec<&str> =
+        tools.iter().copied().filter(|tool| !dirs.iter().any(|dir| Path::new(dir).join(tool).is_file())).collect();
+    if !missing.is_empty() {
+        return Err(format!("missing tools: {}", missing.join(" ")));
+    }
+    Ok(())
+}
+
 pub fn progress(message: &str) {
     eprintln!("[cluster {}] {message}", clock());
 }
