@@ -87,6 +87,11 @@ struct DrbdCheck {
     /// without this flag that is a warning).
     #[arg(long)]
     require_fencing: bool,
+    /// Both nodes are Primary by design (promoted-max=2 with
+    /// allow-two-primaries): a Primary peer does not refuse a start or a
+    /// migration (rules S5, M3).
+    #[arg(long)]
+    dual_primary: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -109,7 +114,11 @@ fn run_drbd(command: DrbdCommand) -> u8 {
                 CheckPurpose::MigrateSource => Purpose::MigrateSource { target: peer },
                 CheckPurpose::MigrateTarget => Purpose::MigrateTarget { source: peer },
             };
-            let params = crate::drbd::GateParams { allow_diskless: check.allow_diskless, require_fencing: check.require_fencing };
+            let params = crate::drbd::GateParams {
+                allow_diskless: check.allow_diskless,
+                require_fencing: check.require_fencing,
+                dual_primary: check.dual_primary,
+            };
             command::check(&sources, &check.resources, &purpose, &params)
         }
     };

@@ -324,6 +324,33 @@ fn drbd84_through_events2_as_drbd_utils_9_reads_it() {
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
+/// `--dual-primary` (the agent's drbd_dual_primary) on the real kernel's
+/// outputs: both nodes Primary with allow-two-primaries is the setup, not a
+/// second writer (S5, M3); a Primary peer without allow-two-primaries still is.
+#[test]
+fn dual_primary_by_design_accepts_the_primary_peer_that_allow_two_primaries_explains() {
+    let real = |state: &str| fixtures().parent().unwrap().join("drbd84-real").join(state).to_string_lossy().into_owned();
+    let check = |state: &str, args: &[&str]| {
+        let mut all = vec!["drbd", "check", "r0"];
+        all.extend_from_slice(args);
+        virtguard(&all, &[("VIRTGUARD_FAKE_DRBD_FIXTURE", real(state)), (PROC_DRBD, format!("{}.proc", real(state)))])
+    };
+    let r = check("dual-primary.beta", &["--for", "start"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("r0: the peer is Primary: refusing to start a second writer"), "{}", r.stderr);
+    let r = check("dual-primary.beta", &["--for", "start", "--dual-primary"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("note: r0: the peer is Primary as well, as drbd_dual_primary expects"), "{}", r.stdout);
+    let r = check("dual-primary.beta", &["--for", "migrate-source", "--peer", "alpha"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("r0: alpha is already Primary: refusing to migrate to alpha"), "{}", r.stderr);
+    let r = check("dual-primary.beta", &["--for", "migrate-source", "--peer", "alpha", "--dual-primary"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = check("peer-primary.beta", &["--for", "start", "--dual-primary"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("allow-two-primaries is off on that connection, which drbd_dual_primary needs"), "{}", r.stderr);
+}
+
 /// Rule F1 by hand: a resource whose fencing policy is `dont-care` (or
 /// cannot be read) is a warning for a start, a refusal with
 /// `--require-fencing`; a fenced one passes either way; migrations do not

@@ -34,7 +34,7 @@ fn diskless(mut r: Row) -> Row {
 fn check_rows(purpose: &Purpose, rows: Vec<Row>) {
     let mut failures = Vec::new();
     for r in &rows {
-        let v = decide(&r.state, &names(r.resources), purpose, &GateOptions { allow_diskless: r.diskless });
+        let v = decide(&r.state, &names(r.resources), purpose, &GateOptions { allow_diskless: r.diskless, dual_primary: false });
         match (&r.expect, v.allowed) {
             (Allowed, true) => assert!(v.reasons.is_empty()),
             (Allowed, false) => failures.push(format!("{}: refused, expected allowed: {:?}", r.id, v.reasons)),
@@ -324,7 +324,7 @@ fn migrate_target_on_drbd84() {
 fn reasons_name_resource_volume_peer_and_state() {
     let v = decide(&state9("outdated-peer-uptodate", None), &names(&["r0"]), &start(), &GateOptions::default());
     assert_eq!(v.reasons, vec!["r0/0: local disk Outdated, peer node2 UpToDate: refusing to start on stale data".to_string()]);
-    let v = decide(&state9("diskless-client", None), &names(&["r0"]), &start(), &GateOptions { allow_diskless: true });
+    let v = decide(&state9("diskless-client", None), &names(&["r0"]), &start(), &GateOptions { allow_diskless: true, dual_primary: false });
     assert!(v.allowed);
     assert_eq!(v.notes, vec!["r0/0: local disk Diskless (diskless client), data served by peer node1 (UpToDate)".to_string()]);
 }

@@ -16,7 +16,7 @@ fn purposes() -> [Purpose; 3] {
 }
 
 fn refused(state: &DrbdState, purpose: &Purpose, allow_diskless: bool) -> bool {
-    !decide(state, &names(&["r0"]), purpose, &GateOptions { allow_diskless }).allowed
+    [false, true].iter().all(|&dual_primary| !decide(state, &names(&["r0"]), purpose, &GateOptions { allow_diskless, dual_primary }).allowed)
 }
 
 /// The data this node would use (start, migrate-target) in each stale state.
@@ -156,7 +156,7 @@ fn random_state(rng: &mut XorShift) -> DrbdState {
 }
 
 /// The table restated as one predicate per purpose.
-fn expected_allowed(r: &Resource, purpose: &Purpose, allow_diskless: bool) -> bool {
+fn expected_allowed(r: &Resource, purpose: &Purpose, allow_diskless: bool, dual_primary: bool) -> bool {
     let base = r.suspended.is_empty() && r.force_io_failures != Some(true) && !r.volumes.is_empty();
     let served = |number: u32| {
         r.peers.iter().any(|p| {
@@ -172,9 +172,13 @@ fn expected_allowed(r: &Resource, purpose: &Purpose, allow_diskless: bool) -> bo
     let named = |node: &str| r.peers.iter().find(|p| p.name.as_deref() == Some(node));
     match purpose {
         Purpose::Start => {
-            base && data_here
-                && r.peers.iter().all(|p| p.role != Role::Primary)
-                && !(r.role == Role::Secondary && r.may_promote == Some(false))
+            let primaries: Vec<&Peer> = r.peers.iter().filter(|p| p.role == Role::Primary).collect();
+            let one_writer = match primaries.as_slice() {
+                [] => true,
+                [peer] => dual_primary && peer.allow_two_primaries == Some(true),
+                _ => false,
+            };
+            base && data_here && one_writer && !(r.role == Role::Secondary && r.may_promote == Some(false))
         }
         Purpose::MigrateTarget { source } => {
             let Some(src) = named(source) else { return false };
@@ -195,7 +199,9 @@ fn expected_allowed(r: &Resource, purpose: &Purpose, allow_diskless: bool) -> bo
                         || (pv.peer_disk == DiskState::Diskless && allow_diskless && v.disk == DiskState::UpToDate))
                         && pv.replication.is_replicating()
                 })
-                && r.peers.iter().all(|p| p.role != Role::Primary)
+                && r.peers.iter().all(|p| {
+                    p.role != Role::Primary || (p.name == t.name && dual_primary && t.allow_two_primaries == Some(true))
+                })
                 && (r.role != Role::Primary || t.allow_two_primaries == Some(true))
         }
     }
@@ -210,12 +216,13 @@ fn random_states_agree_with_the_restated_table() {
         for _ in 0..5000 {
             let state = random_state(&mut rng);
             let allow_diskless = rng.below(2) == 0;
+            let dual_primary = rng.below(2) == 0;
             for (i, purpose) in purposes().iter().enumerate() {
-                let verdict = decide(&state, &names(&["r0"]), purpose, &GateOptions { allow_diskless });
-                let expected = expected_allowed(&state.resources[0], purpose, allow_diskless);
+                let verdict = decide(&state, &names(&["r0"]), purpose, &GateOptions { allow_diskless, dual_primary });
+                let expected = expected_allowed(&state.resources[0], purpose, allow_diskless, dual_primary);
                 assert_eq!(
                     verdict.allowed, expected,
-                    "seed {seed}, {purpose}, allow_diskless {allow_diskless}: reasons {:?}\n{:#?}",
+                    "seed {seed}, {purpose}, allow_diskless {allow_diskless}, dual_primary {dual_primary}: reasons {:?}\n{:#?}",
                     verdict.reasons, state.resources[0]
                 );
                 assert_eq!(verdict.allowed, verdict.reasons.is_empty());

@@ -258,6 +258,7 @@ fn the_gate_decides_as_its_rules_say_against_the_real_drbd_84_kernel() {
     lab.capture("primary", ALPHA);
     lab.capture("peer-primary", BETA);
     lab.refused(BETA, "--for start", "is Primary");
+    lab.refused(BETA, "--for start --dual-primary", "allow-two-primaries is off on that connection");
     lab.refused(ALPHA, "--for migrate-source --peer beta", "allow-two-primaries is off");
     lab.refused(BETA, "--for migrate-target --peer alpha", "allow-two-primaries is off");
 
@@ -274,6 +275,10 @@ fn the_gate_decides_as_its_rules_say_against_the_real_drbd_84_kernel() {
     lab.capture("dual-primary", BETA);
     lab.allowed(BETA, "--for migrate-target --peer alpha");
     lab.refused(ALPHA, "--for start", "is Primary");
+    // Both Primary by design (drbd_dual_primary, promoted-max=2): S5 and M3 accept the one peer.
+    lab.allowed(ALPHA, "--for start --dual-primary");
+    lab.refused(ALPHA, "--for migrate-source --peer beta", "beta is already Primary");
+    lab.allowed(ALPHA, "--for migrate-source --peer beta --dual-primary");
     lab.ok(BETA, "drbdadm secondary r0");
     both(&lab, "drbd-a2p no");
     lab.ok(ALPHA, "drbdadm secondary r0");

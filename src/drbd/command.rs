@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::model::{DrbdState, Resource};
-use super::{decide, fencing_rule, DrbdSource, GateOptions, GateParams, Purpose};
+use super::{decide, fencing_rule, DrbdSource, GateParams, Purpose};
 use crate::deadline::Deadline;
 
 pub const EXIT_ALLOWED: u8 = 0;
@@ -43,8 +43,8 @@ pub fn status(sources: &dyn DrbdSource, resources: &[String], json: bool) -> any
 /// `require_fencing` a refusal like any other.
 pub fn check(sources: &dyn DrbdSource, resources: &[String], purpose: &Purpose, params: &GateParams) -> anyhow::Result<u8> {
     let deadline = Deadline::after(COMMAND_BUDGET);
-    let state = sources.read(!matches!(purpose, Purpose::Start), &deadline)?;
-    let verdict = decide(&state, resources, purpose, &GateOptions { allow_diskless: params.allow_diskless });
+    let state = sources.read(params.reads_net_options(purpose), &deadline)?;
+    let verdict = decide(&state, resources, purpose, &params.options());
     for note in &verdict.notes {
         println!("note: {note}");
     }

@@ -17,7 +17,11 @@
 //! - S4/T4 no volume reports `quorum:no`
 //!
 //! start only
-//! - S5 no peer is Primary (one writer)
+//! - S5 no peer is Primary (one writer). With `drbd_dual_primary` (the
+//!   resource is promoted on both nodes all the time: LINBIT's setup for live
+//!   migration on DRBD 8.4, `promoted-max=2` and `allow-two-primaries`), one
+//!   Primary peer is expected when `allow-two-primaries` is on towards it;
+//!   a second Primary peer is still refused
 //! - S6 a Secondary resource with `may_promote:no` is refused (DRBD's own
 //!   view; reported only when no other rule already explains the refusal)
 //!
@@ -34,7 +38,9 @@
 //! - M2 on every volume the target's disk is UpToDate and replication is
 //!   Established (a Diskless target only with `allow_diskless` while this
 //!   node's disk is UpToDate)
-//! - M3 the target is not Primary already, and no third node is Primary
+//! - M3 the target is not Primary already (with `drbd_dual_primary` and
+//!   `allow-two-primaries` on towards it, it may be), and no third node is
+//!   Primary
 //! - M4 when this node is Primary, the connection to the target has
 //!   `allow-two-primaries`, so the target can open the device while the
 //!   source still holds it; unknown counts as no
@@ -79,6 +85,17 @@
 //! has not been tried there. The price of leaving it on: a program other
 //! than the guest that opens the device on the second node (a mount by
 //! hand) is not stopped by DRBD.
+//!
+//! Why DRBD 8.4 needs `drbd_dual_primary` to migrate at all: an 8.4
+//! Secondary cannot be opened (no auto-promote), so the target's QEMU finds
+//! the device usable only when Pacemaker already promoted it there, and
+//! with `promoted-max=1` it never does for a migration. With both nodes
+//! Primary all the time S5 would refuse every start and M3 every
+//! migration. The price of the mode: S5 no longer stops a second writer on
+//! the peer; one writer is then Pacemaker's guarantee (the guest's resource
+//! runs once, fencing) and libvirt's (it refuses to migrate a guest onto a
+//! node where it already runs). tests/drbd_cluster.rs samples both nodes
+//! through live migrations and a failover on the real 8.4 kernel.
 
 use super::model::{ConnState, DiskState, DrbdState, FencingPolicy, Peer, Resource, Role, Volume};
 use super::show::FencingSetting;
@@ -88,6 +105,8 @@ use super::Purpose;
 pub struct GateOptions {
     /// The operator accepts Diskless volumes served by an UpToDate peer.
     pub allow_diskless: bool,
+    /// The resources are promoted on both nodes by design (S5, M3).
+    pub dual_primary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,8 +227,24 @@ fn common_rules(r: &Resource, verb: &str, found: &mut Findings) {
 
 fn start_rules(r: &Resource, options: &GateOptions, verb: &str, found: &mut Findings) {
     data_here_rules(r, options, verb, found);
-    for peer in r.peers.iter().filter(|p| p.role == Role::Primary) {
-        found.reasons.push(format!("{}: {} is Primary: refusing to {verb} a second writer", r.name, peer.label()));
+    let primaries: Vec<&Peer> = r.peers.iter().filter(|p| p.role == Role::Primary).collect();
+    match primaries.as_slice() {
+        [peer] if options.dual_primary && peer.allow_two_primaries == Some(true) => found.notes.push(format!(
+            "{}: {} is Primary as well, as drbd_dual_primary expects (allow-two-primaries on): one writer is Pacemaker's guarantee here, not DRBD's",
+            r.name,
+            peer.label()
+        )),
+        [peer] if options.dual_primary => found.reasons.push(format!(
+            "{}: {} is Primary and allow-two-primaries is {} on that connection, which drbd_dual_primary needs: refusing to {verb} a second writer",
+            r.name,
+            peer.label(),
+            yes_no_unknown(peer.allow_two_primaries)
+        )),
+        _ => {
+            for peer in primaries {
+                found.reasons.push(format!("{}: {} is Primary: refusing to {verb} a second writer", r.name, peer.label()));
+            }
+        }
     }
     if r.role == Role::Secondary && r.may_promote == Some(false) && found.reasons.is_empty() {
         let score = r.promotion_score.map(|s| format!(" (promotion_score {s})")).unwrap_or_default();
@@ -298,7 +333,11 @@ fn migrate_source_rules(r: &Resource, target: &str, options: &GateOptions, verb:
         }
     }
     if peer.role == Role::Primary {
-        found.reasons.push(format!("{}: {target} is already Primary: refusing to {verb}", r.name));
+        if options.dual_primary && peer.allow_two_primaries == Some(true) {
+            found.notes.push(format!("{}: {target} is Primary already, as drbd_dual_primary expects", r.name));
+        } else {
+            found.reasons.push(format!("{}: {target} is already Primary: refusing to {verb}", r.name));
+        }
     }
     for other in r.peers.iter().filter(|p| p.role == Role::Primary && !std::ptr::eq(*p, peer)) {
         found.reasons.push(format!("{}: {} is Primary as well: refusing to {verb}", r.name, other.label()));
@@ -315,6 +354,14 @@ fn migrate_source_rules(r: &Resource, target: &str, options: &GateOptions, verb:
                 r.name
             )),
         }
+    }
+}
+
+fn yes_no_unknown(setting: Option<bool>) -> &'static str {
+    match setting {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "unknown",
     }
 }
 

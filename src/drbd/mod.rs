@@ -79,20 +79,27 @@ impl std::fmt::Display for Purpose {
     }
 }
 
-impl Purpose {
-    /// Migrations need `allow-two-primaries`, which only `drbdsetup show` tells.
-    fn needs_net_options(&self) -> bool {
-        !matches!(self, Purpose::Start)
-    }
-}
-
 /// The operator's choices that shape the gate (the agent's parameters
-/// `drbd_allow_diskless` and `drbd_require_fencing`).
+/// `drbd_allow_diskless`, `drbd_require_fencing` and `drbd_dual_primary`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GateParams {
     pub allow_diskless: bool,
     /// F1 refuses a start instead of warning.
     pub require_fencing: bool,
+    /// Both nodes are Primary by design (S5, M3).
+    pub dual_primary: bool,
+}
+
+impl GateParams {
+    pub fn options(&self) -> GateOptions {
+        GateOptions { allow_diskless: self.allow_diskless, dual_primary: self.dual_primary }
+    }
+
+    /// Migrations, and a start beside a dual-primary peer, need
+    /// `allow-two-primaries`, which only `drbdsetup show` tells.
+    pub fn reads_net_options(&self, purpose: &Purpose) -> bool {
+        self.dual_primary || !matches!(purpose, Purpose::Start)
+    }
 }
 
 /// The gate for a domain: Ok when every DRBD resource behind `block_devices`
@@ -111,10 +118,10 @@ pub fn gate_domain(
         debug!("DRBD gate: no DRBD disks, nothing to check");
         return Ok(());
     }
-    let state = sources.read(purpose.needs_net_options(), deadline).map_err(DrbdError::Read)?;
+    let state = sources.read(params.reads_net_options(purpose), deadline).map_err(DrbdError::Read)?;
     let resources = resources_for_disks(block_devices, explicit, &state)
         .map_err(|e| DrbdError::Resources(format!("DRBD gate: {e:#}")))?;
-    let verdict = decide(&state, &resources, purpose, &GateOptions { allow_diskless: params.allow_diskless });
+    let verdict = decide(&state, &resources, purpose, &params.options());
     for note in &verdict.notes {
         info!("DRBD gate: {note}");
     }

@@ -12,6 +12,7 @@ pub fn check(vm: &Vm, purpose: &Purpose) -> OcfResult<()> {
     let params = GateParams {
         allow_diskless: vm.params.drbd_allow_diskless,
         require_fencing: vm.params.drbd_require_fencing,
+        dual_primary: vm.params.drbd_dual_primary,
     };
     crate::drbd::gate_domain(vm.host.drbd(), &devices, vm.params.drbd_resources.as_deref(), purpose, &params, &vm.deadline)
     .map_err(refusal)

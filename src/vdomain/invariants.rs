@@ -332,6 +332,7 @@ pub const VALUES: &[(&str, &[&str], &[&str])] = &[
     ("drbd_allow_diskless", &["false"], &["x"]),
     // "true" would make validate-all and start read the node's DRBD state.
     ("drbd_require_fencing", &["false"], &["x"]),
+    ("drbd_dual_primary", &["false"], &["x"]),
 ];
 
 /// What one action answered, and what the fakes saw.

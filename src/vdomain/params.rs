@@ -114,13 +114,16 @@ parameters! {
         long: "Before start and before a live migration, start the libvirt storage pools and virtual networks that the domain's disks and interfaces reference (and refresh active pools).";
     drbd_resources: Text;
         short: "DRBD resources that back the domain";
-        long: "Space-separated DRBD resource names whose data the guest uses. Unset, they are detected from the domain's disks (/dev/drbdN, /dev/drbd/by-res/<res>[/<vol>], /dev/drbd/by-disk/...). Start, migrate_to and migrate_from refuse to run the guest on DRBD data that is not UpToDate, that lacks quorum, or while a peer is Primary.";
+        long: "Space-separated DRBD resource names whose data the guest uses. Unset, they are detected from the domain's disks (/dev/drbdN, /dev/drbd/by-res/<res>[/<vol>], /dev/drbd/by-disk/...). Start, migrate_to and migrate_from refuse to run the guest on DRBD data that is not UpToDate, that lacks quorum, or while a peer is Primary (unless drbd_dual_primary).";
     drbd_allow_diskless: Flag = "false";
         short: "Allow running on a diskless DRBD client";
         long: "Accept a local Diskless DRBD volume when a connected peer has UpToDate data (DRBD 9 diskless clients). Off by default: the guest then only runs where the data is local.";
     drbd_require_fencing: Flag = "false";
         short: "Refuse DRBD resources without a fencing policy";
         long: "Rule F1 of the DRBD gate. A DRBD resource with fencing dont-care (DRBD's default) cannot keep a failover off older data: when the replication link is cut and the Primary keeps writing before it fails, DRBD on the survivor cannot know that its data is older, still reports UpToDate, and the guest starts there on the old data; the writes made since the cut are lost. LINBIT documents fencing resource-only with the crm-fence-peer handlers for Pacemaker (DRBD 8.4: fence-peer crm-fence-peer.sh, after-resync-target crm-unfence-peer.sh; DRBD 9: crm-fence-peer.9.sh and crm-unfence-peer.9.sh). Off (the default, as the classic agent does not look), validate-all and start log a warning naming the resource and go on. On, validate-all fails with OCF_ERR_CONFIGURED and start refuses, naming the resource and the rule (DRBD state that cannot be read during validate-all is only a warning; start checks again). The policy is read from drbdsetup show: per volume in DRBD 8.4, per connection in DRBD 9; a policy that cannot be read counts as missing. DRBD 9 quorum is not counted as fencing.";
+    drbd_dual_primary: Flag = "false";
+        short: "The DRBD resources are Primary on both nodes by design";
+        long: "For LINBIT's live-migration setup on DRBD 8.4: ocf:linbit:drbd as a promotable clone with promoted-max=2 and allow-two-primaries in the resource's net section, so that both nodes are Primary all the time (an 8.4 Secondary cannot be opened, so the migration target must already be Primary). Off (the default), a Primary peer refuses a start (rule S5) and a Primary target refuses a migration (rule M3): with one Primary by design, a second one means a second writer. On, one Primary peer with allow-two-primaries on towards it is expected and only logged; a peer Primary without allow-two-primaries, or a second Primary peer, is still refused. One writer is then guaranteed by Pacemaker (the resource runs once, fencing) and libvirt (no migration onto a node where the guest runs), no longer by DRBD.";
 }
 
 #[cfg(test)]
