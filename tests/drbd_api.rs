@@ -328,10 +328,10 @@ fn a_start_without_fencing_warns_or_is_refused_by_f1() {
         "{err:?}"
     );
     assert!(err.to_string().contains("rule F1"), "{err}");
-    check_fencing(&unfenced, &disks, None, false, &deadline()).unwrap();
-    assert!(matches!(check_fencing(&unfenced, &disks, None, true, &deadline()), Err(DrbdError::Refused(r)) if r[0].contains("rule F1")));
+    check_fencing(&unfenced, &disks, None, &GateParams::default(), &deadline()).unwrap();
+    assert!(matches!(check_fencing(&unfenced, &disks, None, &required, &deadline()), Err(DrbdError::Refused(r)) if r[0].contains("rule F1")));
     // A domain without DRBD disks is not asked.
-    check_fencing(&unfenced, &["/dev/sda"], None, true, &deadline()).unwrap();
+    check_fencing(&unfenced, &["/dev/sda"], None, &required, &deadline()).unwrap();
 
     // The state recorded without its configuration: the policy is unknown,
     // which counts as no fencing.
@@ -352,6 +352,13 @@ fn a_start_without_fencing_warns_or_is_refused_by_f1() {
     let err = gate_domain(&cut, &disks, None, &Purpose::Start, &required, &deadline()).unwrap_err();
     assert!(
         matches!(&err, DrbdError::Refused(r) if r.len() == 1 && r[0].starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start")),
+        "{err:?}"
+    );
+    // Rule F2: the same fenced resource is not fenced enough for both nodes Primary.
+    let dual = GateParams { require_fencing: true, dual_primary: true, ..GateParams::default() };
+    let err = gate_domain(&from_real84("healthy.alpha", &scratch), &disks, None, &Purpose::Start, &dual, &deadline()).unwrap_err();
+    assert!(
+        matches!(&err, DrbdError::Refused(r) if r.len() == 1 && r[0].starts_with("r0: fencing resource-only (volume 0) with drbd_dual_primary (rule F2): refusing to start")),
         "{err:?}"
     );
 }

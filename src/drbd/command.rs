@@ -51,7 +51,7 @@ pub fn check(sources: &dyn DrbdSource, resources: &[String], purpose: &Purpose, 
     let mut reasons = verdict.reasons;
     if *purpose == Purpose::Start {
         let settings = sources.read_fencing(&deadline);
-        let fencing = fencing_rule(resources, settings.as_deref().map_err(String::as_str), params.require_fencing);
+        let fencing = fencing_rule(resources, settings.as_deref().map_err(String::as_str), params.require_fencing, params.dual_primary);
         if fencing.refused {
             reasons.extend(fencing.findings);
         } else {

@@ -53,6 +53,12 @@
 //!   data. A warning by default (the classic agent does not look, and a
 //!   drop-in must not refuse what it ran); a refusal with
 //!   `drbd_require_fencing`. A policy that cannot be read counts as missing.
+//! - F2 with `drbd_dual_primary`, no `resource-only`: with both nodes Primary
+//!   a cut replication link makes both call the fence-peer handler; the node
+//!   without the guest can win, and Pacemaker then moves the guest onto its
+//!   older data. `resource-and-stonith` freezes I/O until the handler is
+//!   done, so no write is acknowledged that the winner lacks. Warning or
+//!   refusal as F1.
 //!
 //! DRBD 8.4 names no peers: its single peer stands for the target/source.
 //!
@@ -153,9 +159,14 @@ pub struct FencingVerdict {
     pub refused: bool,
 }
 
-/// F1 for `resources`. `settings` is what `drbdsetup show` said, or why it
-/// could not be read.
-pub fn fencing_rule(resources: &[String], settings: Result<&[FencingSetting], &str>, require_fencing: bool) -> FencingVerdict {
+/// F1 and F2 for `resources`. `settings` is what `drbdsetup show` said, or
+/// why it could not be read.
+pub fn fencing_rule(
+    resources: &[String],
+    settings: Result<&[FencingSetting], &str>,
+    require_fencing: bool,
+    dual_primary: bool,
+) -> FencingVerdict {
     // The resource, the policy and the verdict come first: Pacemaker shows
     // the start of an exit reason, and it must say what and why.
     let verdict = if require_fencing { ": refusing to start" } else { "" };
@@ -186,6 +197,16 @@ pub fn fencing_rule(resources: &[String], settings: Result<&[FencingSetting], &s
                  the peer's data Outdated, so a failover can run the guest on older data and lose writes; configure \
                  fencing resource-only with the crm-fence-peer handlers{hint}",
                 unfenced.join(", ")
+            ));
+        }
+        let race = if dual_primary { scopes_with(Some(FencingPolicy::ResourceOnly)) } else { Vec::new() };
+        if !race.is_empty() {
+            findings.push(format!(
+                "{name}: fencing resource-only ({}) with drbd_dual_primary (rule F2){verdict}: with both nodes Primary a cut \
+                 replication link makes both call the fence-peer handler, the node without the guest can win, and the \
+                 guest then restarts there on older data; configure fencing resource-and-stonith, as LINBIT documents \
+                 for dual-primary{hint}",
+                race.join(", ")
             ));
         }
         let undisclosed = scopes_with(None);
@@ -489,10 +510,26 @@ mod tests {
     const UNFENCED_84: &str = include_str!("../../tests/fixtures/drbd/84-single.show");
 
     #[test]
+    fn f2_asks_dual_primary_for_resource_and_stonith() {
+        let resource_only = fencing(FENCED_84).unwrap();
+        assert!(resource_only.iter().all(|s| s.policy == Some(FencingPolicy::ResourceOnly)), "{resource_only:?}");
+        assert!(fencing_rule(&names(&["r0"]), Ok(&resource_only), true, false).findings.is_empty());
+        let warned = fencing_rule(&names(&["r0"]), Ok(&resource_only), false, true);
+        assert!(!warned.refused);
+        assert_eq!(warned.findings.len(), 1);
+        assert!(warned.findings[0].starts_with("r0: fencing resource-only (volume 0) with drbd_dual_primary (rule F2): with both"), "{warned:?}");
+        let refused = fencing_rule(&names(&["r0"]), Ok(&resource_only), true, true);
+        assert!(refused.refused && refused.findings[0].contains("(rule F2): refusing to start: "), "{refused:?}");
+        let stonith: Vec<FencingSetting> =
+            resource_only.iter().map(|s| FencingSetting { policy: Some(FencingPolicy::ResourceAndStonith), ..s.clone() }).collect();
+        assert!(fencing_rule(&names(&["r0"]), Ok(&stonith), true, true).findings.is_empty());
+    }
+
+    #[test]
     fn f1_passes_a_fenced_resource_whatever_the_parameter() {
         let settings = fencing(FENCED_84).unwrap();
         for require in [false, true] {
-            let v = fencing_rule(&names(&["r0"]), Ok(&settings), require);
+            let v = fencing_rule(&names(&["r0"]), Ok(&settings), require, false);
             assert_eq!(v, FencingVerdict { findings: vec![], refused: false });
         }
     }
@@ -500,14 +537,14 @@ mod tests {
     #[test]
     fn f1_warns_about_dont_care_and_refuses_it_when_fencing_is_required() {
         let settings = fencing(UNFENCED_84).unwrap();
-        let warned = fencing_rule(&names(&["r0"]), Ok(&settings), false);
+        let warned = fencing_rule(&names(&["r0"]), Ok(&settings), false, false);
         assert!(!warned.refused);
         assert_eq!(warned.findings.len(), 1, "{warned:?}");
         let finding = &warned.findings[0];
         assert!(finding.starts_with("r0: fencing dont-care (volume 0) (rule F1): after the replication link is cut"), "{finding}");
         assert!(finding.contains("older data") && finding.ends_with("(drbd_require_fencing makes this a refusal)"), "{finding}");
 
-        let refused = fencing_rule(&names(&["r0"]), Ok(&settings), true);
+        let refused = fencing_rule(&names(&["r0"]), Ok(&settings), true, false);
         assert!(refused.refused);
         assert!(refused.findings[0].starts_with("r0: fencing dont-care (volume 0) (rule F1): refusing to start: "), "{refused:?}");
         assert!(refused.findings[0].ends_with("with the crm-fence-peer handlers"), "{refused:?}");
@@ -516,11 +553,11 @@ mod tests {
     #[test]
     fn f1_counts_an_unreadable_or_missing_policy_as_no_fencing() {
         let detached = fencing(DETACHED_84).unwrap();
-        let v = fencing_rule(&names(&["r0"]), Ok(&detached), true);
+        let v = fencing_rule(&names(&["r0"]), Ok(&detached), true, false);
         assert!(v.refused && v.findings[0].starts_with("r0: fencing policy unknown (volume 0: no local disk, so DRBD shows no disk options) (rule F1): refusing to start"), "{v:?}");
-        let v = fencing_rule(&names(&["r0"]), Err("drbdsetup show all: exit 20"), true);
+        let v = fencing_rule(&names(&["r0"]), Err("drbdsetup show all: exit 20"), true, false);
         assert!(v.refused && v.findings[0].contains("(drbdsetup show all: exit 20)"), "{v:?}");
-        let v = fencing_rule(&names(&["r1"]), Ok(&fencing(FENCED_84).unwrap()), false);
+        let v = fencing_rule(&names(&["r1"]), Ok(&fencing(FENCED_84).unwrap()), false, false);
         assert!(!v.refused && v.findings[0].starts_with("r1: fencing policy unknown (not in drbdsetup show)"), "{v:?}");
     }
 
@@ -530,10 +567,10 @@ mod tests {
     fn f1_names_every_unfenced_connection() {
         let setting = |peer: &str, policy| FencingSetting { resource: "r0".into(), scope: FencingScope::Connection(peer.into()), policy: Some(policy) };
         let settings = vec![setting("node2", FencingPolicy::ResourceOnly), setting("node3", FencingPolicy::DontCare), setting("node4", FencingPolicy::DontCare)];
-        let v = fencing_rule(&names(&["r0"]), Ok(&settings), true);
+        let v = fencing_rule(&names(&["r0"]), Ok(&settings), true, false);
         assert_eq!(v.findings.len(), 1, "{v:?}");
         assert!(v.findings[0].starts_with("r0: fencing dont-care (connection to node3, connection to node4) (rule F1): refusing to start"), "{v:?}");
         let fenced = vec![setting("node2", FencingPolicy::ResourceOnly), setting("node3", FencingPolicy::ResourceAndStonith)];
-        assert!(fencing_rule(&names(&["r0"]), Ok(&fenced), true).findings.is_empty());
+        assert!(fencing_rule(&names(&["r0"]), Ok(&fenced), true, false).findings.is_empty());
     }
 }

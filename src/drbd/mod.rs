@@ -129,7 +129,7 @@ pub fn gate_domain(
     // F1 only for a start: a migration moves the guest between two connected
     // UpToDate copies (T5, M2), which no cut link has made unequal.
     if *purpose == Purpose::Start {
-        reasons.extend(fencing_findings(sources, &resources, params.require_fencing, deadline));
+        reasons.extend(fencing_findings(sources, &resources, params, deadline));
     }
     if reasons.is_empty() {
         info!("DRBD gate: {} may be used for {purpose} ({})", resources.join(", "), state.origin.describe());
@@ -142,14 +142,15 @@ pub fn gate_domain(
     }
 }
 
-/// F1 alone, for validate-all: Ok when every resource is fenced, or when
-/// it is not and fencing is not required (each finding is logged as a
-/// warning); `Refused` when fencing is required and missing.
+/// F1 and F2 alone, for validate-all: Ok when every resource is fenced as
+/// it should be, or when it is not and fencing is not required (each
+/// finding is logged as a warning); `Refused` when fencing is required and
+/// missing.
 pub fn check_fencing(
     sources: &dyn DrbdSource,
     block_devices: &[&str],
     explicit: Option<&str>,
-    require_fencing: bool,
+    params: &GateParams,
     deadline: &Deadline,
 ) -> Result<(), DrbdError> {
     if !uses_drbd(block_devices, explicit) {
@@ -159,7 +160,7 @@ pub fn check_fencing(
     let state = sources.read(false, deadline).map_err(DrbdError::Read)?;
     let resources = resources_for_disks(block_devices, explicit, &state)
         .map_err(|e| DrbdError::Resources(format!("DRBD fencing check: {e:#}")))?;
-    let refusals = fencing_findings(sources, &resources, require_fencing, deadline);
+    let refusals = fencing_findings(sources, &resources, params, deadline);
     if refusals.is_empty() {
         Ok(())
     } else {
@@ -167,10 +168,10 @@ pub fn check_fencing(
     }
 }
 
-/// Runs F1: warnings are logged here; what refuses is returned.
-fn fencing_findings(sources: &dyn DrbdSource, resources: &[String], require_fencing: bool, deadline: &Deadline) -> Vec<String> {
+/// Runs F1 and F2: warnings are logged here; what refuses is returned.
+fn fencing_findings(sources: &dyn DrbdSource, resources: &[String], params: &GateParams, deadline: &Deadline) -> Vec<String> {
     let settings = sources.read_fencing(deadline);
-    let verdict = fencing_rule(resources, settings.as_deref().map_err(String::as_str), require_fencing);
+    let verdict = fencing_rule(resources, settings.as_deref().map_err(String::as_str), params.require_fencing, params.dual_primary);
     if verdict.refused {
         return verdict.findings;
     }

@@ -4,18 +4,23 @@
 use crate::drbd::{DrbdError, GateParams, Purpose};
 use crate::ocf::{OcfError, OcfResult, OcfStatus};
 
+use super::params::Params;
 use super::vm::Vm;
 
 /// The DRBD gate for this domain's disks (or the `drbd_resources` named).
 pub fn check(vm: &Vm, purpose: &Purpose) -> OcfResult<()> {
     let devices: Vec<&str> = vm.domain.block_devices().collect();
-    let params = GateParams {
-        allow_diskless: vm.params.drbd_allow_diskless,
-        require_fencing: vm.params.drbd_require_fencing,
-        dual_primary: vm.params.drbd_dual_primary,
-    };
-    crate::drbd::gate_domain(vm.host.drbd(), &devices, vm.params.drbd_resources.as_deref(), purpose, &params, &vm.deadline)
+    crate::drbd::gate_domain(vm.host.drbd(), &devices, vm.params.drbd_resources.as_deref(), purpose, &gate_params(&vm.params), &vm.deadline)
     .map_err(refusal)
+}
+
+/// The operator's DRBD choices among the agent's parameters.
+pub(crate) fn gate_params(params: &Params) -> GateParams {
+    GateParams {
+        allow_diskless: params.drbd_allow_diskless,
+        require_fencing: params.drbd_require_fencing,
+        dual_primary: params.drbd_dual_primary,
+    }
 }
 
 /// A DRBD gate error as the action reports it: missing DRBD tools are

@@ -89,15 +89,15 @@ pub fn check_node(params: &Params, config: &LoadedConfig) -> Result<(), OcfError
     Ok(())
 }
 
-/// validate-all's part of the DRBD gate: rule F1 (the fencing policy of the
-/// DRBD resources behind the domain). Missing fencing is a warning, or with
+/// validate-all's part of the DRBD gate: rules F1 and F2 (the fencing policy
+/// of the DRBD resources behind the domain). Missing fencing is a warning, or with
 /// `drbd_require_fencing` OCF_ERR_CONFIGURED: the DRBD configuration, the
 /// same on every node, cannot keep a failover off older data. DRBD state
 /// that cannot be read here (module not loaded, resource down) says
 /// nothing about the configuration: a warning, and start checks again.
 pub fn check_drbd_fencing(drbd: &dyn DrbdSource, params: &Params, config: &LoadedConfig, deadline: &Deadline) -> Result<(), OcfError> {
     let devices: Vec<&str> = config.domain.block_devices().collect();
-    match crate::drbd::check_fencing(drbd, &devices, params.drbd_resources.as_deref(), params.drbd_require_fencing, deadline) {
+    match crate::drbd::check_fencing(drbd, &devices, params.drbd_resources.as_deref(), &super::drbd_gate::gate_params(params), deadline) {
         Ok(()) => Ok(()),
         Err(DrbdError::Refused(findings)) => Err(OcfError::configured(findings.join("; "))),
         Err(e) => {
