@@ -27,11 +27,6 @@ for nic in /sys/class/net/*; do
     ip link set "${nic##*/}" up
 done
 
-# A tree copied over the node's root first, when the run names one
-# (VIRTGUARD_DRBD_CLUSTER_EXTRA_ROOT): packages the host lacks, for the nodes only.
-extra=$(cat "$run/extra-root" 2>/dev/null)
-[ -n "$extra" ] && [ -d "$extra" ] && cp -a "$extra/." /
-
 # The host's state in these directories is not this node's.
 for dir in /etc/libvirt /etc/drbd.d /etc/corosync /var/lib/pacemaker /var/log/pacemaker /var/lib/corosync \
     /var/log/corosync /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /var/lib/drbd; do

@@ -242,7 +242,7 @@ up)
         command -v "$program" >/dev/null || [ -x "/usr/sbin/$program" ] || die "no $program"
     done
     [ -x /usr/lib/ocf/resource.d/linbit/drbd ] || die "no ocf:linbit:drbd (drbd-utils)"
-    [ -x /usr/sbin/pacemakerd ] || [ -x "${VIRTGUARD_DRBD_CLUSTER_EXTRA_ROOT:-/nonexistent}/usr/sbin/pacemakerd" ] || die "no pacemakerd"
+    [ -x /usr/sbin/pacemakerd ] || die "no pacemakerd"
     . "$here/modules.sh"
     lab_dir=$(build_initrd)
     mkdir -p "$dir"
@@ -252,7 +252,6 @@ up)
     # during a run does not change it under Pacemaker.
     install -m 0755 "$binary" "$dir/virtguard"
     echo "$lab_dir" > "$dir/lab-dir"
-    echo "${VIRTGUARD_DRBD_CLUSTER_EXTRA_ROOT:-}" > "$dir/extra-root"
     free_udp_ports > "$dir/ports"
     if ! our_pid "$dir/power.pid" "$dir" >/dev/null; then start_power_switch "$dir"; fi
     for node in $NODES; do
