@@ -225,7 +225,7 @@ impl Lab {
     /// The CPU the node has spent on resource agents and on libvirtd so far
     /// (see [`DaemonCpu`]).
     pub fn daemon_cpu(&self, node: &str) -> DaemonCpu {
-        let executor = if self.remote.iter().any(|n| *n == node) { REMOTE_EXECUTOR_COMM } else { "pacemaker-execd" };
+        let executor = if self.remote.contains(&node) { REMOTE_EXECUTOR_COMM } else { "pacemaker-execd" };
         let pid_of = |name: &str| self.node_process(node, name).unwrap_or_else(|| self.fail(&format!("no {name} on {node}")));
         let stat = |pid: String| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let fields = |text: &str| -> Vec<u64> {
