@@ -39,9 +39,6 @@ const STABILITY_WINDOW: Duration = Duration::from_secs(35);
 const GUEST_PREFIX: &str = "vgt-g";
 /// The namespace of virtguard's owner tag in a domain's metadata.
 const OWNER_TAG_NAMESPACE: &str = virtguard::hypervisor::owner_tag::NAMESPACE;
-/// Where the agent keeps its per-boot state when Pacemaker gives it no
-/// HA_RSCTMP (the classic agents' ocf-directories default, the same).
-const DEFAULT_RSCTMP: &str = "/run/resource-agents";
 /// Every guest probed on every node, then started, on a shared two-core machine.
 const MANY_STARTS: Duration = Duration::from_secs(600);
 
@@ -496,13 +493,13 @@ impl Run<'_> {
     /// own environment (the executor passes it on to every agent), else the
     /// agent's default.
     fn rsctmp_on(&self, node: &str) -> String {
-        let remoted = self.lab.node_process(node, "pacemaker-remot").unwrap_or_else(|| self.fail(&format!("no pacemaker-remoted on {node}")));
+        let remoted = self.lab.node_process(node, support::cluster::REMOTE_EXECUTOR_COMM).unwrap_or_else(|| self.fail(&format!("no pacemaker-remoted on {node}")));
         let environ = std::fs::read(format!("/proc/{remoted}/environ")).unwrap_or_default();
         environ
             .split(|b| *b == 0)
             .find_map(|v| v.strip_prefix(b"HA_RSCTMP=").map(|d| String::from_utf8_lossy(d).into_owned()))
             .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| DEFAULT_RSCTMP.to_owned())
+            .unwrap_or_else(|| virtguard::ocf::DEFAULT_STATE_DIR.to_owned())
     }
 
     /// On a remote node, the agent remembers each guest it runs under that

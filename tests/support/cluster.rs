@@ -399,7 +399,7 @@ impl Drop for Lab {
 }
 
 /// The command name of pacemaker-remoted as /proc shows it (cut at 15 characters).
-const REMOTE_EXECUTOR_COMM: &str = "pacemaker-remot";
+pub const REMOTE_EXECUTOR_COMM: &str = "pacemaker-remot";
 
 /// CPU of one node, in clock ticks: `agents_ticks` is what the children
 /// that the node's executor (pacemaker-execd on a full node,
