@@ -37,6 +37,8 @@ const FAILOVER_OUTAGE: Duration = Duration::from_secs(120);
 /// How long the placement is watched for changes nobody asked for.
 const STABILITY_WINDOW: Duration = Duration::from_secs(35);
 const GUEST_PREFIX: &str = "vgt-g";
+/// The namespace of virtguard's owner tag in a domain's metadata.
+const OWNER_TAG_NAMESPACE: &str = virtguard::hypervisor::owner_tag::NAMESPACE;
 /// Every guest probed on every node, then started, on a shared two-core machine.
 const MANY_STARTS: Duration = Duration::from_secs(600);
 
@@ -49,6 +51,11 @@ struct Run<'a> {
 
 fn guest_count() -> usize {
     std::env::var("VG_SCALE_GUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(40)
+}
+
+/// How long each agent's monitors are measured in scenario 6.
+fn monitor_window() -> Duration {
+    Duration::from_secs(std::env::var("VG_SCALE_MONITOR_S").ok().and_then(|v| v.parse().ok()).unwrap_or(30))
 }
 
 fn shape() -> (usize, usize) {
@@ -82,6 +89,9 @@ fn scale_cluster_scenarios() {
         ("4 the full node holding a remote node's connection dies: the guests there are untouched", Run::s4_connection_host_dies),
         ("2 a remote node in standby: its guests live-migrate to the others", Run::s2_standby),
         ("3 a remote node crashes: fenced, its guests start elsewhere once", Run::s3_remote_crash),
+        ("5 a full node cut off from the others: quorum lost there, every guest still runs once", Run::s5_full_node_cut_off),
+        // Last: it leaves some guests on the classic agent.
+        ("6 cost at density: both agents' CPU per remote node and monitor exec-times, one after the other", Run::s6_cost_at_density),
     ];
     support::scenarios::run(&mut run, "scale cluster test", scenarios, start);
 }
@@ -120,6 +130,9 @@ impl support::scenarios::Suite for Run<'_> {
     fn repair(&mut self) {
         progress("  repairing the cluster for the next scenario");
         let lab = self.lab;
+        for node in lab.nodes() {
+            let _ = lab.harness(&["link", node, "up"]);
+        }
         for node in lab.nodes() {
             if lab.is_off(node) || lab.node_pids(node).is_empty() {
                 lab.power_on(node);
@@ -335,6 +348,7 @@ impl Run<'_> {
                 self.check(value.trim() == expected, || format!("{guest}: utilization {name} is {:?}, expected {expected}", value.trim()));
             }
         }
+        self.assert_remembered_and_tagged(&per_node, "after the start");
         // Stable: monitors that find nothing changed write nothing that moves anything.
         let offsets = self.log_offsets();
         progress(&format!("  every guest monitored every {MONITOR_INTERVAL_S}s; watching for {}s", STABILITY_WINDOW.as_secs()));
@@ -379,6 +393,12 @@ impl Run<'_> {
         );
         let after = self.assert_placed("after the standby");
         self.figure("guests per remote node after the standby", Self::counts(&after));
+        let arrived: BTreeMap<String, Vec<String>> =
+            after.iter().map(|(n, g)| (n.clone(), g.iter().filter(|g| leaving.contains(g)).cloned().collect())).collect();
+        self.assert_remembered_and_tagged(&arrived, "after the live migration");
+        let rsctmp = self.rsctmp_on(&node);
+        let left: Vec<&String> = leaving.iter().filter(|g| lab.run(&node, &["test", "-e", &format!("{rsctmp}/virtguard-{g}.domain")]).status.success()).collect();
+        self.check(left.is_empty(), || format!("{node} still remembers guests that left it: {left:?}"));
         self.check(started.is_empty() && migrated == leaving.len(), || format!("of {} guests, {migrated} live-migrated; started: {started:?}", leaving.len()));
         lab.crm(&["pcs", "node", "unstandby", &node]);
         lab.crm(&["pcs", "property", "unset", "migration-limit"]);
@@ -467,5 +487,238 @@ impl Run<'_> {
         self.assert_placed("after the connection moved");
         lab.boot(host);
         lab.wait_idle();
+    }
+
+    /// HA_RSCTMP as the agents of a remote node get it: pacemaker-remoted's
+    /// own environment (the executor passes it on to every agent), else the
+    /// agent's default.
+    fn rsctmp_on(&self, node: &str) -> String {
+        let remoted = self.lab.node_process(node, support::cluster::REMOTE_EXECUTOR_COMM).unwrap_or_else(|| self.fail(&format!("no pacemaker-remoted on {node}")));
+        let environ = std::fs::read(format!("/proc/{remoted}/environ")).unwrap_or_default();
+        environ
+            .split(|b| *b == 0)
+            .find_map(|v| v.strip_prefix(b"HA_RSCTMP=").map(|d| String::from_utf8_lossy(d).into_owned()))
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| virtguard::ocf::DEFAULT_STATE_DIR.to_owned())
+    }
+
+    /// On a remote node, the agent remembers each guest it runs under that
+    /// node's own HA_RSCTMP (not on the full node that holds the
+    /// connection), and the guest's live definition carries the resource's
+    /// owner tag. Checks the first guest of each node in `per_node`.
+    fn assert_remembered_and_tagged(&mut self, per_node: &BTreeMap<String, Vec<String>>, label: &str) {
+        let lab = self.lab;
+        let mut seen = Vec::new();
+        for (node, guests) in per_node {
+            let Some(guest) = guests.first() else { continue };
+            let rsctmp = self.rsctmp_on(node);
+            let memory = format!("{rsctmp}/virtguard-{guest}.domain");
+            let remembered = lab.run(node, &["cat", &memory]);
+            self.check(String::from_utf8_lossy(&remembered.stdout).trim() == guest, || {
+                format!("{label}: {node} does not remember {guest} in {memory}: {:?} {}", String::from_utf8_lossy(&remembered.stdout), String::from_utf8_lossy(&remembered.stderr))
+            });
+            let tagged = lab.run(node, &["cat", &format!("{rsctmp}/virtguard-{guest}.owner-tagged")]);
+            self.check(String::from_utf8_lossy(&tagged.stdout).trim() == guest, || format!("{label}: {node} has not confirmed {guest}'s owner tag"));
+            let metadata = lab.must(node, &["virsh", "-c", "qemu:///system", "metadata", guest, "--uri", OWNER_TAG_NAMESPACE]);
+            let owner = virtguard::hypervisor::owner_tag::owner_of_element(&metadata);
+            self.check(owner.as_deref() == Some(guest.as_str()), || format!("{label}: {guest} on {node} carries the owner tag {owner:?}"));
+            let connection_host = lab.located(node).first().cloned().unwrap_or_default();
+            if let Some(host) = lab.full_nodes().into_iter().find(|n| *n == connection_host) {
+                let there = lab.run(host, &["test", "-e", &memory]);
+                self.check(!there.status.success(), || format!("{label}: {memory} exists on {host}, which only holds {node}'s connection"));
+            }
+            seen.push(format!("{guest} on {node} ({memory})"));
+        }
+        let rsctmp_set = per_node.keys().next().map(|n| self.rsctmp_on(n)).unwrap_or_default();
+        self.figure(
+            &format!("remote nodes {label}: HA_RSCTMP, remembered name, owner tag"),
+            format!("HA_RSCTMP {rsctmp_set} in each remote node's own /run; remembered and tagged: {}", seen.join(", ")),
+        );
+    }
+
+    /// Where each remote node's connection runs (remote node -> full node).
+    fn connection_hosts(&self) -> BTreeMap<&'static str, String> {
+        self.lab.remote_nodes().into_iter().map(|r| (r, self.lab.located(r).join(","))).collect()
+    }
+
+    fn s5_full_node_cut_off(&mut self) {
+        let lab = self.lab;
+        self.check(!self.guests.is_empty(), || "scenario 5 needs the guests of scenario 1".into());
+        let before = self.assert_placed("before the cut");
+        let connections = self.connection_hosts();
+        // The full node that holds the most connections: what it holds must move.
+        let node: &'static str = lab
+            .full_nodes()
+            .into_iter()
+            .max_by_key(|n| connections.values().filter(|h| h == n).count())
+            .expect("full nodes");
+        let held: Vec<&str> = connections.iter().filter(|(_, h)| *h == node).map(|(r, _)| *r).collect();
+        let fences_before = lab.fence_actions().len();
+        let offsets = self.log_offsets();
+        let cut_log_from = lab.pacemaker_log(node).len();
+        let t = Instant::now();
+        lab.harness_ok(&["link", node, "down"]);
+        // Cluster-wide commands now go to the quorate side.
+        lab.mark_off(node);
+        lab.poll(&format!("{node} to log its loss of quorum"), Duration::from_secs(60), || {
+            lab.pacemaker_log(node).get(cut_log_from..).is_some_and(|l| l.contains("Quorum lost")).then_some(())
+        });
+        let quorum_lost_s = t.elapsed().as_secs_f64();
+        lab.wait_idle();
+        let idle_s = t.elapsed().as_secs_f64();
+        let fenced: Vec<String> = lab.fence_actions()[fences_before..].to_vec();
+        self.check(fenced.iter().all(|a| a.ends_with(&format!(" off {node}"))), || format!("only {node} may be fenced: {fenced:?}"));
+        let was_fenced = !fenced.is_empty();
+        let moved = self.connection_hosts();
+        let after = self.assert_placed("with the node cut off");
+        let quorate_side: Vec<&str> = lab.full_nodes().into_iter().filter(|n| *n != node).collect();
+        let touched_by_quorate: Vec<String> = {
+            let only_quorate: HashMap<&'static str, usize> = offsets.iter().map(|(n, o)| (*n, if *n == node { usize::MAX } else { *o })).collect();
+            self.guest_ops_since(&only_quorate, &["start", "stop", "migrate_to", "migrate_from"])
+        };
+        let asked_by_cut: Vec<String> = {
+            let only_cut: HashMap<&'static str, usize> = offsets.iter().map(|(n, o)| (*n, if *n == node { *o } else { usize::MAX })).collect();
+            self.guest_ops_since(&only_cut, &["start", "stop", "migrate_to", "migrate_from"])
+        };
+        let connection_moves: Vec<String> = held.iter().map(|r| format!("{r} {node} -> {}", moved.get(r).cloned().unwrap_or_default())).collect();
+        self.figure(
+            &format!("{node} cut off (held the connections of {held:?}; {} guests on the remote nodes)", self.guests.len()),
+            format!(
+                "quorum loss in its log after {quorum_lost_s:.1}s; {}; quorate side ({}) idle after {idle_s:.1}s; connections moved: {}; guests stopped/started/moved by the quorate side: {}, asked of the remote nodes by the cut node: {}",
+                if was_fenced { format!("fenced ({})", fenced.len()) } else { "not fenced".to_owned() },
+                quorate_side.join(", "),
+                if connection_moves.is_empty() { "none".to_owned() } else { connection_moves.join(", ") },
+                touched_by_quorate.len(),
+                asked_by_cut.len()
+            ),
+        );
+        self.check(touched_by_quorate.is_empty(), || format!("the quorate side stopped, started or moved guests: {touched_by_quorate:?}"));
+        self.check(before == after, || format!("guests changed nodes: before {}, after {}", Self::counts(&before), Self::counts(&after)));
+        for r in &held {
+            let at = moved.get(r).cloned().unwrap_or_default();
+            self.check(!at.is_empty() && at != node && !at.contains(','), || format!("the connection {r} is on {at:?} with {node} cut off"));
+        }
+        // The cable back; a fenced node is powered on again. It rejoins.
+        let t = Instant::now();
+        lab.harness_ok(&["link", node, "up"]);
+        lab.power_on(node);
+        lab.harness_ok(&["wait", "180"]);
+        lab.wait_idle();
+        let rejoined_s = t.elapsed().as_secs_f64();
+        let touched_on_rejoin = self.guest_ops_since(&offsets, &["start", "stop", "migrate_to", "migrate_from"]);
+        let by_quorate_or_rejoin: Vec<&String> = touched_on_rejoin.iter().filter(|o| !asked_by_cut.contains(o)).collect();
+        self.figure(&format!("{node} plugged in again{}", if was_fenced { " and powered on" } else { "" }), format!("rejoined, cluster idle after {rejoined_s:.1}s; connections now {:?}", self.connection_hosts()));
+        self.check(by_quorate_or_rejoin.is_empty(), || format!("guests were stopped, started or moved when {node} rejoined: {by_quorate_or_rejoin:?}"));
+        let end = self.assert_placed("after the rejoin");
+        self.check(end == before, || format!("guests changed nodes: before {}, after the rejoin {}", Self::counts(&before), Self::counts(&end)));
+    }
+
+    /// The agents' CPU on each remote node, and Pacemaker's recorded monitor
+    /// exec-times per agent, over one monitor window; the guests of
+    /// `classic_on` run under the classic agent, all others under virtguard.
+    /// Fails when a guest's monitor failed or a guest moved meanwhile.
+    fn measure_density(&mut self, label: &str, classic_on: Option<&str>) {
+        let lab = self.lab;
+        let window = monitor_window();
+        let per_node = self.assert_placed(&format!("before measuring {label}"));
+        let agent_of = |node: &str| if Some(node) == classic_on { "heartbeat" } else { "virtguard" };
+        let offsets = self.log_offsets();
+        let nodes: Vec<&'static str> = lab.remote_nodes();
+        let before: Vec<support::cluster::DaemonCpu> = nodes.iter().map(|n| lab.daemon_cpu(n)).collect();
+        progress(&format!("  {label}: every guest monitored every {MONITOR_INTERVAL_S}s; measuring {}s", window.as_secs()));
+        std::thread::sleep(window);
+        let after: Vec<support::cluster::DaemonCpu> = nodes.iter().map(|n| lab.daemon_cpu(n)).collect();
+        let mut parts = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let guests = per_node.get(*node).map_or(0, Vec::len);
+            let (agents_ms, libvirtd_ms) = after[i].ms_since(&before[i]);
+            let monitors = guests as f64 * window.as_secs_f64() / MONITOR_INTERVAL_S as f64;
+            parts.push(format!(
+                "{node} ({guests} guests, ocf:{}): agents {agents_ms:.0} ms ({:.2}% of a core), {:.1} ms per guest per monitor; libvirtd {libvirtd_ms:.0} ms",
+                agent_of(node),
+                agents_ms / window.as_secs_f64() / 10.0,
+                if monitors > 0.0 { agents_ms / monitors } else { 0.0 }
+            ));
+        }
+        self.figure(&format!("{label}: {} guests monitored every {MONITOR_INTERVAL_S}s, agents' CPU over {}s per remote node", self.guests.len(), window.as_secs()), parts.join("; "));
+        let monitors: Vec<support::cluster::Op> =
+            lab.history().into_iter().filter(|o| o.operation() == "monitor" && o.attr("interval") == "10000" && self.guests.iter().any(|g| g == o.resource())).collect();
+        let failed: Vec<String> = monitors.iter().filter(|o| o.rc() != 0).map(support::cluster::Op::describe).collect();
+        for agent in ["virtguard", "heartbeat"] {
+            let records: Vec<u64> = monitors
+                .iter()
+                .filter(|o| per_node.iter().any(|(n, g)| agent_of(n) == agent && g.iter().any(|g| g == o.resource())))
+                .map(support::cluster::Op::exec_ms)
+                .collect();
+            // A record rewritten when its remote node's connection moved carries exec-time 0.
+            let mut ms: Vec<u64> = records.iter().copied().filter(|ms| *ms > 0).collect();
+            ms.sort_unstable();
+            if !records.is_empty() {
+                let pct = |p: usize| ms.get(ms.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
+                self.figure(
+                    &format!("{label}: ocf:{agent} recurring monitor exec-time, p50 / p90 / max (Pacemaker's last record per guest; {} of {} carry one)", ms.len(), records.len()),
+                    if ms.is_empty() { "none recorded since the connections moved".to_owned() } else { format!("{} / {} / {} ms", pct(50), pct(90), pct(100)) },
+                );
+            }
+        }
+        self.check(failed.is_empty(), || format!("{label}: monitors failed: {failed:?}"));
+        self.check(monitors.len() == self.guests.len(), || format!("{label}: {} of {} guests have a recurring monitor", monitors.len(), self.guests.len()));
+        let moved = self.guest_ops_since(&offsets, &["start", "stop", "migrate_to", "migrate_from"]);
+        self.check(moved.is_empty(), || format!("{label}: guests moved while measuring: {moved:?}"));
+    }
+
+    /// The same guests measured under virtguard, then the guests of one
+    /// remote node stopped, their resources switched to the classic agent
+    /// (same ids, same configs, kept on that node) and started there again,
+    /// and measured again: that node's figures are one agent after the other
+    /// on the same guests, the other nodes' (still virtguard) the control in
+    /// the same window. Not `virtguard adopt`, which switches without a
+    /// restart: it reprobes each resource with `crm_resource --refresh`,
+    /// which takes about 30 s per resource on this topology (see README).
+    fn s6_cost_at_density(&mut self) {
+        let lab = self.lab;
+        self.check(!self.guests.is_empty(), || "scenario 6 needs the guests of scenario 1".into());
+        let placed = self.assert_placed("before the measurements");
+        self.measure_density("all on ocf:virtguard", None);
+        let (node, switched) = placed.iter().max_by_key(|(_, g)| g.len()).map(|(n, g)| (n.clone(), g.clone())).expect("guests are placed");
+        for guest in &switched {
+            self.sampler().release(guest);
+        }
+        let offsets = self.log_offsets();
+        let t = Instant::now();
+        let mut disable = vec!["pcs", "resource", "disable"];
+        disable.extend(switched.iter().map(String::as_str));
+        lab.crm(&disable);
+        lab.wait_idle();
+        let mut script = String::from("set -e\n");
+        for guest in &switched {
+            script += &format!(
+                "cibadmin --create -o constraints --xml-text '<rsc_location id=\"{guest}-classic-on\" rsc=\"{guest}\" node=\"{node}\" score=\"INFINITY\"/>'\n\
+                 cibadmin --modify --xpath \"//primitive[@id='{guest}']\" --xml-text '<primitive id=\"{guest}\" provider=\"heartbeat\"/>'\n"
+            );
+        }
+        lab.must(lab.any_node(), &["sh", "-c", &script]);
+        let mut enable = vec!["pcs", "resource", "enable"];
+        enable.extend(switched.iter().map(String::as_str));
+        lab.crm(&enable);
+        lab.wait_idle_for(MANY_STARTS);
+        self.figure(
+            &format!("the {} guests of {node} stopped, switched to ocf:heartbeat, started there again", switched.len()),
+            format!("{:.1}s until idle", t.elapsed().as_secs_f64()),
+        );
+        for guest in &switched {
+            self.sampler().expect_running(guest, NO_OUTAGE);
+        }
+        let others: Vec<String> = self.guest_ops_since(&offsets, &["start", "stop", "migrate_to", "migrate_from"]).into_iter().filter(|o| !switched.iter().any(|g| o.starts_with(&format!("{g} ")))).collect();
+        self.check(others.is_empty(), || format!("guests of other nodes were stopped, started or moved: {others:?}"));
+        let resources = lab.crm(&["cibadmin", "--query", "-o", "resources"]);
+        let not_classic: Vec<String> = support::cluster::parse_elements(&resources, "primitive")
+            .into_iter()
+            .filter(|p| p.get("id").is_some_and(|id| switched.contains(id)) && p.get("provider").map(String::as_str) != Some("heartbeat"))
+            .filter_map(|p| p.get("id").cloned())
+            .collect();
+        self.check(not_classic.is_empty(), || format!("not switched to ocf:heartbeat: {not_classic:?}"));
+        self.check(self.assert_placed("after the switch") == placed, || "the switch moved guests".into());
+        self.measure_density(&format!("{node} on ocf:heartbeat"), Some(&node));
     }
 }

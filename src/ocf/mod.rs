@@ -11,5 +11,5 @@ pub(crate) mod status;
 
 /// Re-exported: operations are bounded by it, though it is no OCF concept.
 pub use crate::deadline::Deadline;
-pub use env::{Action, OcfEnv};
+pub use env::{Action, OcfEnv, DEFAULT_STATE_DIR};
 pub use status::{OcfError, OcfResult, OcfStatus};

@@ -3,6 +3,9 @@
 //! published (remembered under HA_RSCTMP), so that the steady-state monitor
 //! spawns nothing and never aborts a transition with a needless CIB write.
 
+use std::time::Duration;
+
+use crate::exec::ExecError;
 use crate::hypervisor::domain_xml::Sizes;
 use crate::ocf::{Deadline};
 use crate::vdomain::Params;
@@ -22,6 +25,26 @@ const REMOVED: &str = "-";
 /// not tried again before this many seconds, so that a monitor outside a
 /// working cluster does not spawn crm_resource every time.
 pub const RETRY_AFTER_SECS: u64 = 600;
+/// A failed write is tried once more after this pause, within the same
+/// action, before the long wait above: on a Pacemaker Remote node
+/// crm_resource reaches the CIB through pacemaker-remoted's proxy, which
+/// now and then fails one call (exit 71) while dozens of guests start at
+/// once; without a second try that guest's utilization would stay unset
+/// for ten minutes.
+pub const SECOND_TRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Runs `write`; on failure, once more after [`SECOND_TRY_AFTER`] when the
+/// deadline leaves room for the pause and a second call.
+fn with_second_try(deadline: &Deadline, mut write: impl FnMut() -> Result<(), ExecError>) -> Result<(), ExecError> {
+    match write() {
+        Err(e) if deadline.remaining() > SECOND_TRY_AFTER * 3 => {
+            tracing::info!("{e}; trying once more in {}s", SECOND_TRY_AFTER.as_secs());
+            deadline.sleep(SECOND_TRY_AFTER);
+            write()
+        }
+        result => result,
+    }
+}
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -76,10 +99,10 @@ pub fn publish(vm: &Vm, deadline: &Deadline) {
     };
     let (instance, files) = (vm.env.instance.as_str(), vm.files());
     for change in pending(wanted(vm.params, &sizes), &files) {
-        let result = match &change.value {
+        let result = with_second_try(deadline, || match &change.value {
             Some(value) => vm.host.services().set_utilization(instance, change.attribute, value, deadline),
             None => vm.host.services().delete_utilization(instance, change.attribute, deadline),
-        };
+        });
         match result {
             Ok(()) => {
                 let _ = files.write(StateKey::Utilization(change.attribute), change.value.as_deref().unwrap_or(REMOVED));
@@ -145,6 +168,42 @@ mod tests {
         files.write(StateKey::Utilization("cpu"), "4").unwrap();
         assert_eq!(pending(wanted(&params(&[]), &sizes()), &files).len(), 1, "a changed value is published again");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn failing_write() -> ExecError {
+        ExecError::Spawn { program: "crm_resource".into(), message: "exit 71".into() }
+    }
+
+    #[test]
+    fn a_failed_write_is_tried_once_more_after_a_pause() {
+        let deadline = Deadline::after_on(crate::deadline::Clock::manual(), Duration::from_secs(20));
+        let mut calls = 0;
+        let result = with_second_try(&deadline, || {
+            calls += 1;
+            if calls == 1 { Err(failing_write()) } else { Ok(()) }
+        });
+        assert!(result.is_ok());
+        assert_eq!((calls, deadline.elapsed()), (2, SECOND_TRY_AFTER));
+
+        let mut calls = 0;
+        let result = with_second_try(&deadline, || {
+            calls += 1;
+            Err(failing_write())
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 2, "two tries, never more");
+    }
+
+    #[test]
+    fn no_second_try_without_room_before_the_deadline() {
+        let deadline = Deadline::after_on(crate::deadline::Clock::manual(), SECOND_TRY_AFTER * 2);
+        let mut calls = 0;
+        let result = with_second_try(&deadline, || {
+            calls += 1;
+            Err(failing_write())
+        });
+        assert!(result.is_err());
+        assert_eq!((calls, deadline.elapsed()), (1, Duration::ZERO));
     }
 
     #[test]

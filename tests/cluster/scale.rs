@@ -211,19 +211,17 @@ impl Run<'_> {
     fn measure_monitors(&mut self) {
         let lab = self.lab;
         let window = monitor_window();
-        let cpu_before: Vec<(u64, u64)> = GROUPS.iter().map(|g| self.daemon_cpu(g.home)).collect();
+        let cpu_before: Vec<lab::DaemonCpu> = GROUPS.iter().map(|g| lab.daemon_cpu(g.home)).collect();
         let logs_before: Vec<usize> = NODES.iter().map(|n| lab.pacemaker_log(n).len()).collect();
         progress(&format!("  all guests monitored every {MONITOR_INTERVAL_S}s for {}s", window.as_secs()));
         std::thread::sleep(window);
-        let cpu_after: Vec<(u64, u64)> = GROUPS.iter().map(|g| self.daemon_cpu(g.home)).collect();
+        let cpu_after: Vec<lab::DaemonCpu> = GROUPS.iter().map(|g| lab.daemon_cpu(g.home)).collect();
         let new_log: String = NODES.iter().zip(&logs_before).map(|(n, before)| lab.pacemaker_log(n).get(*before..).unwrap_or_default().to_owned()).collect();
         let aborts = transition_aborts(&new_log);
         let per_agent = guests_per_agent();
         let monitors = per_agent as f64 * window.as_secs_f64() / MONITOR_INTERVAL_S as f64;
-        let tick_ms = 1000.0 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
         for (i, group) in GROUPS.iter().enumerate() {
-            let agents_ms = cpu_after[i].0.saturating_sub(cpu_before[i].0) as f64 * tick_ms;
-            let libvirtd_ms = cpu_after[i].1.saturating_sub(cpu_before[i].1) as f64 * tick_ms;
+            let (agents_ms, libvirtd_ms) = cpu_after[i].ms_since(&cpu_before[i]);
             self.figure(
                 &format!("{per_agent} guests, ocf:{}, monitor every {MONITOR_INTERVAL_S}s for {}s", group.provider, window.as_secs()),
                 format!(
@@ -238,22 +236,6 @@ impl Run<'_> {
         if let Some(ours) = aborts.get(GROUPS[0].prefix) {
             self.check(*ours == 0, || format!("virtguard's own CIB writes aborted {ours} transitions"));
         }
-    }
-
-    /// (CPU of pacemaker-execd's reaped children, CPU of libvirtd) on `node`, in clock ticks.
-    fn daemon_cpu(&self, node: &str) -> (u64, u64) {
-        let pid_of = |name: &str| self.lab.node_process(node, name).unwrap_or_else(|| self.fail(&format!("no {name} on {node}")));
-        let stat = |pid: String| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields = |text: &str| -> Vec<u64> {
-            // After the command name in parentheses: field 3 onwards.
-            text.rsplit_once(") ").map(|(_, rest)| rest.split(' ').map(|f| f.parse().unwrap_or(0)).collect()).unwrap_or_default()
-        };
-        let execd = fields(&stat(pid_of("pacemaker-execd")));
-        let libvirtd = fields(&stat(pid_of("libvirtd")));
-        // utime, stime, cutime, cstime are fields 14-17: indexes 11-14 here.
-        let children = execd.get(13).copied().unwrap_or(0) + execd.get(14).copied().unwrap_or(0);
-        let own = libvirtd.get(11).copied().unwrap_or(0) + libvirtd.get(12).copied().unwrap_or(0);
-        (children, own)
     }
 
     fn delete_scale_guests(&mut self) {

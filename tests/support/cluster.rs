@@ -222,6 +222,25 @@ impl Lab {
         pids.first().map(u32::to_string)
     }
 
+    /// The CPU the node has spent on resource agents and on libvirtd so far
+    /// (see [`DaemonCpu`]).
+    pub fn daemon_cpu(&self, node: &str) -> DaemonCpu {
+        let executor = if self.remote.contains(&node) { REMOTE_EXECUTOR_COMM } else { "pacemaker-execd" };
+        let pid_of = |name: &str| self.node_process(node, name).unwrap_or_else(|| self.fail(&format!("no {name} on {node}")));
+        let stat = |pid: String| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields = |text: &str| -> Vec<u64> {
+            // After the command name in parentheses: field 3 onwards.
+            text.rsplit_once(") ").map(|(_, rest)| rest.split(' ').map(|f| f.parse().unwrap_or(0)).collect()).unwrap_or_default()
+        };
+        let executor = fields(&stat(pid_of(executor)));
+        let libvirtd = fields(&stat(pid_of("libvirtd")));
+        // utime, stime, cutime, cstime are fields 14-17: indexes 11-14 here.
+        DaemonCpu {
+            agents_ticks: executor.get(13).copied().unwrap_or(0) + executor.get(14).copied().unwrap_or(0),
+            libvirtd_ticks: libvirtd.get(11).copied().unwrap_or(0) + libvirtd.get(12).copied().unwrap_or(0),
+        }
+    }
+
     /// The harness's state directory ($VG_CLUSTER_STATE), seen from the host.
     pub fn state_dir(&self) -> &Path {
         &self.state
@@ -376,6 +395,31 @@ impl Drop for Lab {
         if !out.status.success() {
             eprintln!("harness down failed: {}", String::from_utf8_lossy(&out.stderr));
         }
+    }
+}
+
+/// The command name of pacemaker-remoted as /proc shows it (cut at 15 characters).
+pub const REMOTE_EXECUTOR_COMM: &str = "pacemaker-remot";
+
+/// CPU of one node, in clock ticks: `agents_ticks` is what the children
+/// that the node's executor (pacemaker-execd on a full node,
+/// pacemaker-remoted on a remote one) reaped have used, the agents and
+/// everything they ran; `libvirtd_ticks` is libvirtd's own. Only differences
+/// between two readings mean anything.
+#[derive(Debug, Clone, Copy)]
+pub struct DaemonCpu {
+    pub agents_ticks: u64,
+    pub libvirtd_ticks: u64,
+}
+
+impl DaemonCpu {
+    /// (agents, libvirtd) milliseconds of CPU from `earlier` to `self`.
+    pub fn ms_since(&self, earlier: &DaemonCpu) -> (f64, f64) {
+        let tick_ms = 1000.0 / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+        (
+            self.agents_ticks.saturating_sub(earlier.agents_ticks) as f64 * tick_ms,
+            self.libvirtd_ticks.saturating_sub(earlier.libvirtd_ticks) as f64 * tick_ms,
+        )
     }
 }
 
