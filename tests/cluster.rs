@@ -9,7 +9,8 @@
 //! agent (to tell a harness problem from an agent problem);
 //! VG_CLUSTER_AGENT_BINARY=PATH tests another virtguard binary;
 //! VG_CLUSTER_SCENARIOS=3,8 runs only the scenarios with those numbers
-//! (tests/support/scenarios.rs runs them).
+//! (tests/support/scenarios.rs runs them); scenario 40, a benchmark of both
+//! agents, runs only when named there.
 
 mod support;
 #[path = "cluster/adopt.rs"]
@@ -63,7 +64,7 @@ fn cluster_scenarios() {
     let mut run = Run { lab: &lab, agent: agent_name.clone(), provider, figures: Vec::new(), sampler: None };
     run.baseline();
 
-    let scenarios: Vec<support::scenarios::Scenario<Run>> = vec![
+    let mut scenarios: Vec<support::scenarios::Scenario<Run>> = vec![
         ("1 pcs resource create, start, recurring monitor", Run::s1_pcs_create),
         ("2 crm configure primitive", Run::s2_crm_primitive),
         ("3 live migration by crm_resource --move and pcs resource move", Run::s3_live_migration),
@@ -79,9 +80,15 @@ fn cluster_scenarios() {
         ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
         ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
         ("32 virtguard adopt killed half way, then run again", Run::s32_adopt_killed_then_rerun),
-        ("40 many guests: drain and fail back by live migration, monitor cost, both agents side by side", Run::s40_many_guests),
         ("50 seeded fault injection: QEMU, libvirtd, network and node faults at random moments", Run::s50_seeded_faults),
     ];
+    // A benchmark of both agents side by side (about four minutes): only when
+    // named. The default run compares the agents' cost in tests/cluster_scale.rs
+    // (scenario 6).
+    scenarios.extend(support::scenarios::when_named((
+        "40 many guests: drain and fail back by live migration, monitor cost, both agents side by side",
+        Run::s40_many_guests,
+    )));
     support::scenarios::run(&mut run, &format!("cluster test ({})", agent_name), scenarios, start);
 }
 

@@ -6,7 +6,8 @@
 //! printed at the end, never judged.
 //!
 //! VG_CLUSTER_SCENARIOS=3,8 runs only the scenarios with those numbers (the
-//! cluster is still brought up and torn down once).
+//! cluster is still brought up and torn down once); a scenario a suite wraps
+//! in `when_named` runs only then.
 
 // Shared by the cluster suites; each uses all of it, but not every test binary.
 #![allow(dead_code)]
@@ -33,6 +34,12 @@ pub trait Suite {
 pub fn chosen() -> Option<Vec<String>> {
     let list = std::env::var("VG_CLUSTER_SCENARIOS").ok().filter(|v| !v.trim().is_empty())?;
     Some(list.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect())
+}
+
+/// A scenario that runs only when VG_CLUSTER_SCENARIOS names it: a
+/// benchmark whose figures are worth their minutes only when asked for.
+pub fn when_named<R>(scenario: Scenario<R>) -> Option<Scenario<R>> {
+    chosen().is_some_and(|c| c.iter().any(|n| n == number(scenario.0))).then_some(scenario)
 }
 
 fn number(name: &str) -> &str {
