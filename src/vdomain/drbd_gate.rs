@@ -10,7 +10,7 @@ use super::vm::Vm;
 /// The DRBD gate for this domain's disks (or the `drbd_resources` named).
 pub fn check(vm: &Vm, purpose: &Purpose) -> OcfResult<()> {
     let devices: Vec<&str> = vm.domain.block_devices().collect();
-    crate::drbd::gate_domain(vm.host.drbd(), &devices, vm.params.drbd_resources.as_deref(), purpose, &gate_params(&vm.params), &vm.deadline)
+    crate::drbd::gate_domain(vm.host.drbd(), &devices, vm.params.drbd_resources.as_deref(), purpose, &gate_params(vm.params), &vm.deadline)
     .map_err(refusal)
 }
 
