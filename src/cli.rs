@@ -89,7 +89,7 @@ struct DrbdCheck {
     require_fencing: bool,
     /// Both nodes are Primary by design (promoted-max=2 with
     /// allow-two-primaries): a Primary peer does not refuse a start or a
-    /// migration (rules S5, M3).
+    /// migration (rules S5, M3); fencing resource-only is not enough (F2).
     #[arg(long)]
     dual_primary: bool,
 }
