@@ -184,7 +184,7 @@ impl Cluster {
     /// vm1's QEMU on `node` as libvirt's status file says (`running`,
     /// `paused`, ...), None when it has none.
     fn vm1_qemu_state(&self, node: &str) -> Option<String> {
-        let r = self.port(node).try_run("sed -n \"s/.*<domstatus state='\\([a-z]*\\)'.*/\\1/p\" /run/libvirt/qemu/vm1.xml 2>/dev/null").ok()?;
+        let r = self.port(node).try_run(QEMU_STATE).ok()?;
         Some(r.stdout.trim().to_owned()).filter(|s| !s.is_empty())
     }
 
@@ -240,6 +240,15 @@ impl Cluster {
         assert!(status.success(), "drbd-cluster.sh {action} {node}: {status}");
     }
 
+    /// The lab's power switch was asked to fence `node` (off or reboot).
+    fn assert_fenced(&self, node: &str) {
+        let actions = self.power_actions();
+        assert!(
+            actions.contains(&format!("request reboot {node}")) || actions.contains(&format!("request off {node}")),
+            "{node} was not fenced:\n{actions}"
+        );
+    }
+
     fn power_actions(&self) -> String {
         std::fs::read_to_string(self.dir.join("power-actions.log")).unwrap_or_default()
     }
@@ -270,17 +279,26 @@ impl Sight {
     }
 }
 
+/// One line of sh that prints vm1's QEMU state as libvirt's status file
+/// records it (nothing when there is none).
+const QEMU_STATE: &str = "sed -n \"s/.*<domstatus state='\\([a-z]*\\)'.*/\\1/p\" /run/libvirt/qemu/vm1.xml 2>/dev/null";
+
 /// One line of sh that prints r0's role, vm1's QEMU state and how many of
 /// its file descriptors are the DRBD device.
-const SIGHT: &str = "printf '%s|%s|%s\\n' \"$(sed -n 's/.* ro:\\([A-Za-z]*\\)\\/.*/\\1/p' /proc/drbd)\" \"$(sed -n \"s/.*<domstatus state='\\([a-z]*\\)'.*/\\1/p\" /run/libvirt/qemu/vm1.xml 2>/dev/null)\" \"$(p=$(cat /run/libvirt/qemu/vm1.pid 2>/dev/null) && ls -l /proc/$p/fd 2>/dev/null | grep -c /dev/drbd0)\"";
+fn sight_command() -> String {
+    format!(
+        "printf '%s|%s|%s\\n' \"$(sed -n 's/.* ro:\\([A-Za-z]*\\)\\/.*/\\1/p' /proc/drbd)\" \"$({QEMU_STATE})\" \"$(p=$(cat /run/libvirt/qemu/vm1.pid 2>/dev/null) && ls -l /proc/$p/fd 2>/dev/null | grep -c /dev/drbd0)\""
+    )
+}
 
 /// Both nodes, one after the other, until `stop`: a node that does not
 /// answer (powered off) is left out of that round.
 fn sample(cluster: &Cluster, stop: &std::sync::atomic::AtomicBool) -> Vec<Sight> {
+    let command = sight_command();
     let mut sights = Vec::new();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         for node in [ALPHA, BETA] {
-            let Ok(reply) = cluster.port(node).try_run(SIGHT) else { continue };
+            let Ok(reply) = cluster.port(node).try_run(&command) else { continue };
             let fields: Vec<&str> = reply.stdout.trim().split('|').collect();
             let [role, qemu, holds] = fields[..] else { panic!("{node}: unexpected sample {:?}", reply.stdout) };
             sights.push(Sight {
@@ -435,8 +453,7 @@ fn a_guest_on_drbd_loses_no_acknowledged_write_never_runs_on_older_data_and_move
     let crash = Instant::now();
     cluster.lab("kill", crashed);
     let failover = cluster.wait_vm1_on(survivor, CLUSTER_TIMEOUT);
-    let fenced = cluster.power_actions();
-    assert!(fenced.contains(&format!("request reboot {crashed}")) || fenced.contains(&format!("request off {crashed}")), "{crashed} was not fenced:\n{fenced}");
+    cluster.assert_fenced(crashed);
     let read_back = read_patterns(&cluster, survivor, 0..6);
     eprintln!(
         "proof 2: {crashed} powered off; fenced, DRBD promoted and vm1 started on {survivor} {:.1}s later; {read_back}/6 acknowledged patterns read back through the guest's disk there",
@@ -502,8 +519,7 @@ fn a_guest_on_drbd_loses_no_acknowledged_write_never_runs_on_older_data_and_move
         watched += 1;
         (proc.contains("cs:Connected") || proc.contains("cs:Sync")).then_some(())
     });
-    let fenced = cluster.power_actions();
-    assert!(fenced.contains(&format!("request reboot {writer}")) || fenced.contains(&format!("request off {writer}")), "{writer} was not fenced:\n{fenced}");
+    cluster.assert_fenced(writer);
     let back_at = cut_crash.elapsed();
     let holder = cluster.wait("vm1 started again", CLUSTER_TIMEOUT, || {
         [ALPHA, BETA].into_iter().find(|n| cluster.vm1_node(n).as_deref() == Some(*n) && cluster.vm1_qemu_running(n))
