@@ -96,6 +96,8 @@ pub enum Action {
     MigrateTo,
     MetaData,
     ValidateAll,
+    /// OCF 1.1: make changed reloadable parameters effective.
+    ReloadAgent,
     Usage,
 }
 
@@ -118,6 +120,7 @@ pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec { action: Action::MigrateTo, name: "migrate_to", timeout_secs: 120, interval_secs: None, depth: None, advertised: true },
     ActionSpec { action: Action::MetaData, name: "meta-data", timeout_secs: 5, interval_secs: None, depth: None, advertised: true },
     ActionSpec { action: Action::ValidateAll, name: "validate-all", timeout_secs: 5, interval_secs: None, depth: None, advertised: true },
+    ActionSpec { action: Action::ReloadAgent, name: "reload-agent", timeout_secs: 10, interval_secs: None, depth: None, advertised: true },
     ActionSpec { action: Action::Usage, name: "usage", timeout_secs: 5, interval_secs: None, depth: None, advertised: false },
 ];
 

@@ -24,6 +24,11 @@ pub fn render(agent: &AgentDescription) -> String {
     let _ = writeln!(man, ".SH SYNOPSIS\n.B {}\n{{{}}}", roff(agent.name), roff(agent.actions));
     let _ = writeln!(man, ".SH DESCRIPTION\n{}", roff(agent.longdesc));
     let _ = writeln!(man, ".SH PARAMETERS");
+    let _ = writeln!(
+        man,
+        "A parameter marked reloadable only steers later actions: when nothing but reloadable parameters change, \
+Pacemaker runs reload\\-agent instead of restarting the resource."
+    );
     for p in agent.parameters {
         let _ = writeln!(man, ".TP\n.B {}", roff(p.name));
         let mut facts = vec![p.kind.ocf_name().to_string()];
@@ -32,6 +37,9 @@ pub fn render(agent: &AgentDescription) -> String {
         }
         if p.unique {
             facts.push("unique".into());
+        }
+        if p.reloadable {
+            facts.push("reloadable".into());
         }
         if let Some(d) = p.default {
             facts.push(format!("default: {d}"));

@@ -19,10 +19,23 @@ pub struct AgentDescription {
     pub parameters: &'static [ParamSpec],
 }
 
+/// The document type, with the OCF 1.1 additions that the ra-api-1.dtd of
+/// resource-agents (4.12, Debian 12) lacks: the `reloadable` attribute and
+/// the `reload-agent` action. Declared in the internal subset, which takes
+/// precedence over the external DTD, so that `xmllint --valid` (ocf-tester)
+/// still checks everything else; the action names are this agent's own.
+fn doctype() -> String {
+    let names: Vec<&str> = ACTIONS.iter().filter(|a| a.advertised).map(|a| a.name).collect();
+    format!(
+        "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\" [\n<!ATTLIST parameter reloadable (1|0) \"0\">\n<!ATTLIST action name ({}) #REQUIRED>\n]>",
+        names.join("|")
+    )
+}
+
 pub fn render(agent: &AgentDescription) -> String {
     let mut xml = String::new();
     let _ = writeln!(xml, "<?xml version=\"1.0\"?>");
-    let _ = writeln!(xml, "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\">");
+    let _ = writeln!(xml, "{}", doctype());
     let _ = writeln!(xml, "<resource-agent name=\"{}\" version=\"{}\">", agent.name, env!("CARGO_PKG_VERSION"));
     let _ = writeln!(xml, "<version>1.1</version>");
     let _ = writeln!(xml, "<longdesc lang=\"en\">{}</longdesc>", escape(agent.longdesc));
@@ -31,8 +44,8 @@ pub fn render(agent: &AgentDescription) -> String {
     for p in agent.parameters {
         let _ = writeln!(
             xml,
-            "<parameter name=\"{}\" unique=\"{}\" required=\"{}\">",
-            p.name, p.unique as u8, p.required as u8
+            "<parameter name=\"{}\" unique=\"{}\" required=\"{}\" reloadable=\"{}\">",
+            p.name, p.unique as u8, p.required as u8, p.reloadable as u8
         );
         let _ = writeln!(xml, "<longdesc lang=\"en\">{}</longdesc>", escape(p.longdesc));
         let _ = writeln!(xml, "<shortdesc lang=\"en\">{}</shortdesc>", escape(p.shortdesc));
@@ -81,6 +94,35 @@ mod tests {
         assert!(!xml.contains("name=\"usage\""));
         assert!(xml.contains("<action name=\"monitor\" timeout=\"30s\" depth=\"0\" interval=\"10s\"/>"));
         assert!(xml.contains("<content type=\"boolean\" default=\"true\"/>"));
+    }
+
+    /// The `reloadable` attribute of every `<parameter>`, by name, as a
+    /// parser reads it (as Pacemaker's controller does).
+    fn reloadable_in_xml(xml: &str) -> Vec<(String, Option<String>)> {
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let mut found = Vec::new();
+        loop {
+            match reader.read_event().expect("well-formed") {
+                quick_xml::events::Event::Start(e) if e.name().as_ref() == "parameter" => {
+                    let attr = |key: &str| e.try_get_attribute(key).unwrap().map(|a| a.value.into_owned());
+                    found.push((attr("name").unwrap(), attr("reloadable")));
+                }
+                quick_xml::events::Event::Eof => return found,
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn marks_exactly_the_tables_reloadable_rows_and_offers_reload_agent() {
+        let xml = render(&VIRTUAL_DOMAIN);
+        assert_eq!(xml.matches("<action name=\"reload-agent\" timeout=\"10s\"/>").count(), 1);
+        assert!(xml.contains("<version>1.1</version>"), "Pacemaker reloads only OCF 1.1 agents with reload-agent");
+        let seen = reloadable_in_xml(&xml);
+        let wanted: Vec<(String, Option<String>)> =
+            TABLE.iter().map(|p| (p.name.to_owned(), Some(if p.reloadable { "1" } else { "0" }.to_owned()))).collect();
+        assert_eq!(seen, wanted);
+        assert!(TABLE.iter().any(|p| p.reloadable) && TABLE.iter().any(|p| !p.reloadable));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct ParamSpec {
     pub default: Option<&'static str>,
     pub required: bool,
     pub unique: bool,
+    /// OCF 1.1: a change of it alone takes effect through `reload-agent`,
+    /// without a restart of the resource.
+    pub reloadable: bool,
     pub shortdesc: &'static str,
     pub longdesc: &'static str,
 }
@@ -122,6 +125,7 @@ macro_rules! parameters {
             $(= $default:literal)?
             $(, required = $required:literal)?
             $(, unique = $unique:literal)?
+            $(, reloadable = $reloadable:literal)?
             ;
             short: $short:literal;
             long: $long:literal;
@@ -139,6 +143,7 @@ macro_rules! parameters {
                 default: parameters!(@opt $($default)?),
                 required: parameters!(@flag $($required)?),
                 unique: parameters!(@flag $($unique)?),
+                reloadable: parameters!(@flag $($reloadable)?),
                 shortdesc: $short,
                 longdesc: $long,
             }, )*

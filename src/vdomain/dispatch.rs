@@ -65,15 +65,31 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
     };
     check_node(&params, &config).map_err(invalid)?;
     guest_health::check_config(&params, env, action, &config.domain.name, config.text()).map_err(invalid)?;
-    if action == Action::ValidateAll {
+    if matches!(action, Action::ValidateAll | Action::ReloadAgent) {
         validate::check_drbd_fencing(host.drbd(), &params, &config, &host.deadline(env, action))?;
+        if action == Action::ReloadAgent {
+            // Nothing to apply: the agent keeps no state in memory between
+            // calls, and every action reads its parameters afresh, so the
+            // next monitor, stop or migration already uses the new values.
+            // What HA_RSCTMP remembers does not hold a reloadable parameter:
+            // utilization holds what was published (the next monitor
+            // publishes what the new parameters want), the guest agent's
+            // memory holds times (guest_agent_grace is read at each monitor).
+            tracing::info!("reloadable parameters of {} are valid; the next actions use them", config.domain.name);
+        }
         return Ok(OcfStatus::Success);
     }
     with_vm(action, env, &params, config, host, |vm| match action {
         Action::Start => start::start(vm),
         Action::MigrateFrom => migrate_from::migrate_from(vm),
         Action::MigrateTo => migrate_to::migrate_to(vm),
-        Action::Monitor | Action::Status | Action::Stop | Action::MetaData | Action::ValidateAll | Action::Usage => {
+        Action::Monitor
+        | Action::Status
+        | Action::Stop
+        | Action::MetaData
+        | Action::ValidateAll
+        | Action::ReloadAgent
+        | Action::Usage => {
             unreachable!("handled above")
         }
     })

@@ -831,6 +831,32 @@ fn issue_23_a_probe_with_an_invalid_migration_parameter_sees_the_running_guest()
     }
 }
 
+/// reload-agent (OCF 1.1) judges the new parameters as validate-all does,
+/// the same exit code and reason for every value of the table, and does
+/// nothing to the guest: no call on the hypervisor, the guest runs on.
+#[test]
+fn reload_agent_answers_as_validate_all_and_leaves_the_guest_alone() {
+    let mut judged = 0;
+    for (name, valid, invalid) in VALUES {
+        for value in valid.iter().chain(invalid.iter()) {
+            let state = State::healthy().with(name, value);
+            let validate = run(&state, Action::ValidateAll, None);
+            let reload = run(&state, Action::ReloadAgent, None);
+            assert_eq!(reload.status, validate.status, "{name}={value}: {} / {}", reload.reason, validate.reason);
+            // A reason naming the case's directory differs in that directory only.
+            if !value.contains("{dir}") {
+                assert_eq!(reload.reason, validate.reason, "{name}={value}");
+            }
+            assert!(reload.calls.is_empty(), "{name}={value}: reload-agent called the hypervisor: {:?}", reload.calls);
+            assert!(reload.runs_after, "{name}={value}: the guest does not run after reload-agent");
+            judged += usize::from(reload.status == OcfStatus::Success);
+        }
+    }
+    assert!(judged > 20, "only {judged} valid values reloaded");
+    let bad = run(&State::healthy().with("migration_transport", "bogus"), Action::ReloadAgent, None);
+    assert_eq!(bad.status, OcfStatus::ErrConfigured, "{}", bad.reason);
+}
+
 #[test]
 fn issue_23_check_level_10_without_a_channel_is_degraded_not_stopped() {
     let state = State { check_level: 10, ..State::healthy() };
