@@ -208,3 +208,71 @@ fn start_failure_reports_libvirts_own_error() {
     assert!(reason.len() > format!("failed to start {}: ", guest.name).len() + 10, "no libvirt detail: {reason}");
     assert_eq!(state(&guest), None, "nothing half-started");
 }
+
+/// Every file under this test's HA_RSCTMP with its content: what the agent remembers.
+fn remembered() -> Vec<(String, String)> {
+    let dir = support::rsctmp_for_this_test();
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// OCF 1.1 reload-agent on a running guest, called as Pacemaker calls it
+/// after a change of reloadable parameters only: valid ones answer 0 and
+/// leave the guest (same QEMU process, same libvirt domain id) and what the
+/// agent remembers as they were; an invalid one answers what validate-all
+/// answers, exit code and reason, and leaves the guest running too.
+#[test]
+#[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
+fn reload_agent_leaves_the_running_guest_alone() {
+    ensure_libvirtd();
+    let guest = firmware_guest("vg-fw-reload");
+    let env = env_for(&guest, "20000", &[("OCF_RESKEY_force_stop", "true")]);
+    let start = agent("start", &env);
+    assert_eq!(start.code, 0, "start: {}", start.stderr);
+    assert_eq!(agent("monitor", &recurring(env.clone())).code, 0);
+    let qemu_pid = || std::fs::read_to_string(format!("/run/libvirt/qemu/{}.pid", guest.name)).map(|p| p.trim().to_owned()).ok();
+    let domid = || virsh_ok(HOST_URI, &["domid", &guest.name]).trim().to_owned();
+    let (pid_before, id_before, memory_before) = (qemu_pid(), domid(), remembered());
+    assert!(pid_before.is_some(), "no QEMU pid file for {}", guest.name);
+
+    let changed = env_for(
+        &guest,
+        "10000",
+        &[
+            ("OCF_RESKEY_force_stop", "false"),
+            ("OCF_RESKEY_migration_downtime", "300"),
+            ("OCF_RESKEY_drbd_dual_primary", "true"),
+            ("OCF_RESKEY_guest_agent_grace", "5"),
+            ("OCF_RESKEY_shutdown_mode", "acpi"),
+            ("OCF_RESKEY_autoset_utilization_cpu", "false"),
+        ],
+    );
+    let reload = agent("reload-agent", &changed);
+    assert_eq!(reload.code, 0, "reload-agent: {}", reload.stderr);
+    assert_eq!(reload.exit_reason(), None);
+    assert!(reload.stderr.contains("migration_downtime=300") && reload.stderr.contains("drbd_dual_primary=true"), "{}", reload.stderr);
+    assert_eq!(state(&guest).map(|s| s.0).as_deref(), Some("running"));
+    assert_eq!((qemu_pid(), domid()), (pid_before.clone(), id_before.clone()), "reload-agent touched the guest");
+    assert_eq!(remembered(), memory_before, "reload-agent changed what the agent remembers");
+
+    let mut bad = env.clone();
+    bad.push(("OCF_RESKEY_migration_transport", "bogus"));
+    let validate = agent("validate-all", &bad);
+    let reload = agent("reload-agent", &bad);
+    assert_eq!(validate.code, 6, "validate-all: {}", validate.stderr);
+    assert_eq!((reload.code, reload.exit_reason()), (validate.code, validate.exit_reason()), "{}", reload.stderr);
+    assert!(reload.exit_reason().unwrap_or_default().contains("migration_transport"), "{}", reload.stderr);
+    assert_eq!((qemu_pid(), domid()), (pid_before, id_before), "a refused reload-agent touched the guest");
+    assert_eq!(remembered(), memory_before);
+
+    assert_eq!(agent("stop", &env).code, 0);
+    assert_eq!(state(&guest), None);
+}

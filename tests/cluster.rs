@@ -76,6 +76,7 @@ fn cluster_scenarios() {
         ("9 config disappears on the running node, cluster reprobes: never on both nodes", Run::s9_config_vanishes),
         ("10 live move to a node without the config: never on both nodes", Run::s10_move_to_node_without_config),
         ("11 a parameter made invalid under maintenance mode, reprobe: runs on, degraded, no restart", Run::s11_bad_parameter_reprobe),
+        ("12 reloadable parameters changed and changed back on a running guest: reload-agent, no restart", Run::s12_reloadable_parameter_change),
         ("20 guest OS hangs (guest agent frozen): recovered at OCF_CHECK_LEVEL=10", Run::s20_guest_os_hangs),
         ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
         ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
@@ -912,6 +913,82 @@ impl<'a> Run<'a> {
         self.assert_no_fencing_since(fences, "scenario 11");
 
         lab.crm(&["crm_resource", "-r", rsc, "--set-parameter", "migration_transport", "--parameter-value", "tcp"]);
+        self.sampler().release(rsc);
+        self.delete(rsc);
+        self.remove_everywhere(rsc);
+        lab.crm(&["crm_resource", "--cleanup"]);
+        lab.wait_idle();
+    }
+
+    /// OCF 1.1 reload-agent: a change of reloadable parameters only (a
+    /// migration setting and a DRBD gate rule, as the README's DRBD recipe
+    /// makes) on a running guest: Pacemaker runs reload-agent, which gets the
+    /// new values, instead of stop and start; the same QEMU process runs on.
+    /// Then the same back to the old values.
+    fn s12_reloadable_parameter_change(&mut self) {
+        let lab = self.lab;
+        let fences = self.fence_count();
+        let rsc = "vgc-i";
+        let home = NODES[0];
+        let config = lab.guest(rsc);
+        self.create_with_pcs(rsc, &config, &["force_stop=true", "--disabled"]);
+        lab.crm(&["pcs", "constraint", "location", rsc, "prefers", &format!("{home}=50")]);
+        lab.crm(&["pcs", "resource", "enable", rsc]);
+        lab.wait_idle();
+        self.assert_runs_only_on(rsc, rsc, home);
+        let pid_file = format!("/run/libvirt/qemu/{rsc}.pid");
+        let qemu_pid = || lab.must(home, &["cat", &pid_file]).trim().to_owned();
+        let pid_before = qemu_pid();
+
+        let since_ms = now_ms();
+        self.sampler().expect_running(rsc, Duration::from_secs(60));
+        let rounds: [(&str, [&str; 2]); 2] = [
+            ("changed", ["migration_downtime=250", "drbd_dual_primary=true"]),
+            ("changed back", ["migration_downtime=0", "drbd_dual_primary=false"]),
+        ];
+        for (round, values) in rounds {
+            let calls = lab.call_ids();
+            let log_before = lab.pacemaker_log(home).len();
+            let t = Instant::now();
+            let mut update = vec!["pcs", "resource", "update", rsc];
+            update.extend(values);
+            lab.crm(&update);
+            lab.wait_idle();
+            let took = t.elapsed();
+            let log = lab.pacemaker_log(home);
+            let new_log = log.get(log_before..).unwrap_or_default();
+            let history = lab.history();
+            let new_ops: Vec<&Op> = history
+                .iter()
+                .filter(|o| o.resource() == rsc && o.call_id() > calls.get(o.node()).copied().unwrap_or(0))
+                .collect();
+            // Pacemaker records a successful reload-agent in the history as
+            // the start it stands for; its log names the operation.
+            let reloaded = format!("Result of reload-agent operation for {rsc} on {home}: ok");
+            self.check(new_log.contains(&reloaded), || {
+                format!("{round}: {home}'s Pacemaker log lacks {reloaded:?}; new operations: {:?}", new_ops.iter().map(|o| o.describe()).collect::<Vec<_>>())
+            });
+            let restarted: Vec<String> = ["stop", "start", "migrate_to", "migrate_from"]
+                .iter()
+                .map(|op| format!("Result of {op} operation for {rsc}"))
+                .filter(|line| log.get(log_before..).is_some_and(|new| new.contains(line.as_str())))
+                .chain(new_ops.iter().filter(|o| matches!(o.operation(), "stop" | "migrate_to" | "migrate_from")).map(|o| o.describe()))
+                .collect();
+            self.check(restarted.is_empty(), || format!("{round}: the guest must not be stopped or started: {restarted:?}"));
+            self.check(qemu_pid() == pid_before, || format!("{round}: {rsc} on {home} is another QEMU now (pid {pid_before} before)"));
+            // What the agent got: reload-agent logs the reloadable values it was given.
+            for value in values {
+                self.check(new_log.contains(value), || format!("{round}: reload-agent on {home} did not log {value}"));
+            }
+            self.figure(
+                &format!("reloadable parameters {round}: pcs resource update to idle"),
+                format!("{:.1}s, {}", took.as_secs_f64(), new_ops.iter().map(|o| o.describe()).collect::<Vec<_>>().join("; ")),
+            );
+        }
+        self.judge("reloadable parameters changed and back", rsc, since_ms);
+        self.assert_runs_only_on(rsc, rsc, home);
+        self.assert_no_fencing_since(fences, "scenario 12");
+
         self.sampler().release(rsc);
         self.delete(rsc);
         self.remove_everywhere(rsc);

@@ -3,7 +3,7 @@
 //! table in src/ocf/params.rs (`TABLE`; a unit test there checks that the
 //! meta-data lists each of its entries once). Both ways: every row names a
 //! parameter the agent has, with its type, default and short description
-//! (plus "required, unique" when so), and every parameter has exactly one
+//! (plus "required, unique" or "reloadable" when so), and every parameter has exactly one
 //! row.
 
 mod support;
@@ -36,7 +36,7 @@ fn rows_from_metadata(metadata: &str) -> BTreeMap<String, Row> {
     for chunk in metadata.split("<parameter ").skip(1) {
         let open_tag = format!(" {}", chunk.split('>').next().unwrap());
         let name = attribute(&open_tag, "name").expect("parameter name").to_owned();
-        let flags: Vec<&str> = ["required", "unique"].into_iter().filter(|f| attribute(&open_tag, f) == Some("1")).collect();
+        let flags: Vec<&str> = ["required", "unique", "reloadable"].into_iter().filter(|f| attribute(&open_tag, f) == Some("1")).collect();
         let short = chunk.split("<shortdesc lang=\"en\">").nth(1).expect("shortdesc").split("</shortdesc>").next().unwrap();
         let content = chunk.split("<content").nth(1).expect("content element").split("/>").next().unwrap();
         let mut meaning = unescape(short);

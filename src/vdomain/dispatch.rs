@@ -75,7 +75,7 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
             // utilization holds what was published (the next monitor
             // publishes what the new parameters want), the guest agent's
             // memory holds times (guest_agent_grace is read at each monitor).
-            tracing::info!("reloadable parameters of {} are valid; the next actions use them", config.domain.name);
+            tracing::info!("reload-agent: the next actions on {} use {}", config.domain.name, reloadable_given(raw));
         }
         return Ok(OcfStatus::Success);
     }
@@ -194,6 +194,21 @@ fn stop_whatever_we_can(
         }
         stop::stop(vm)
     })
+}
+
+/// The reloadable parameters `raw` sets, as `name=value` (what the
+/// operator changed is among them), or "the defaults".
+fn reloadable_given(raw: &dyn Fn(&str) -> Option<String>) -> String {
+    let given: Vec<String> = TABLE
+        .iter()
+        .filter(|p| p.reloadable)
+        .filter_map(|p| raw(p.name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(|v| format!("{}={v}", p.name)))
+        .collect();
+    if given.is_empty() {
+        "the defaults of the reloadable parameters".into()
+    } else {
+        given.join(" ")
+    }
 }
 
 /// The parameters with only the free-text ones taken from `raw` (they
