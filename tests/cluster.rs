@@ -866,6 +866,7 @@ impl<'a> Run<'a> {
 
         let since_ms = now_ms();
         let calls = lab.call_ids();
+        let log_before = lab.pacemaker_log(home).len();
         self.sampler().expect_running(rsc, Duration::from_secs(60));
         lab.crm(&["pcs", "property", "set", "maintenance-mode=true"]);
         lab.wait_idle();
@@ -907,6 +908,11 @@ impl<'a> Run<'a> {
             .map(|o| o.describe())
             .collect();
         self.check(restarts.is_empty(), || format!("the guest must not be restarted: {restarts:?}"));
+        // migration_transport is reloadable, but the reprobe recorded the
+        // changed parameters: nothing is left for reload-agent, which would
+        // refuse the bad value (6, a fatal error for Pacemaker).
+        let reloaded = lab.pacemaker_log(home).get(log_before..).is_some_and(|new| new.contains(&format!("reload-agent operation for {rsc}")));
+        self.check(!reloaded, || format!("{home}'s Pacemaker ran reload-agent on {rsc} after the reprobe"));
         self.check(domain_id() == id_before, || format!("{rsc} on {home} is another instance now (domain id {} before)", id_before));
         self.judge("bad parameter under maintenance, reprobe", rsc, since_ms);
         self.assert_runs_only_on(rsc, rsc, home);
