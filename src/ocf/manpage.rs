@@ -70,4 +70,14 @@ mod tests {
             assert!(man.contains(&format!(".B {}\n", super::roff(p.name))), "{}", p.name);
         }
     }
+
+    #[test]
+    fn says_which_parameters_are_reloadable() {
+        let man = super::render(&VIRTUAL_DOMAIN);
+        for p in TABLE {
+            let entry = man.split(&format!(".B {}\n", super::roff(p.name))).nth(1).unwrap();
+            let facts = entry.lines().next().unwrap();
+            assert_eq!(facts.contains("reloadable"), p.reloadable, "{}: {facts}", p.name);
+        }
+    }
 }
