@@ -227,8 +227,10 @@ fn remembered() -> Vec<(String, String)> {
 /// OCF 1.1 reload-agent on a running guest, called as Pacemaker calls it
 /// after a change of reloadable parameters only: valid ones answer 0 and
 /// leave the guest (same QEMU process, same libvirt domain id) and what the
-/// agent remembers as they were; an invalid one answers what validate-all
-/// answers, exit code and reason, and leaves the guest running too.
+/// agent remembers as they were; an invalid one answers 0 too (Pacemaker
+/// would stop the guest for any other answer), with validate-all's reason
+/// as a warning, leaves the guest running, and the monitor after it reports
+/// the value as degraded (190) with that reason.
 #[test]
 #[cfg_attr(not(feature = "lab"), ignore = "needs the real lab (libvirtd, QEMU): the lab feature is on by default")]
 fn reload_agent_leaves_the_running_guest_alone() {
@@ -268,8 +270,12 @@ fn reload_agent_leaves_the_running_guest_alone() {
     let validate = agent("validate-all", &bad);
     let reload = agent("reload-agent", &bad);
     assert_eq!(validate.code, 6, "validate-all: {}", validate.stderr);
-    assert_eq!((reload.code, reload.exit_reason()), (validate.code, validate.exit_reason()), "{}", reload.stderr);
-    assert!(reload.exit_reason().unwrap_or_default().contains("migration_transport"), "{}", reload.stderr);
+    assert_eq!((reload.code, reload.exit_reason()), (0, None), "reload-agent: {}", reload.stderr);
+    let validate_reason = validate.exit_reason().unwrap_or_default();
+    assert!(validate_reason.contains("migration_transport") && reload.stderr.contains(&validate_reason), "{}", reload.stderr);
+    let monitor = agent("monitor", &recurring(bad.clone()));
+    assert_eq!(monitor.code, 190, "the monitor after the reload: {}", monitor.stderr);
+    assert!(monitor.exit_reason().unwrap_or_default().contains("migration_transport"), "{}", monitor.stderr);
     assert_eq!((qemu_pid(), domid()), (pid_before, id_before), "a refused reload-agent touched the guest");
     assert_eq!(remembered(), memory_before);
 

@@ -76,7 +76,7 @@ fn cluster_scenarios() {
         ("9 config disappears on the running node, cluster reprobes: never on both nodes", Run::s9_config_vanishes),
         ("10 live move to a node without the config: never on both nodes", Run::s10_move_to_node_without_config),
         ("11 a parameter made invalid under maintenance mode, reprobe: runs on, degraded, no restart", Run::s11_bad_parameter_reprobe),
-        ("12 reloadable parameters changed and changed back on a running guest: reload-agent, no restart", Run::s12_reloadable_parameter_change),
+        ("12 reloadable parameters changed, mistyped and changed back on a running guest: reload-agent, no restart", Run::s12_reloadable_parameter_change),
         ("20 guest OS hangs (guest agent frozen): recovered at OCF_CHECK_LEVEL=10", Run::s20_guest_os_hangs),
         ("30 virtguard adopt --all and --to heartbeat: four running guests, no restart", Run::s30_adopt_all_and_back),
         ("31 virtguard adopt refuses (changing nothing)", Run::s31_adopt_refusals),
@@ -930,7 +930,10 @@ impl<'a> Run<'a> {
     /// migration setting and a DRBD gate rule, as the README's DRBD recipe
     /// makes) on a running guest: Pacemaker runs reload-agent, which gets the
     /// new values, instead of stop and start; the same QEMU process runs on.
-    /// Then the same back to the old values.
+    /// Then a typo in one of them: reload-agent warns and answers ok (any
+    /// other answer, 190 included, is a failed start to Pacemaker 2.1, which
+    /// then stops the guest), the guest runs on and the monitor reports the
+    /// typo as degraded. Then all back to the old values.
     fn s12_reloadable_parameter_change(&mut self) {
         let lab = self.lab;
         let fences = self.fence_count();
@@ -948,16 +951,18 @@ impl<'a> Run<'a> {
 
         let since_ms = now_ms();
         self.sampler().expect_running(rsc, Duration::from_secs(60));
-        let rounds: [(&str, [&str; 2]); 2] = [
-            ("changed", ["migration_downtime=250", "drbd_dual_primary=true"]),
-            ("changed back", ["migration_downtime=0", "drbd_dual_primary=false"]),
+        // (round, the update, what Pacemaker logs as the monitor's result after it)
+        let rounds: [(&str, &[&str], &str); 3] = [
+            ("changed", &["migration_downtime=250", "drbd_dual_primary=true"], "ok"),
+            ("a typo", &["migration_transport=bogus"], "OCF_DEGRADED"),
+            ("changed back", &["migration_downtime=0", "drbd_dual_primary=false", "migration_transport="], "ok"),
         ];
-        for (round, values) in rounds {
+        for (round, values, monitor) in rounds {
             let calls = lab.call_ids();
             let log_before = lab.pacemaker_log(home).len();
             let t = Instant::now();
             let mut update = vec!["pcs", "resource", "update", rsc];
-            update.extend(values);
+            update.extend(values.iter().copied());
             lab.crm(&update);
             lab.wait_idle();
             let took = t.elapsed();
@@ -968,8 +973,8 @@ impl<'a> Run<'a> {
                 .iter()
                 .filter(|o| o.resource() == rsc && o.call_id() > calls.get(o.node()).copied().unwrap_or(0))
                 .collect();
-            // Pacemaker records a successful reload-agent in the history as
-            // the start it stands for; its log names the operation.
+            // Pacemaker records a reload-agent in the history as the start
+            // it stands for; its log names the operation.
             let reloaded = format!("Result of reload-agent operation for {rsc} on {home}: ok");
             self.check(new_log.contains(&reloaded), || {
                 format!("{round}: {home}'s Pacemaker log lacks {reloaded:?}; new operations: {:?}", new_ops.iter().map(|o| o.describe()).collect::<Vec<_>>())
@@ -982,16 +987,24 @@ impl<'a> Run<'a> {
                 .collect();
             self.check(restarted.is_empty(), || format!("{round}: the guest must not be stopped or started: {restarted:?}"));
             self.check(qemu_pid() == pid_before, || format!("{round}: {rsc} on {home} is another QEMU now (pid {pid_before} before)"));
-            // What the agent got: reload-agent logs the reloadable values it was given.
-            for value in values {
-                self.check(new_log.contains(value), || format!("{round}: reload-agent on {home} did not log {value}"));
+            let monitored = format!("Result of monitor operation for {rsc} on {home}: {monitor}");
+            self.check(new_log.contains(&monitored), || format!("{round}: {home}'s Pacemaker log lacks {monitored:?}"));
+            // What the agent got: reload-agent logs the reloadable values it
+            // was given, or why it refuses them.
+            let logged: Vec<String> = if monitor == "ok" {
+                values.iter().filter(|v| !v.ends_with('=')).map(|v| v.to_string()).collect()
+            } else {
+                vec!["reload-agent: migration_transport 'bogus' is not a libvirt transport".into()]
+            };
+            for line in logged {
+                self.check(new_log.contains(&line), || format!("{round}: reload-agent on {home} did not log {line:?}"));
             }
             self.figure(
                 &format!("reloadable parameters {round}: pcs resource update to idle"),
                 format!("{:.1}s, {}", took.as_secs_f64(), new_ops.iter().map(|o| o.describe()).collect::<Vec<_>>().join("; ")),
             );
         }
-        self.judge("reloadable parameters changed and back", rsc, since_ms);
+        self.judge("reloadable parameters changed, mistyped and back", rsc, since_ms);
         self.assert_runs_only_on(rsc, rsc, home);
         self.assert_no_fencing_since(fences, "scenario 12");
 

@@ -54,6 +54,9 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
     if matches!(action, Action::Monitor | Action::Status) {
         return monitor_whatever_is_wrong(action, env, params.map_err(|e| param_errors(&e)), raw, host);
     }
+    if action == Action::ReloadAgent {
+        return reload_agent(env, raw, host);
+    }
     let probe = env.is_probe(action);
     let invalid = |e: OcfError| invalid_environment(action, probe, e);
     let params = params.map_err(|e| invalid(param_errors(&e)))?;
@@ -65,18 +68,8 @@ pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Opt
     };
     check_node(&params, &config).map_err(invalid)?;
     guest_health::check_config(&params, env, action, &config.domain.name, config.text()).map_err(invalid)?;
-    if matches!(action, Action::ValidateAll | Action::ReloadAgent) {
+    if action == Action::ValidateAll {
         validate::check_drbd_fencing(host.drbd(), &params, &config, &host.deadline(env, action))?;
-        if action == Action::ReloadAgent {
-            // Nothing to apply: the agent keeps no state in memory between
-            // calls, and every action reads its parameters afresh, so the
-            // next monitor, stop or migration already uses the new values.
-            // What HA_RSCTMP remembers does not hold a reloadable parameter:
-            // utilization holds what was published (the next monitor
-            // publishes what the new parameters want), the guest agent's
-            // memory holds times (guest_agent_grace is read at each monitor).
-            tracing::info!("reload-agent: the next actions on {} use {}", config.domain.name, reloadable_given(raw));
-        }
         return Ok(OcfStatus::Success);
     }
     with_vm(action, env, &params, config, host, |vm| match action {
@@ -194,6 +187,31 @@ fn stop_whatever_we_can(
         }
         stop::stop(vm)
     })
+}
+
+/// reload-agent (OCF 1.1): Pacemaker calls it instead of a stop and a start
+/// when only reloadable parameters changed, on the node where the guest
+/// runs. There is nothing to apply: the agent keeps no state in memory
+/// between calls and every action reads its parameters afresh, and what
+/// HA_RSCTMP remembers holds no reloadable parameter (utilization holds what
+/// was published, which the next monitor compares with what the new values
+/// want; the guest agent's memory holds times). The new values are judged
+/// as validate-all judges them, and a bad one is a warning, not the answer:
+/// Pacemaker records reload-agent as the guest's start, and any other
+/// answer than 0 (a failure, even 190) marks it failed and has it stopped,
+/// an outage for a typo in a setting that only a later migration or stop
+/// reads. The monitor that Pacemaker runs right after reports the bad value
+/// as degraded (190) with the same reason, as after a reprobe (README,
+/// "Exit codes"), and a start or a migration refuses it.
+fn reload_agent(env: &OcfEnv, raw: &dyn Fn(&str) -> Option<String>, host: &Host) -> OcfResult {
+    match run_action(Action::ValidateAll, env, raw, host) {
+        Ok(_) => tracing::info!("reload-agent: the next actions use {}", reloadable_given(raw)),
+        Err(refused) => tracing::warn!(
+            "reload-agent: {} (the running guest is left alone; the monitor reports it, a start or a migration refuses it)",
+            refused.reason
+        ),
+    }
+    Ok(OcfStatus::Success)
 }
 
 /// The reloadable parameters `raw` sets, as `name=value` (what the
