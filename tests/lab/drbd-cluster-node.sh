@@ -3,7 +3,8 @@
 # node's overlay of the host's tree: writes the node's own configuration
 # (every file lands in the node's tmpfs upper layer, never on the host),
 # starts libvirtd, Corosync and Pacemaker as an init system would at boot,
-# then serves the command port (the protocol of drbd-nodes.sh).
+# then serves the sight port and the command port (the protocol of
+# drbd-nodes.sh).
 #   drbd-cluster-node.sh NODE RUN_DIR
 # RUN_DIR is the host's run directory, read here (read-only) directly through
 # virtiofs at /run/vgdc/host: the agent binary, and node-etc/, which the test
@@ -119,10 +120,11 @@ install -m 0755 "$here/fence_vgdc" /usr/sbin/fence_vgdc
 printf '#!/bin/sh\nexec /usr/bin/env PATH=%s /usr/sbin/drbdadm "$@"\n' "$PATH" > /bin/drbd-helper
 chmod 0755 /bin/drbd-helper
 
-ctl= fence=
+ctl= sight= fence=
 for port in /sys/class/virtio-ports/*; do
     case $(cat "$port/name" 2>/dev/null) in
         org.virtguard.drbd.0) ctl=/dev/${port##*/} ;;
+        org.virtguard.sight.0) sight=/dev/${port##*/} ;;
         org.virtguard.fence.0) fence=/dev/${port##*/} ;;
     esac
 done
@@ -134,6 +136,43 @@ libvirtd -d -l
 corosync
 setsid pacemakerd </dev/null >/var/log/pacemaker/pacemakerd.out 2>&1 &
 say "VGLAB-READY node=$node"
+
+# The sight port: a sampler's view of one guest on one DRBD device, taken
+# with shell built-ins only (no process is started), so that a sight costs
+# the node next to nothing and the host, which times each request and its
+# answer, knows within a few milliseconds when it was taken. A request line
+# "DOMAIN DEVICE" is answered, in the command port's protocol, with one line
+# "ROLE|STATE|HOLDS": the DRBD role of the first resource in /proc/drbd
+# (empty when none is up), DOMAIN's QEMU as libvirt's status file records it
+# (running, paused, ...; empty when it has none) and how many of that QEMU's
+# file descriptors are DEVICE.
+sight_of() {
+    role= state= holds=0 pid=
+    while read -r line; do
+        case $line in *" ro:"*) role=${line#* ro:}; role=${role%%/*} ;; esac
+    done 2>/dev/null < /proc/drbd
+    while read -r line; do
+        case $line in *"<domstatus state='"*) state=${line#*<domstatus state=\'}; state=${state%%\'*}; break ;; esac
+    done 2>/dev/null < "/run/libvirt/qemu/$1.xml"
+    read -r pid 2>/dev/null < "/run/libvirt/qemu/$1.pid"
+    if [ -n "$pid" ]; then
+        for fd in /proc/"$pid"/fd/*; do
+            [ "$fd" -ef "$2" ] && holds=$((holds + 1))
+        done
+    fi
+    seen="$role|$state|$holds"
+}
+(
+    while :; do
+        exec 4<>"$sight"
+        while read -r domain device <&4; do
+            sight_of "$domain" "$device"
+            printf 'VGLAB-RESULT 0 %d 0\n%s\n' $((${#seen} + 1)) "$seen" >&4
+        done
+        exec 4<&-
+        sleep 0.2
+    done
+) &
 
 # The command loop (drbd-nodes.sh's protocol). A failed read means the host
 # end is not connected (end-of-file): reopen after a pause.

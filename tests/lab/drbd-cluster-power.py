@@ -6,6 +6,12 @@ virtio-serial port the node's fence agent (fence_vgdc) writes to; a request
 is one line "ACTION NODE" (off, on, reboot, status), the answer one line:
 "ok", "on", "off" or "error ...". Every action is recorded, with the wall
 clock, in DIR/power-actions.log: the tests read there that fencing happened.
+
+A node whose file DIR/NODE.held-off exists is not powered on (by "on" or
+by the second half of "reboot") until the test removes that file: a crashed
+server takes minutes to come back, and a test that proves a failover must
+not race a node that reboots faster than the survivor takes over. The
+fencing itself (the power cut) is done and answered at once.
 """
 import os
 import socket
@@ -30,6 +36,14 @@ def lab(*args):
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
+def boot_when_released(node):
+    held = os.path.join(run_dir, f"{node}.held-off")
+    while os.path.exists(held):
+        time.sleep(0.5)
+    rc, out = lab("boot", run_dir, node)
+    record(f"boot {node} rc={rc} {out}")
+
+
 def act(action, node):
     if node not in ("alpha", "beta"):
         return f"error no node {node!r}"
@@ -39,6 +53,10 @@ def act(action, node):
     if steps is None:
         return f"error unknown action {action!r}"
     for step in steps:
+        if step == "boot" and os.path.exists(os.path.join(run_dir, f"{node}.held-off")):
+            record(f"boot {node} held off until the test releases it")
+            threading.Thread(target=boot_when_released, args=(node,), daemon=True).start()
+            continue
         rc, out = lab(step, run_dir, node)
         record(f"{step} {node} rc={rc} {out}")
         if rc != 0:

@@ -15,7 +15,9 @@
 #
 # Per node, in DIR: NODE.disk (raw, 64 MiB: DRBD's backing disk), NODE.ctl
 # (the command port, same protocol as drbd-nodes.sh, whose `exec` is reused),
-# NODE.monitor (HMP; `set_link repl off|on` pulls the replication cable,
+# NODE.sight (the sight port, for a sampler beside the command port: each line
+# "DOMAIN DEVICE" is answered in the same protocol with one line
+# "ROLE|STATE|HOLDS", see drbd-cluster-node.sh), NODE.monitor (HMP; `set_link repl off|on` pulls the replication cable,
 # `set_link ring off|on` the cluster's), NODE.console, NODE.pid,
 # NODE.virtiofsd.pid. DIR/fence.sock is served by the lab's power switch
 # (drbd-cluster-power.py): the fence agent inside a node (fence_vgdc) reaches
@@ -134,7 +136,7 @@ start_node() {
     index=$(node_index "$node")
     peer_index=$(node_index "$(peer_of "$node")")
     stop_node "$dir" "$node"
-    rm -f "$dir/$node.ctl" "$dir/$node.monitor" "$dir/$node.serial" "$dir/$node.fs"
+    rm -f "$dir/$node.ctl" "$dir/$node.sight" "$dir/$node.monitor" "$dir/$node.serial" "$dir/$node.fs"
     mkdir -p "$dir/hostroot"
     setsid unshare --mount --propagation private sh -c \
         'mount --bind / "$1" && mount -o remount,bind,ro "$1" && exec /usr/lib/qemu/virtiofsd --socket-path="$2" -o source="$1" -o sandbox=chroot -o cache=auto' \
@@ -162,6 +164,8 @@ start_node() {
         -device virtio-serial-pci \
         -chardev "socket,id=ctl,path=$dir/$node.ctl,server=on,wait=off" \
         -device virtserialport,chardev=ctl,name=org.virtguard.drbd.0 \
+        -chardev "socket,id=sight,path=$dir/$node.sight,server=on,wait=off" \
+        -device virtserialport,chardev=sight,name=org.virtguard.sight.0 \
         -chardev "socket,id=fence,path=$dir/fence.sock,reconnect=1" \
         -device virtserialport,chardev=fence,name=org.virtguard.fence.0 \
         -daemonize -pidfile "$dir/$node.pid" \
