@@ -200,14 +200,15 @@ fn stop_whatever_we_can(
 /// Pacemaker records reload-agent as the guest's start, and any other
 /// answer than 0 (a failure, even 190) marks it failed and has it stopped,
 /// an outage for a typo in a setting that only a later migration or stop
-/// reads. The monitor that Pacemaker runs right after reports the bad value
-/// as degraded (190) with the same reason, as after a reprobe (README,
-/// "Exit codes"), and a start or a migration refuses it.
+/// reads. The monitor that Pacemaker runs right after reports a malformed
+/// value as degraded (190) with the same reason, as after a reprobe
+/// (README, "Exit codes"), and a start or a migration refuses what
+/// validate-all refuses.
 fn reload_agent(env: &OcfEnv, raw: &dyn Fn(&str) -> Option<String>, host: &Host) -> OcfResult {
     match run_action(Action::ValidateAll, env, raw, host) {
         Ok(_) => tracing::info!("reload-agent: the next actions use {}", reloadable_given(raw)),
         Err(refused) => tracing::warn!(
-            "reload-agent: {} (the running guest is left alone; the monitor reports it, a start or a migration refuses it)",
+            "reload-agent: {} (the running guest is left alone; a start or a migration refuses this)",
             refused.reason
         ),
     }

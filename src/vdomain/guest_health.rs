@@ -169,7 +169,7 @@ pub fn has_agent_channel(xml: &str) -> bool {
 /// A guest agent check or wait needs the channel: without it nothing can
 /// ever answer, which is a configuration error, not a sick guest.
 pub fn check_config(params: &Params, env: &OcfEnv, action: Action, name: &str, xml: &str) -> Result<(), OcfError> {
-    let monitor_asks = matches!(action, Action::Monitor | Action::Status | Action::ValidateAll | Action::ReloadAgent)
+    let monitor_asks = matches!(action, Action::Monitor | Action::Status | Action::ValidateAll)
         && env.check_level >= AGENT_LEVEL;
     let wait_asks = params.wait_for_guest_agent;
     if !(monitor_asks || wait_asks) || has_agent_channel(xml) {
