@@ -162,6 +162,10 @@ sight_of() {
     fi
     seen="$role|$state|$holds"
 }
+# Until the sampler connects, a read of the port ends at once (end-of-file):
+# every retry starts a `sleep`, and under emulation each costs the node
+# noticeable CPU, so the port is retried only every few seconds (what the
+# host writes meanwhile waits in the port).
 (
     while :; do
         exec 4<>"$sight"
@@ -170,7 +174,7 @@ sight_of() {
             printf 'VGLAB-RESULT 0 %d 0\n%s\n' $((${#seen} + 1)) "$seen" >&4
         done
         exec 4<&-
-        sleep 0.2
+        sleep 5
     done
 ) &
 
