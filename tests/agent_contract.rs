@@ -94,7 +94,7 @@ fn meta_data_keeps_the_classic_names_defaults_and_timeouts() {
         "<action name=\"migrate_to\" timeout=\"120s\"/>",
         "<action name=\"migrate_from\" timeout=\"60s\"/>",
         "<action name=\"validate-all\" timeout=\"5s\"/>",
-        "<action name=\"reload-agent\" timeout=\"10s\"/>",
+        "<action name=\"reload-agent\" timeout=\"60s\"/>",
     ] {
         assert!(xml.contains(fragment), "meta-data lacks {fragment}");
     }

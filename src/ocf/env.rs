@@ -120,7 +120,10 @@ pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec { action: Action::MigrateTo, name: "migrate_to", timeout_secs: 120, interval_secs: None, depth: None, advertised: true },
     ActionSpec { action: Action::MetaData, name: "meta-data", timeout_secs: 5, interval_secs: None, depth: None, advertised: true },
     ActionSpec { action: Action::ValidateAll, name: "validate-all", timeout_secs: 5, interval_secs: None, depth: None, advertised: true },
-    ActionSpec { action: Action::ReloadAgent, name: "reload-agent", timeout_secs: 10, interval_secs: None, depth: None, advertised: true },
+    // reload-agent reads DRBD's state as validate-all does: 10 s ran out on
+    // a loaded emulated node, and Pacemaker takes a failed reload for a
+    // failed start.
+    ActionSpec { action: Action::ReloadAgent, name: "reload-agent", timeout_secs: 60, interval_secs: None, depth: None, advertised: true },
     ActionSpec { action: Action::Usage, name: "usage", timeout_secs: 5, interval_secs: None, depth: None, advertised: false },
 ];
 

@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn marks_exactly_the_tables_reloadable_rows_and_offers_reload_agent() {
         let xml = render(&VIRTUAL_DOMAIN);
-        assert_eq!(xml.matches("<action name=\"reload-agent\" timeout=\"10s\"/>").count(), 1);
+        assert_eq!(xml.matches("<action name=\"reload-agent\" timeout=\"60s\"/>").count(), 1);
         assert!(xml.contains("<version>1.1</version>"), "Pacemaker reloads only OCF 1.1 agents with reload-agent");
         let seen = reloadable_in_xml(&xml);
         let wanted: Vec<(String, Option<String>)> =
