@@ -634,9 +634,9 @@ fn a_guest_on_drbd_loses_no_acknowledged_write_never_runs_on_older_data_and_move
     }
     // drbd_dual_primary is reloadable: Pacemaker runs reload-agent and the
     // guest runs on, the same QEMU (asserted by tests/cluster.rs scenario
-    // 12). Here it is only reported: in one run on a loaded machine a
-    // probe of vm1 had timed out before step 5, and Pacemaker then chose a
-    // stop and a start over the reload.
+    // 12). Here it is only reported: in one run on a loaded machine the
+    // reload ran past the 10 s the agent then advertised for it (crm_mon
+    // listed it as a timed-out probe) and was not done.
     let before = home;
     let home = cluster.wait("vm1 running with drbd_dual_primary", CLUSTER_TIMEOUT, || {
         [ALPHA, BETA].into_iter().find(|n| {
