@@ -47,15 +47,15 @@ pub fn run_agent(action: Option<&str>) -> OcfStatus {
 /// One agent call after usage and meta-data: `raw(name)` is the text of
 /// `OCF_RESKEY_<name>`.
 pub(crate) fn run_action(action: Action, env: &OcfEnv, raw: &dyn Fn(&str) -> Option<String>, host: &Host) -> OcfResult {
+    if action == Action::ReloadAgent {
+        return reload_agent(env, raw, host);
+    }
     let params = Params::from_lookup(raw);
     if action == Action::Stop {
         return stop_whatever_we_can(env, params.map_err(|e| param_errors(&e)), raw, host);
     }
     if matches!(action, Action::Monitor | Action::Status) {
         return monitor_whatever_is_wrong(action, env, params.map_err(|e| param_errors(&e)), raw, host);
-    }
-    if action == Action::ReloadAgent {
-        return reload_agent(env, raw, host);
     }
     let probe = env.is_probe(action);
     let invalid = |e: OcfError| invalid_environment(action, probe, e);
